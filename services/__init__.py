@@ -1,0 +1,1 @@
+"""siesa-sync: Siesa ERP catalogues kept in sync with Kong and WMS through Kafka."""

@@ -1,0 +1,71 @@
+"""The HTTP retry policy: which failures are worth retrying, decided in one place.
+
+Retriable: transport errors, 408, 429 and 5xx (honouring `Retry-After`). Everything
+else is permanent. tenacity decorates only the I/O call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt
+
+from services.common.errors import RetriableError
+
+T = TypeVar("T")
+
+RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class TransientHTTPError(RetriableError):
+    """A retriable HTTP answer or transport failure; `retry_after` when the server said."""
+
+    error_class = "target_unavailable"
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def raise_for_transient(response: httpx.Response, what: str) -> None:
+    """Raise TransientHTTPError if `response` is worth retrying."""
+    if response.status_code in RETRIABLE_STATUS:
+        raise TransientHTTPError(
+            f"{what}: HTTP {response.status_code}", retry_after=retry_after_seconds(response)
+        )
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, RetriableError) and exc.retry_after is not None:
+        return exc.retry_after
+    # Exponential backoff with full jitter: 0.2 s, 0.4 s, ... capped at 10 s.
+    return random.uniform(0, min(10.0, 0.2 * 2 ** (state.attempt_number - 1)))  # noqa: S311
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, RetriableError | httpx.TransportError)
+
+
+def with_retries(attempts: int = 5) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Retry a call on transient failures, then re-raise the last one."""
+    decorator: Callable[[Callable[..., T]], Callable[..., T]] = retry(
+        retry=retry_if_exception(_is_transient),
+        wait=_wait,
+        stop=stop_after_attempt(attempts),
+        reraise=True,
+    )
+    return decorator
+
+
+def as_retriable(exc: httpx.TransportError, what: str) -> TransientHTTPError:
+    return TransientHTTPError(f"{what}: {type(exc).__name__}")

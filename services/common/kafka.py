@@ -1,0 +1,93 @@
+"""Kafka clients built in one place, from `KafkaSettings`, with librdkafka's logs routed
+into Python logging."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from services.common.records import OutRecord
+from services.common.settings import KafkaSettings
+
+_rdkafka_log = logging.getLogger("librdkafka")
+
+
+def base_config(kafka: KafkaSettings) -> dict[str, Any]:
+    return {"bootstrap.servers": kafka.bootstrap_servers, "logger": _rdkafka_log}
+
+
+def producer_config(
+    kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        **base_config(kafka),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    if transactional_id:
+        config["transactional.id"] = transactional_id
+        config["transaction.timeout.ms"] = 60_000
+    config.update(overrides)
+    return config
+
+
+def consumer_config(kafka: KafkaSettings, *, group_id: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        **base_config(kafka),
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        # Offsets are committed by the run loop only after a batch is processed.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 15_000,
+        "max.poll.interval.ms": 300_000,
+    }
+    config.update(overrides)
+    return config
+
+
+def make_producer(
+    kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any
+) -> Producer:
+    producer = Producer(producer_config(kafka, transactional_id=transactional_id, **overrides))
+    if transactional_id:
+        producer.init_transactions(30)
+    return producer
+
+
+def make_consumer(kafka: KafkaSettings, *, group_id: str, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(kafka, group_id=group_id, **overrides))
+
+
+def make_admin(kafka: KafkaSettings) -> AdminClient:
+    return AdminClient(base_config(kafka))
+
+
+def produce_all(
+    producer: Producer,
+    records: Iterable[OutRecord],
+    on_delivery: Callable[..., None] | None = None,
+) -> None:
+    """Produce every record, waiting for room when the local queue is full."""
+    for record in records:
+        while True:
+            try:
+                producer.produce(
+                    record.topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=record.headers,
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)  # let deliveries drain, then try again
+        producer.poll(0)

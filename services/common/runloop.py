@@ -1,0 +1,220 @@
+"""The one consume-process-produce loop every consuming service runs.
+
+A service gives it a batch handler (usually `per_record(handle)`); the loop polls a
+batch, runs the handler, dead-letters the records the handler could not take
+(`SkippableError`), produces the outputs, and only then commits the batch's offsets:
+in one Kafka transaction when `transactional` (exactly once), else after the outputs
+are acknowledged (at least once). A `RetriableError` rewinds the batch and backs off; a
+`FatalError` stops the loop without committing. SIGTERM/SIGINT finish the batch in
+hand, commit it and leave the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from services.common.dlq import dead_letter
+from services.common.errors import FatalError, RetriableError, SiesaSyncError, SkippableError
+from services.common.kafka import produce_all
+from services.common.records import OutRecord, coordinates
+
+log = logging.getLogger(__name__)
+
+
+class Stopper:
+    """A stop flag set by SIGTERM/SIGINT (or by code); `wait` sleeps until stopped."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install(self) -> Stopper:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing the work in hand", signal.Signals(signum).name)
+        self._event.set()
+
+    def stop(self) -> None:
+        self._event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True when woken by a stop."""
+        return self._event.wait(seconds)
+
+
+@dataclass
+class BatchResult:
+    outputs: list[OutRecord] = field(default_factory=list)
+    failures: list[tuple[Message, SiesaSyncError]] = field(default_factory=list)
+
+
+BatchHandler = Callable[[list[Message]], BatchResult]
+
+
+def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler:
+    """A batch handler that runs `handle` on each record; a SkippableError fails that one."""
+
+    def handle_batch(batch: list[Message]) -> BatchResult:
+        result = BatchResult()
+        for msg in batch:
+            try:
+                result.outputs.extend(handle(msg))
+            except SkippableError as exc:
+                result.failures.append((msg, exc))
+        return result
+
+    return handle_batch
+
+
+def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
+    """The offsets to commit after `batch`: one past the last record per partition."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        topic, partition, offset = coordinates(msg)
+        last[topic, partition] = max(last.get((topic, partition), -1), offset)
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def first_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
+    first: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        topic, partition, offset = coordinates(msg)
+        first[topic, partition] = min(first.get((topic, partition), offset), offset)
+    return [TopicPartition(t, p, o) for (t, p), o in first.items()]
+
+
+@dataclass
+class RunLoop:
+    stage: str
+    consumer: Consumer
+    producer: Producer
+    topics: list[str]
+    handler: BatchHandler
+    dlq_topic: str
+    stopper: Stopper
+    transactional: bool = False
+    batch_size: int = 500
+    poll_timeout: float = 0.5
+    max_backoff: float = 30.0
+    on_batch: Callable[[list[Message], BatchResult], None] | None = None
+    _failures_in_row: int = 0
+
+    def run(self) -> None:
+        self.consumer.subscribe(self.topics, on_assign=_log_assign, on_revoke=_log_revoke)
+        log.info("%s consuming %s", self.stage, ", ".join(self.topics))
+        try:
+            while not self.stopper.stopped:
+                batch = self._poll()
+                if batch:
+                    self._process(batch)
+        finally:
+            self.producer.flush(10)
+            self.consumer.close()
+            log.info("%s stopped", self.stage)
+
+    def _poll(self) -> list[Message]:
+        batch = []
+        for msg in self.consumer.consume(self.batch_size, self.poll_timeout):
+            error = msg.error()
+            if error is None:
+                batch.append(msg)
+            elif error.fatal():
+                raise FatalError(f"consumer failed: {error.str()}")
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer: %s", error.str())
+        return batch
+
+    def _process(self, batch: list[Message]) -> None:
+        try:
+            result = self.handler(batch)
+            outputs = result.outputs + [
+                dead_letter(msg, err, stage=self.stage, dlq_topic=self.dlq_topic)
+                for msg, err in result.failures
+            ]
+            for msg, err in result.failures:
+                log.warning(
+                    "dead-lettered %s[%d]@%d: %s",
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    err.message,
+                    extra={"tenant": err.tenant, "error_class": err.error_class},
+                )
+            if self.transactional:
+                self._commit_in_transaction(batch, outputs)
+            else:
+                self._produce_then_commit(batch, outputs)
+        except RetriableError as exc:
+            self._rewind(batch)
+            self._failures_in_row += 1
+            delay = exc.retry_after or min(
+                self.max_backoff, 0.5 * 2 ** min(self._failures_in_row, 6)
+            ) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+            log.warning("%s: %s; retrying the batch in %.1fs", self.stage, exc.message, delay)
+            self.stopper.wait(delay)
+            return
+        self._failures_in_row = 0
+        if self.on_batch is not None:
+            self.on_batch(batch, result)
+
+    def _commit_in_transaction(self, batch: list[Message], outputs: list[OutRecord]) -> None:
+        try:
+            self.producer.begin_transaction()
+            produce_all(self.producer, outputs)
+            self.producer.send_offsets_to_transaction(
+                next_offsets(batch), self.consumer.consumer_group_metadata(), 30
+            )
+            self.producer.commit_transaction(60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal():
+                raise FatalError(f"transaction failed: {error.str()}") from exc
+            if error.txn_requires_abort():
+                self.producer.abort_transaction(30)
+            raise RetriableError(f"transaction aborted: {error.str()}") from exc
+
+    def _produce_then_commit(self, batch: list[Message], outputs: list[OutRecord]) -> None:
+        failed: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failed.append(err.str())
+
+        produce_all(self.producer, outputs, on_delivery)
+        if self.producer.flush(30) > 0 or failed:
+            raise RetriableError(f"{len(failed) or 'some'} outputs not delivered: {failed[:1]}")
+        try:
+            self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+        except KafkaException as exc:
+            # The group moved on (rebalance): the new owner re-reads these records,
+            # which is harmless because every write downstream is idempotent.
+            log.warning("%s: offsets not committed: %s", self.stage, exc.args[0].str())
+
+    def _rewind(self, batch: list[Message]) -> None:
+        for tp in first_offsets(batch):
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as exc:
+                log.warning("could not rewind %s[%d]: %s", tp.topic, tp.partition, exc)
+
+
+def _log_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+
+def _log_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    log.info("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])

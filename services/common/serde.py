@@ -1,0 +1,97 @@
+"""Avro on the wire: single-object encoding, schemas read once from `schemas/`.
+
+Every value is `C3 01` + the writer schema's 8-byte CRC-64-AVRO fingerprint
+(little-endian) + the Avro binary body (Avro spec, "Single object encoding"). A reader
+finds the writer schema by fingerprint among the current `schemas/*.avsc` and the
+earlier versions kept in `schemas/history/`, and resolves it to the current schema of
+the same name, so old records stay readable (BACKWARD compatibility).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from services.common.errors import ConfigError, SkippableError
+from services.common.settings import ROOT
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+SCHEMA_DIR = ROOT / "schemas"
+
+
+class DecodeError(SkippableError):
+    error_class = "deserialization"
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str  # the record's short name, e.g. "RawItem"
+    parsed: dict[str, Any]
+    fingerprint: bytes
+
+
+def _load(path: Path) -> Schema:
+    parsed = parse_schema(json.loads(path.read_text()), named_schemas={})
+    if not isinstance(parsed, dict) or parsed.get("type") != "record":
+        raise ConfigError(f"{path}: expected one Avro record schema")
+    fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+    return Schema(name=parsed["name"].rsplit(".", 1)[-1], parsed=parsed, fingerprint=fp)
+
+
+class Serde:
+    """Encodes and decodes the project's records; build once, share everywhere."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self.current: dict[str, Schema] = {}
+        self.by_fingerprint: dict[bytes, Schema] = {}
+        for path in sorted(schema_dir.glob("*.avsc")):
+            schema = _load(path)
+            self.current[schema.name] = schema
+            self.by_fingerprint[schema.fingerprint] = schema
+        for path in sorted((schema_dir / "history").glob("*.avsc")):
+            old = _load(path)
+            self.by_fingerprint.setdefault(old.fingerprint, old)
+
+    def encode(self, name: str, record: dict[str, Any]) -> bytes:
+        schema = self.current[name]
+        out = io.BytesIO()
+        out.write(MAGIC)
+        out.write(schema.fingerprint)
+        fastavro.schemaless_writer(out, schema.parsed, record)
+        return out.getvalue()
+
+    def decode(self, data: bytes | None, expect: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Returns (record name, record); raises DecodeError on anything unreadable."""
+        if data is None or len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise DecodeError("not an Avro single-object encoded value")
+        writer = self.by_fingerprint.get(data[2:HEADER_SIZE])
+        if writer is None:
+            raise DecodeError(f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()}")
+        if expect is not None and writer.name != expect:
+            raise DecodeError(f"expected a {expect} record, got {writer.name}")
+        reader = self.current.get(writer.name, writer)
+        try:
+            record = fastavro.schemaless_reader(
+                io.BytesIO(data[HEADER_SIZE:]), writer.parsed, reader.parsed
+            )
+        except Exception as exc:
+            raise DecodeError(f"unreadable {writer.name} record: {exc}") from exc
+        if not isinstance(record, dict):
+            raise DecodeError(f"{writer.name} is not a record")
+        return writer.name, record
+
+    def decode_as(self, name: str, data: bytes | None) -> dict[str, Any]:
+        return self.decode(data, expect=name)[1]
+
+
+@cache
+def default_serde() -> Serde:
+    return Serde()

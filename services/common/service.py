@@ -1,0 +1,52 @@
+"""Start-up and shutdown shared by every service's `main()`.
+
+Settings and tenant files are read and checked before anything connects; a
+`ConfigError` prints every problem and exits 2; a `FatalError` exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+from services.common.errors import ConfigError, FatalError
+from services.common.logs import configure_logging
+from services.common.runloop import Stopper
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Build a settings class from the environment; ConfigError names every bad field."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        raise ConfigError(
+            [
+                f"setting {prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                for err in exc.errors()
+            ]
+        ) from None
+
+
+def run_service(name: str, start: Callable[[Stopper], None]) -> None:
+    """Run `start(stopper)` with logging, signal handling and exit codes set up."""
+    configure_logging()
+    stopper = Stopper().install()
+    try:
+        start(stopper)
+    except ConfigError as exc:
+        log.error("%s: cannot start: %s", name, exc)  # noqa: TRY400 - no traceback wanted
+        print(f"{name}: cannot start:\n{exc}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)
+    except FatalError as exc:
+        log.exception("%s: stopped on a fatal error: %s", name, exc.message)
+        sys.exit(1)

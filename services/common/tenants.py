@@ -1,0 +1,157 @@
+"""Tenants: `config/tenants.yaml`, checked whole at start-up.
+
+Credentials are never written in the file: each secret is a reference,
+`{env: VAR}` or `{file: path}`, resolved at load into a `SecretStr`. Every problem is
+reported at once, naming the tenant and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from services.common.errors import ConfigError
+
+
+class SecretRef(BaseModel):
+    """Where a secret comes from: an environment variable or a file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def resolve(self) -> SecretStr:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ValueError(f"environment variable {self.env} is not set")
+            return SecretStr(value)
+        assert self.file is not None  # noqa: S101 - guaranteed by _one_source
+        try:
+            return SecretStr(self.file.read_text().strip())
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+
+
+class Secret(BaseModel):
+    """A resolved secret: validated from a `SecretRef` in the file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: SecretStr
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "value" not in data:
+            return {"value": SecretRef.model_validate(data).resolve()}
+        if isinstance(data, str):
+            raise ValueError(  # noqa: TRY004 - pydantic reports ValueError as a field error
+                "write a reference ({env: VAR} or {file: path}), not the secret"
+            )
+        return data
+
+    def get(self) -> str:
+        return self.value.get_secret_value()
+
+
+class SiesaSource(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    company: int
+    consulta: str = "API_v2_Items"
+    page_size: int = Field(default=100, ge=1, le=100)
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    conni_key: Secret
+    conni_token: Secret
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    base_url: str
+    username: Secret
+    password: Secret
+    settings: dict[str, Any] = Field(default_factory=dict)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Tenant(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    enabled: bool = True
+    mapping: str = "siesa-items"
+    siesa: SiesaSource
+    target: Target
+
+
+class TenantsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenants: list[Tenant]
+
+
+def load_tenants(path: Path) -> dict[str, Tenant]:
+    """All tenants of `path` by id (enabled or not); ConfigError lists every problem."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read tenants file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
+        raise ConfigError(f"{path}: expected a mapping with a 'tenants' list")
+    problems: list[str] = []
+    tenants: dict[str, Tenant] = {}
+    for index, item in enumerate(raw["tenants"]):
+        name = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
+        try:
+            tenant = Tenant.model_validate(item)
+        except ValidationError as exc:
+            problems.extend(
+                f"{path}: tenant {name}: {'.'.join(str(p) for p in err['loc']) or '(root)'}: "
+                f"{err['msg']}"
+                for err in exc.errors()
+            )
+            continue
+        if tenant.id in tenants:
+            problems.append(f"{path}: tenant {tenant.id}: id: defined twice")
+        tenants[tenant.id] = tenant
+    if problems:
+        raise ConfigError(problems)
+    return tenants
+
+
+def enabled(tenants: dict[str, Tenant]) -> list[Tenant]:
+    return [t for t in tenants.values() if t.enabled]
+
+
+def tenant_of_key(key: bytes | None) -> str | None:
+    """`<tenant>/<id>` record keys name their tenant first."""
+    if not key:
+        return None
+    text = key.decode(errors="replace")
+    return text.split("/", 1)[0] if "/" in text else None

@@ -1,0 +1,1 @@
+"""extractor: polls Siesa for each tenant and emits new, changed and vanished items."""

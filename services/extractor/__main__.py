@@ -1,0 +1,3 @@
+from services.extractor.app import main
+
+main()

@@ -1,0 +1,67 @@
+"""Wiring of the extractor: one polling thread per enabled tenant."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from services.common import topics
+from services.common.errors import ConfigError, FatalError, SiesaSyncError
+from services.common.kafka import make_producer
+from services.common.logs import configure_logging
+from services.common.runloop import Stopper
+from services.common.serde import default_serde
+from services.common.service import load_settings, run_service
+from services.common.tenants import enabled, load_tenants
+from services.extractor.poller import TenantPoller
+from services.extractor.settings import ExtractorSettings
+from services.extractor.siesa import SiesaClient
+
+log = logging.getLogger(__name__)
+
+
+def start(stopper: Stopper) -> None:
+    settings = load_settings(ExtractorSettings)
+    configure_logging(settings.log_level)
+    tenants = enabled(load_tenants(settings.tenants_file))
+    if not tenants:
+        raise ConfigError(f"{settings.tenants_file}: no enabled tenant")
+    serde = default_serde()
+    kafka = settings.kafka
+    failures: list[SiesaSyncError] = []
+
+    def guarded(poller: TenantPoller) -> None:
+        try:
+            poller.run(stopper)
+        except SiesaSyncError as exc:
+            failures.append(exc)
+            stopper.stop()
+
+    threads = []
+    for tenant in tenants:
+        poller = TenantPoller(
+            tenant=tenant,
+            client=SiesaClient(tenant.siesa, tenant=tenant.id),
+            # One transactional producer per tenant: a second extractor for the same
+            # tenant fences the first, so two never interleave a tenant's scans.
+            producer=make_producer(
+                kafka, transactional_id=f"{kafka.topic_prefix}siesa-sync-extractor-{tenant.id}"
+            ),
+            serde=serde,
+            raw_topic=kafka.topic(topics.RAW),
+            dlq_topic=kafka.topic(topics.DLQ),
+            max_field_length=settings.max_field_length,
+            max_backoff_s=settings.max_backoff_s,
+        )
+        thread = threading.Thread(target=guarded, args=(poller,), name=f"poll-{tenant.id}")
+        thread.start()
+        threads.append(thread)
+    log.info("extractor polling %d tenants: %s", len(tenants), ", ".join(t.id for t in tenants))
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise FatalError(failures[0].message)
+
+
+def main() -> None:
+    run_service("extractor", start)

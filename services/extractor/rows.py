@@ -1,0 +1,55 @@
+"""Pure steps from a Siesa row to a `RawItem`: trim padding, keep text, fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from services.common.errors import SkippableError
+
+KEY_FIELD = "f120_referencia"
+
+
+class RowError(SkippableError):
+    """A row that can't be emitted for a concrete reason (no key, over-long field)."""
+
+    error_class = "invalid_row"
+
+
+def normalize(row: dict[str, Any]) -> dict[str, str | None]:
+    """Every value as text: padding (trailing spaces of char(n) columns) trimmed, nothing
+    else touched; numbers as JSON writes them; null stays null."""
+    out: dict[str, str | None] = {}
+    for name, value in row.items():
+        if value is None:
+            out[name] = None
+        elif isinstance(value, str):
+            out[name] = value.rstrip(" ")
+        elif isinstance(value, bool):
+            out[name] = "1" if value else "0"
+        elif isinstance(value, int | float):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return out
+
+
+def fingerprint(row: dict[str, str | None]) -> str:
+    canonical = json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def row_key(row: dict[str, str | None], *, tenant: str, max_field_length: int) -> str:
+    """The row's business key; RowError when the row can't be emitted."""
+    key = (row.get(KEY_FIELD) or "").strip()
+    if not key:
+        raise RowError(f"tenant {tenant}: row has no {KEY_FIELD}", tenant=tenant)
+    for name, value in row.items():
+        if value is not None and len(value) > max_field_length:
+            raise RowError(
+                f"tenant {tenant}: item {key}: field {name} is {len(value)} characters long "
+                f"(limit {max_field_length})",
+                tenant=tenant,
+            )
+    return key

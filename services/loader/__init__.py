@@ -1,0 +1,1 @@
+"""loader: upserts canonical products into each tenant's target through adapters."""

@@ -1,0 +1,3 @@
+from services.loader.app import main
+
+main()

@@ -1,0 +1,10 @@
+"""Target adapters, registered by the tenant config's `target.type`."""
+
+from __future__ import annotations
+
+from services.loader.adapters.base import Adapter
+from services.loader.adapters.kong import KongAdapter
+
+ADAPTERS: dict[str, type[Adapter]] = {
+    "kong": KongAdapter,
+}

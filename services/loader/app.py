@@ -1,0 +1,64 @@
+"""Wiring of the loader: canonical products → each tenant's target, at least once."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import Message
+
+from services.common import topics
+from services.common.errors import ConfigError
+from services.common.kafka import make_consumer, make_producer
+from services.common.logs import configure_logging
+from services.common.runloop import BatchResult, RunLoop, Stopper
+from services.common.serde import default_serde
+from services.common.service import load_settings, run_service
+from services.common.tenants import enabled, load_tenants
+from services.loader.adapters import ADAPTERS
+from services.loader.service import Loader
+from services.loader.settings import LoaderSettings
+
+log = logging.getLogger(__name__)
+
+
+def start(stopper: Stopper) -> None:
+    settings = load_settings(LoaderSettings)
+    configure_logging(settings.log_level)
+    tenants = {t.id: t for t in enabled(load_tenants(settings.tenants_file))}
+    unknown = [
+        f"{settings.tenants_file}: tenant {t.id}: target.type: no adapter for {t.target.type!r} "
+        f"(known: {', '.join(ADAPTERS)})"
+        for t in tenants.values()
+        if t.target.type not in ADAPTERS
+    ]
+    if unknown:
+        raise ConfigError(unknown)
+    kafka = settings.kafka
+    loader = Loader(serde=default_serde(), tenants=tenants, max_in_flight=settings.max_in_flight)
+
+    def report(batch: list[Message], result: BatchResult) -> None:
+        log.info(
+            "batch of %d done: %s",
+            len(batch),
+            dict(loader.counts),
+            extra={"dead_lettered": len(result.failures)},
+        )
+
+    try:
+        RunLoop(
+            stage="load",
+            consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}{settings.group_id}"),
+            producer=make_producer(kafka),
+            topics=[kafka.topic(topics.CANONICAL)],
+            handler=loader.handle_batch,
+            dlq_topic=kafka.topic(topics.DLQ),
+            stopper=stopper,
+            batch_size=settings.batch_size,
+            on_batch=report,
+        ).run()
+    finally:
+        loader.close()
+
+
+def main() -> None:
+    run_service("loader", start)

@@ -1,0 +1,1 @@
+"""transformer: maps raw Siesa items to canonical products per tenant mapping."""

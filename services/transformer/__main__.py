@@ -1,0 +1,3 @@
+from services.transformer.app import main
+
+main()

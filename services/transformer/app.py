@@ -1,0 +1,51 @@
+"""Wiring of the transformer: raw → canonical in Kafka transactions (exactly once)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from services.common import topics
+from services.common.kafka import make_consumer, make_producer
+from services.common.logs import configure_logging
+from services.common.runloop import RunLoop, Stopper, per_record
+from services.common.serde import default_serde
+from services.common.service import load_settings, run_service
+from services.common.tenants import enabled, load_tenants
+from services.transformer.mapping import field_names, load_mappings
+from services.transformer.service import Transformer
+from services.transformer.settings import TransformerSettings
+
+
+def start(stopper: Stopper) -> None:
+    settings = load_settings(TransformerSettings)
+    configure_logging(settings.log_level)
+    tenants = enabled(load_tenants(settings.tenants_file))
+    serde = default_serde()
+    targets = field_names(serde.current["CanonicalProduct"].parsed)
+    # Every mapping is checked before anything is consumed.
+    mappings = load_mappings(settings.mappings_dir, {t.mapping for t in tenants}, targets)
+    kafka = settings.kafka
+    transformer = Transformer(
+        serde=serde,
+        mappings={t.id: mappings[t.mapping] for t in tenants},
+        out_topic=kafka.topic(topics.CANONICAL),
+    )
+    group_id = f"{kafka.topic_prefix}{settings.group_id}"
+    RunLoop(
+        stage="transform",
+        consumer=make_consumer(kafka, group_id=group_id),
+        producer=make_producer(
+            kafka, transactional_id=f"{group_id}-{socket.gethostname()}-{os.getpid()}"
+        ),
+        topics=[kafka.topic(topics.RAW)],
+        handler=per_record(transformer.handle),
+        dlq_topic=kafka.topic(topics.DLQ),
+        stopper=stopper,
+        transactional=True,
+        batch_size=settings.batch_size,
+    ).run()
+
+
+def main() -> None:
+    run_service("transformer", start)

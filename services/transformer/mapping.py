@@ -1,0 +1,212 @@
+"""Declarative mappings from a Siesa row to a `CanonicalProduct`, compiled at start-up.
+
+A mapping file (YAML, `mappings/<name>.yaml`) names, per canonical field, its source
+column(s) in fallback order (the first that is neither null nor blank wins), an
+optional conversion, an optional lookup table, a default and whether it is required.
+Text is trimmed; nothing else is changed. This is the first cut; richer rules
+(expressions, regex validation, per-tenant overrides) come with the mapping issue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.common.errors import ConfigError, SkippableError
+
+Value = str | bool | float | int | None
+
+
+class MappingError(SkippableError):
+    """A row that the mapping can't turn into a valid product."""
+
+    error_class = "mapping"
+
+
+TRUE = frozenset({"1", "S", "SI", "Y", "YES", "TRUE", "T"})
+FALSE = frozenset({"0", "N", "NO", "FALSE", "F"})
+
+
+def to_boolean(text: str) -> bool:
+    upper = text.upper()
+    if upper in TRUE:
+        return True
+    if upper in FALSE:
+        return False
+    raise ValueError("not a boolean (1/0, S/N, SI/NO, true/false)")
+
+
+def to_decimal(text: str) -> float:
+    cleaned = text.replace(" ", "")
+    if "," in cleaned:  # decimal comma, "." as thousands separator: "1.234,56"
+        cleaned = cleaned.replace(".", "").replace(",", ".")
+    try:
+        number = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+    if not number.is_finite():
+        raise ValueError("not a finite number")
+    return float(number)
+
+
+def to_integer(text: str) -> int:
+    number = Decimal(to_decimal(text))
+    if number != number.to_integral_value():
+        raise ValueError("not a whole number")
+    return int(number)
+
+
+def _gtin_check_ok(digits: str) -> bool:
+    body, check = digits[:-1], int(digits[-1])
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10 == check
+
+
+def barcode_type(text: str) -> str:
+    """EAN13, EAN8 or UPC_A by length and check digit; anything else is OTHER."""
+    kinds = {13: "EAN13", 8: "EAN8", 12: "UPC_A"}
+    if text.isdigit() and len(text) in kinds and _gtin_check_ok(text):
+        return kinds[len(text)]
+    return "OTHER"
+
+
+CONVERSIONS: dict[str, Callable[[str], Value]] = {
+    "string": str,
+    "upper": str.upper,
+    "lower": str.lower,
+    "boolean": to_boolean,
+    "decimal": to_decimal,
+    "integer": to_integer,
+    "barcode_type": barcode_type,
+}
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    target: str
+    sources: tuple[str, ...]
+    convert: Callable[[str], Value]
+    convert_name: str
+    lookup: dict[str, str]
+    default: Value
+    required: bool
+
+    def apply(self, row: dict[str, str | None], *, item: str) -> Value:
+        for source in self.sources:
+            text = (row.get(source) or "").strip()
+            if text:
+                break
+        else:
+            if self.required and self.default is None:
+                raise MappingError(
+                    f"item {item}: field {self.target}: required, but "
+                    f"{' and '.join(self.sources)} {'are' if len(self.sources) > 1 else 'is'} "
+                    "empty"
+                )
+            return self.default
+        try:
+            value = self.convert(text)
+        except ValueError as exc:
+            raise MappingError(
+                f"item {item}: field {self.target}: {source}={text!r}: {exc}"
+            ) from None
+        if isinstance(value, str) and self.lookup:
+            return self.lookup.get(value, value)
+        return value
+
+
+@dataclass(frozen=True)
+class Mapping:
+    name: str
+    version: str
+    rules: tuple[FieldRule, ...]
+
+    def apply(self, row: dict[str, str | None], *, item: str) -> dict[str, Value]:
+        """The mapped fields; MappingError names the item, field and value that failed."""
+        return {rule.target: rule.apply(row, item=item) for rule in self.rules}
+
+
+def compile_mapping(path: Path, target_fields: set[str]) -> Mapping:
+    """Read and check one mapping file; ConfigError lists every problem in it."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read mapping: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("fields"), dict):
+        raise ConfigError(f"{path}: expected keys 'name', 'version' and a 'fields' mapping")
+    problems: list[str] = []
+    rules: list[FieldRule] = []
+    for target, spec in doc["fields"].items():
+        where = f"{path}: field {target}"
+        if target not in target_fields:
+            problems.append(f"{where}: not a CanonicalProduct field")
+            continue
+        if not isinstance(spec, dict):
+            problems.append(f"{where}: expected a mapping with 'source'")
+            continue
+        unknown = set(spec) - {"source", "convert", "lookup", "default", "required"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {sorted(unknown)}")
+        sources = spec.get("source")
+        sources = [sources] if isinstance(sources, str) else sources
+        if not sources or not all(isinstance(s, str) for s in sources):
+            problems.append(f"{where}: 'source' must be a column name or a list of them")
+            continue
+        convert_name = spec.get("convert", "string")
+        if convert_name not in CONVERSIONS:
+            problems.append(
+                f"{where}: unknown convert {convert_name!r} (known: {', '.join(CONVERSIONS)})"
+            )
+            continue
+        lookup = spec.get("lookup") or {}
+        if not isinstance(lookup, dict):
+            problems.append(f"{where}: 'lookup' must be a mapping")
+            continue
+        rules.append(
+            FieldRule(
+                target=target,
+                sources=tuple(sources),
+                convert=CONVERSIONS[convert_name],
+                convert_name=convert_name,
+                lookup={str(k): str(v) for k, v in lookup.items()},
+                default=spec.get("default"),
+                required=bool(spec.get("required", False)),
+            )
+        )
+    for needed in ("sku", "name"):
+        if needed not in doc["fields"]:
+            problems.append(f"{path}: field {needed}: missing (every mapping must give it)")
+    if problems:
+        raise ConfigError(problems)
+    return Mapping(
+        name=str(doc.get("name", path.stem)),
+        version=str(doc.get("version", "1")),
+        rules=tuple(rules),
+    )
+
+
+def load_mappings(directory: Path, names: set[str], target_fields: set[str]) -> dict[str, Mapping]:
+    """The named mappings from `directory`, every problem of every file reported at once."""
+    problems: list[str] = []
+    mappings: dict[str, Mapping] = {}
+    for name in sorted(names):
+        path = directory / f"{name}.yaml"
+        if not path.exists():
+            problems.append(f"{path}: mapping {name!r} not found")
+            continue
+        try:
+            mappings[name] = compile_mapping(path, target_fields)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return mappings
+
+
+def field_names(schema: dict[str, Any]) -> set[str]:
+    return {f["name"] for f in schema["fields"]}

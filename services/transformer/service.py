@@ -1,0 +1,80 @@
+"""The transformer's step: one `RawItem` in, one `CanonicalProduct` out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Message
+
+from services.common.errors import SkippableError
+from services.common.records import OutRecord, trace_headers
+from services.common.serde import Serde
+from services.transformer.mapping import Mapping
+
+
+class UnknownTenant(SkippableError):
+    error_class = "unknown_tenant"
+
+
+@dataclass(frozen=True)
+class Transformer:
+    serde: Serde
+    mappings: dict[str, Mapping]  # by tenant id
+    out_topic: str
+
+    def handle(self, msg: Message) -> list[OutRecord]:
+        raw = self.serde.decode_as("RawItem", msg.value())
+        tenant = raw["tenant"]
+        mapping = self.mappings.get(tenant)
+        if mapping is None:
+            raise UnknownTenant(f"tenant {tenant}: not configured here", tenant=tenant)
+        product = self.canonical(raw, mapping)
+        headers = [
+            *trace_headers(tenant, raw["trace_id"], raw["sync_id"]),
+            ("mapping.name", mapping.name.encode()),
+            ("mapping.version", mapping.version.encode()),
+        ]
+        return [
+            OutRecord(
+                topic=self.out_topic,
+                key=f"{tenant}/{product['sku']}".encode(),
+                value=self.serde.encode("CanonicalProduct", product),
+                headers=headers,
+            )
+        ]
+
+    @staticmethod
+    def canonical(raw: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
+        tenant = raw["tenant"]
+        row = raw["row"]
+        if raw["op"] == "DELETE":
+            # A vanished item: only its key is known; targets inactivate it.
+            fields: dict[str, Any] = {"sku": raw["key"], "name": raw["key"], "is_active": False}
+        else:
+            try:
+                fields = mapping.apply(row, item=raw["key"])
+            except SkippableError as exc:
+                exc.tenant = tenant
+                exc.message = f"tenant {tenant}: {exc.message}"
+                raise
+        return {
+            "display_name": None,
+            "reference": None,
+            "group_code": None,
+            "barcode": None,
+            "barcode_type": None,
+            "unit": None,
+            "is_active": True,
+            "weight_kg": None,
+            "volume_m3": None,
+            "attributes": {},
+            **fields,
+            "tenant": tenant,
+            "op": raw["op"],
+            "mapping_name": mapping.name,
+            "mapping_version": mapping.version,
+            "sync_id": raw["sync_id"],
+            "trace_id": raw["trace_id"],
+            "source_fingerprint": raw["fingerprint"],
+        }
