@@ -1,0 +1,226 @@
+"""The whole pipeline as real processes: simulators, services, on a given broker.
+
+One `Stack` knows its ports, credentials, topic prefix and tenants file, starts each
+part as its own process (recorded by PID under its run folder) and stops them all.
+`make up`/`make demo` and the e2e tests use it alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from devtools import procs
+
+SERVICES = ("extractor", "transformer", "loader")
+
+
+def _jwt_like() -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return ".".join(
+        [
+            part({"alg": "HS256", "typ": "JWT"}),
+            part({"sub": "siesa-sync"}),
+            secrets.token_urlsafe(32),
+        ]
+    )
+
+
+@dataclass
+class Credentials:
+    """Fresh credentials for one stack: given to the simulators and the services alike."""
+
+    conni_key: str = field(default_factory=lambda: secrets.token_hex(16))
+    conni_token: str = field(default_factory=_jwt_like)
+    kong_user: str = "siesa-sync"
+    kong_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+
+    def tenant_env(self, tenant: str) -> dict[str, str]:
+        prefix = tenant.upper().replace("-", "_")
+        return {
+            f"{prefix}_SIESA_CONNI_KEY": self.conni_key,
+            f"{prefix}_SIESA_CONNI_TOKEN": self.conni_token,
+            f"{prefix}_KONG_USERNAME": self.kong_user,
+            f"{prefix}_KONG_PASSWORD": self.kong_password,
+        }
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    run_dir: Path = procs.RUN_DIR
+    siesa_port: int = 8081
+    kong_port: int = 8082
+    topic_prefix: str = ""
+    credentials: Credentials = field(default_factory=Credentials)
+    tenants: list[dict[str, Any]] = field(default_factory=list)
+    processes: dict[str, procs.Process] = field(default_factory=dict)
+
+    @property
+    def siesa_url(self) -> str:
+        return f"http://127.0.0.1:{self.siesa_port}"
+
+    @property
+    def kong_url(self) -> str:
+        return f"http://127.0.0.1:{self.kong_port}"
+
+    @property
+    def tenants_file(self) -> Path:
+        return self.run_dir / "tenants.yaml"
+
+    def kong_tenant(
+        self, tenant: str, company: int, *, poll_interval_s: float = 1.0, **target: Any
+    ) -> dict[str, Any]:
+        """A tenant reading `company` from the Siesa simulator into the Kong simulator."""
+        env = tenant.upper().replace("-", "_")
+        return {
+            "id": tenant,
+            "mapping": "siesa-items",
+            "siesa": {
+                "base_url": f"{self.siesa_url}/api/siesa/v3",
+                "company": company,
+                "poll_interval_s": poll_interval_s,
+                "conni_key": {"env": f"{env}_SIESA_CONNI_KEY"},
+                "conni_token": {"env": f"{env}_SIESA_CONNI_TOKEN"},
+            },
+            "target": {
+                "type": "kong",
+                "base_url": self.kong_url,
+                "username": {"env": f"{env}_KONG_USERNAME"},
+                "password": {"env": f"{env}_KONG_PASSWORD"},
+                "settings": {"type_id": 1, "customer_id": 100},
+                **target,
+            },
+        }
+
+    def env(self) -> dict[str, str]:
+        """What every service process gets: broker, topics, tenants, credentials."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "PYTHONUNBUFFERED": "1",
+        }
+        for service in SERVICES:
+            env[f"{service.upper()}_TENANTS_FILE"] = str(self.tenants_file)
+        for tenant in self.tenants:
+            env.update(self.credentials.tenant_env(tenant["id"]))
+        return env
+
+    def write_tenants(self) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.tenants_file.write_text(yaml.safe_dump({"tenants": self.tenants}, sort_keys=False))
+        return self.tenants_file
+
+    # -- processes ----------------------------------------------------------------
+
+    def start_simulators(self, timeout: float = 30.0) -> None:
+        creds = self.credentials
+        self._start(
+            "sim-siesa",
+            ["sim", "siesa", "--port", str(self.siesa_port)],
+            {"SIESA_SIM_CONNI_KEY": creds.conni_key, "SIESA_SIM_CONNI_TOKEN": creds.conni_token},
+        )
+        self._start(
+            "sim-kong",
+            ["sim", "kong", "--port", str(self.kong_port)],
+            {"KONG_SIM_USERS": f"{creds.kong_user}:{creds.kong_password}"},
+        )
+        for name, url in (("sim-siesa", self.siesa_url), ("sim-kong", self.kong_url)):
+            self._wait_http(name, f"{url}/_admin/stats", timeout)
+
+    def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
+        self.write_tenants()
+        for name in names:
+            self._start(name, ["run", name], self.env())
+
+    def create_topics(self) -> None:
+        self.run_cli(["topics", "create"])
+
+    def run_cli(self, args: list[str]) -> str:
+        done = subprocess.run(
+            [*procs.python_module("services.cli"), *args],
+            env={**os.environ, **self.env()},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=procs.ROOT,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"siesa-sync {' '.join(args)} failed:\n{done.stderr}")
+        return done.stdout
+
+    def stop(self, name: str) -> int | None:
+        process = self.processes.pop(name, None)
+        return process.stop() if process else None
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop(name)
+
+    def check_alive(self) -> None:
+        """Raise with the log tail of any process that died on its own."""
+        for name, process in self.processes.items():
+            if not process.alive():
+                raise RuntimeError(
+                    f"{name} exited ({process.popen.returncode}):\n{process.log_tail()}"
+                )
+
+    def _start(self, name: str, cli_args: list[str], env: dict[str, str]) -> None:
+        self.processes[name] = procs.start(
+            name,
+            procs.python_module("services.cli", *cli_args),
+            env=env,
+            run_dir=self.run_dir,
+        )
+
+    def _wait_http(self, name: str, url: str, timeout: float) -> None:
+        def up() -> bool:
+            self.check_alive()
+            return procs.http_ok(url)
+
+        procs.wait_until(up, timeout=timeout, what=f"{name} at {url}")
+
+    # -- simulator admin --------------------------------------------------------------
+
+    def seed(self, company: int, count: int, seed: int = 42) -> None:
+        response = httpx.post(
+            f"{self.siesa_url}/_admin/companies/{company}/seed",
+            json={"count": count, "seed": seed},
+            timeout=60,
+        )
+        response.raise_for_status()
+
+    def upsert_items(
+        self, company: int, rows: list[dict[str, Any]], *, keep_dates: bool = False
+    ) -> None:
+        response = httpx.post(
+            f"{self.siesa_url}/_admin/companies/{company}/items",
+            params={"keep_dates": "true"} if keep_dates else None,
+            json=rows,
+            timeout=60,
+        )
+        response.raise_for_status()
+
+    def siesa_items(self, company: int) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.siesa_url}/_admin/companies/{company}/items", timeout=60)
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()
+        return items
+
+    def kong_skus(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.kong_url}/_admin/skus", timeout=60)
+        response.raise_for_status()
+        skus: list[dict[str, Any]] = response.json()
+        return skus
