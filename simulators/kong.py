@@ -1,0 +1,181 @@
+"""Kong simulator: token login and the SKU API (Django REST style) plus an admin API.
+
+Every non-admin route but the login needs ``Authorization: Token <auth_token>`` of a
+token this process issued; ``Bearer`` is not accepted. SKUs live in a `SkuStore`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulators.kong_skus import (
+    REQUIRED_MESSAGE,
+    SkuStore,
+    ValidationError,
+    public,
+    validate,
+)
+from simulators.stats import RequestStats, stats_middleware
+from simulators.web import EXCEPTION_HANDLERS, BodyError, read_json
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+LOGIN_FAILED = {"non_field_errors": ["Unable to log in with provided credentials."]}
+INVALID_TOKEN = {"detail": "Invalid token."}
+NOT_FOUND = {"detail": "Not found."}
+INVALID_PAGE = {"detail": "Invalid page."}
+
+
+def _positive_int(raw: str | None) -> int | None:
+    try:
+        value = int(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value > 0 else None
+
+
+class KongSimulator:
+    """The simulator's state (users, issued tokens, SKUs, stats) and endpoints."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = dict(users)
+        self._tokens: set[str] = set()
+        self.skus = SkuStore()
+        self.stats = RequestStats()
+
+    def _authenticated(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "token" and token.strip() in self._tokens
+
+    async def _body(self, request: Request) -> Any:
+        """The JSON body; a missing one counts as ``{}`` like DRF's form parsing."""
+        body = await read_json(request)
+        return {} if body is None else body
+
+    async def login(self, request: Request) -> Response:
+        """``POST /auth/token/login/`` ``{"username", "password"}`` → 201 ``{"auth_token"}``."""
+        try:
+            body = await self._body(request)
+        except BodyError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse(LOGIN_FAILED, status_code=400)
+        missing = {f: [REQUIRED_MESSAGE] for f in ("username", "password") if f not in body}
+        if missing:
+            return JSONResponse(missing, status_code=400)
+        username, password = body["username"], body["password"]
+        expected = self._users.get(username) if isinstance(username, str) else None
+        if (
+            expected is None
+            or not isinstance(password, str)
+            or not secrets.compare_digest(password.encode(), expected.encode())
+        ):
+            logger.info("login refused")
+            return JSONResponse(LOGIN_FAILED, status_code=400)
+        token = secrets.token_hex(20)
+        self._tokens.add(token)
+        return JSONResponse({"auth_token": token}, status_code=201)
+
+    async def skus_collection(self, request: Request) -> Response:
+        """``GET|POST /inventory/skus/``."""
+        if not self._authenticated(request):
+            return JSONResponse(INVALID_TOKEN, status_code=401)
+        if request.method == "GET":
+            return self._list(request)
+        try:
+            sku = self.skus.create(validate(await self._body(request), partial=False))
+        except BodyError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        except ValidationError as exc:
+            return JSONResponse(exc.errors, status_code=400)
+        return JSONResponse(public(sku), status_code=201)
+
+    def _list(self, request: Request) -> Response:
+        params = request.query_params
+        customer_id: int | None = None
+        if params.get("customer_id"):
+            try:
+                customer_id = int(params["customer_id"])
+            except ValueError:
+                return JSONResponse({"customer_id": ["Enter a number."]}, status_code=400)
+        matches = self.skus.find(params.get("external_id") or None, customer_id)
+        size = min(_positive_int(params.get("page_size")) or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        page = _positive_int(params.get("page", "1"))
+        pages = max(1, math.ceil(len(matches) / size))
+        if page is None or page > pages:
+            return JSONResponse(INVALID_PAGE, status_code=404)
+        previous = None
+        if page == 2:
+            previous = str(request.url.remove_query_params("page"))
+        elif page > 2:
+            previous = str(request.url.include_query_params(page=page - 1))
+        following = str(request.url.include_query_params(page=page + 1)) if page < pages else None
+        results = [public(sku) for sku in matches[(page - 1) * size : page * size]]
+        return JSONResponse(
+            {"count": len(matches), "next": following, "previous": previous, "results": results}
+        )
+
+    async def sku_detail(self, request: Request) -> Response:
+        """``GET|PUT|PATCH /inventory/skus/{id}/``."""
+        if not self._authenticated(request):
+            return JSONResponse(INVALID_TOKEN, status_code=401)
+        sku = self.skus.get(int(request.path_params["id"]))
+        if sku is None:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        if request.method == "GET":
+            return JSONResponse(public(sku))
+        try:
+            fields = validate(await self._body(request), partial=request.method == "PATCH")
+            sku = self.skus.update(sku, fields)
+        except BodyError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        except ValidationError as exc:
+            return JSONResponse(exc.errors, status_code=400)
+        return JSONResponse(public(sku))
+
+    async def admin_skus(self, request: Request) -> Response:
+        """``GET /_admin/skus``: every stored SKU by id, with ``_stored_at``."""
+        return JSONResponse(self.skus.all())
+
+    async def admin_stats(self, request: Request) -> Response:
+        """``GET /_admin/stats``: request stats plus SKU and token counts."""
+        return JSONResponse(
+            {**self.stats.snapshot(), "skus": len(self.skus), "tokens": len(self._tokens)}
+        )
+
+    async def admin_reset(self, request: Request) -> Response:
+        """``POST /_admin/reset``: forget SKUs, tokens and stats; users stay."""
+        self.skus.clear()
+        self._tokens.clear()
+        self.stats.reset()
+        return JSONResponse({"reset": True})
+
+
+def create_app(users: dict[str, str]) -> Starlette:
+    """The Kong simulator as a Starlette app; ``users`` maps username to password."""
+    sim = KongSimulator(users)
+    routes = [
+        Route("/auth/token/login/", sim.login, methods=["POST"]),
+        Route("/inventory/skus/", sim.skus_collection, methods=["GET", "POST"]),
+        Route("/inventory/skus/{id:int}/", sim.sku_detail, methods=["GET", "PUT", "PATCH"]),
+        Route("/_admin/skus", sim.admin_skus, methods=["GET"]),
+        Route("/_admin/stats", sim.admin_stats, methods=["GET"]),
+        Route("/_admin/reset", sim.admin_reset, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[stats_middleware(sim.stats)],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.simulator = sim
+    return app

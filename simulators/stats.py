@@ -1,0 +1,117 @@
+"""Request statistics shared by the simulators: counts per route, concurrency, 429s."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+ADMIN_PREFIX = "/_admin"
+
+RequestKey = tuple[str, str, int]
+
+
+class RequestStats:
+    """Counters of served HTTP requests; mutated only from the event loop's thread."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[RequestKey] = Counter()
+        self._in_flight = 0
+        self._peak = 0
+
+    def enter(self) -> None:
+        """A request has started."""
+        self._in_flight += 1
+        self._peak = max(self._peak, self._in_flight)
+
+    def leave(self, route: str, method: str, status: int) -> None:
+        """A request has finished with ``status``."""
+        self._in_flight -= 1
+        self._counts[(route, method, status)] += 1
+
+    def count(self, route: str, method: str, status: int) -> int:
+        """How many requests matched this (route template, method, status)."""
+        return self._counts[(route, method, status)]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as JSON-ready data, requests sorted by route, method, status."""
+        requests = [
+            {"route": route, "method": method, "status": status, "count": n}
+            for (route, method, status), n in sorted(self._counts.items())
+        ]
+        served_429 = sum(n for (_, _, status), n in self._counts.items() if status == 429)
+        return {
+            "requests": requests,
+            "peak_concurrency": self._peak,
+            "in_flight": self._in_flight,
+            "served_429": served_429,
+        }
+
+    def reset(self) -> None:
+        """Forget the counts and the peak; requests in flight stay counted as such."""
+        self._counts.clear()
+        self._peak = self._in_flight
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the Starlette route that matched, else the raw path."""
+    template = getattr(scope.get("route"), "path_format", None)
+    if isinstance(template, str):
+        return template
+    return str(scope.get("path", ""))
+
+
+class StatsMiddleware:
+    """Pure-ASGI middleware that records every HTTP request into a `RequestStats`.
+
+    Requests whose path starts with one of ``exclude_prefixes`` (the admin API by
+    default) are not recorded, so reading the stats does not change them.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        stats: RequestStats,
+        exclude_prefixes: tuple[str, ...] = (ADMIN_PREFIX,),
+    ) -> None:
+        self.app = app
+        self.stats = stats
+        self.exclude_prefixes = exclude_prefixes
+
+    def snapshot(self) -> dict[str, Any]:
+        """See `RequestStats.snapshot`."""
+        return self.stats.snapshot()
+
+    def reset(self) -> None:
+        """See `RequestStats.reset`."""
+        self.stats.reset()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path.startswith(self.exclude_prefixes):
+            await self.app(scope, receive, send)
+            return
+
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.stats.enter()
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.stats.leave(route_template(scope), str(scope["method"]), status)
+
+
+def stats_middleware(stats: RequestStats) -> Middleware:
+    """The `Middleware` entry that makes a Starlette app record into ``stats``."""
+    return Middleware(StatsMiddleware, stats=stats)

@@ -1,0 +1,41 @@
+"""HTTP helpers shared by the simulators: JSON request bodies and JSON error answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
+
+logger = logging.getLogger(__name__)
+
+
+class BodyError(ValueError):
+    """A request body that is not the JSON it should be."""
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body, ``None`` for an empty body; `BodyError` if unparsable."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise BodyError(f"JSON parse error - {exc}") from exc
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, as JSON ``{"detail": ...}`` like the real APIs."""
+    if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException
+        raise exc
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {HTTPException: _http_exception}
