@@ -144,8 +144,8 @@ class Stack:
         for name in names:
             self._start(name, ["run", name], self.env())
 
-    def create_topics(self) -> None:
-        self.run_cli(["topics", "create"])
+    def create_topics(self) -> str:
+        return self.run_cli(["topics", "create"])
 
     def run_cli(self, args: list[str]) -> str:
         done = subprocess.run(

@@ -1,0 +1,57 @@
+# siesa-sync: one entry point for people and CI alike. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup kafka-fetch kafka-up kafka-down up down demo test test-unit lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create the venv and install the project with its dev tools
+
+kafka-fetch: $(STAMP) ## fetch the Kafka broker jars with Maven (cached in .cache/)
+	$(PY) -m devtools.broker fetch
+
+kafka-up: $(STAMP) ## start a local Kafka broker on 127.0.0.1:9092 (KAFKA_PORT to change)
+	$(PY) -m devtools.broker up
+
+kafka-down: $(STAMP) ## stop the local Kafka broker
+	$(PY) -m devtools.broker down
+
+up: $(STAMP) ## start broker, simulators and services with the demo tenants; leave them running
+	$(PY) -m devtools.demo up
+
+down: $(STAMP) ## stop everything `make up` started
+	$(PY) -m devtools.demo down
+
+demo: $(STAMP) ## run the whole pipeline: sync 5,000+ items into Kong, show live changes, stop
+	$(PY) -m devtools.demo demo
+
+test: $(STAMP) kafka-fetch ## the whole test suite (unit, integration on a real broker, e2e)
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## unit tests only (no broker)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) on services/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## remove the venv, caches and run folders (not the Kafka jar cache)
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
