@@ -63,7 +63,7 @@ def start_all() -> tuple[LocalBroker, Stack]:
         page = json.loads(FIXTURE_PAGE.read_text())["detalle"]["Table"]
         stack.upsert_items(company, page, keep_dates=True)
         say(
-            f"Siesa company {company} (tenant {tenant['id']}): {SEEDED} seeded + {len(page)} fixture items"
+            f"Siesa company {company} ({tenant['id']}): {SEEDED} seeded + {len(page)} fixture items"
         )
     say("starting extractor, transformer and loader...")
     stack.start_services()
@@ -124,12 +124,10 @@ def summary(stack: Stack, company: int, elapsed: float, changes: list[Any]) -> N
     say("")
     say("summary")
     say(f"  Siesa items               {len(siesa):>8}")
-    say(
-        f"  Kong SKUs                 {len(skus):>8}  ({active} active, {len(skus) - active} inactive)"
-    )
-    say(
-        f"  first full sync           {elapsed:>7.1f}s  ({len(skus) / elapsed:.0f} items/s end to end)"
-    )
+    inactive = len(skus) - active
+    rate = len(skus) / elapsed
+    say(f"  Kong SKUs                 {len(skus):>8}  ({active} active, {inactive} inactive)")
+    say(f"  first full sync           {elapsed:>7.1f}s  ({rate:.0f} items/s end to end)")
     worst = max(c[2] for c in changes)
     say(f"  live changes arrived      {len(changes):>8}  (slowest {worst:.1f}s, poll interval 5s)")
 
