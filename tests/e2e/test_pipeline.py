@@ -105,3 +105,9 @@ def test_seeded_catalogue_of_1000_items_lands_in_kong_mapped(stack: Stack) -> No
 
     procs.wait_until(changed, timeout=120, interval=0.5, what="the two changes in Kong")
     assert len(stack.kong_skus()) == 1000
+    # SIGTERM: each service finishes the batch in hand, commits and exits cleanly.
+    assert {name: stack.stop(name) for name in ("extractor", "transformer", "loader")} == {
+        "extractor": 0,
+        "transformer": 0,
+        "loader": 0,
+    }
