@@ -15,6 +15,7 @@ import logging
 import random
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
@@ -60,6 +61,7 @@ class Stopper:
 class BatchResult:
     outputs: list[OutRecord] = field(default_factory=list)
     failures: list[tuple[Message, SiesaSyncError]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)  # what the handler did, by kind
 
 
 BatchHandler = Callable[[list[Message]], BatchResult]
@@ -72,7 +74,9 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
         result = BatchResult()
         for msg in batch:
             try:
-                result.outputs.extend(handle(msg))
+                outputs = handle(msg)
+                result.outputs.extend(outputs)
+                result.counts["out"] += len(outputs)
             except SkippableError as exc:
                 result.failures.append((msg, exc))
         return result
@@ -110,7 +114,6 @@ class RunLoop:
     batch_size: int = 500
     poll_timeout: float = 0.5
     max_backoff: float = 30.0
-    on_batch: Callable[[list[Message], BatchResult], None] | None = None
     _failures_in_row: int = 0
 
     def run(self) -> None:
@@ -168,8 +171,14 @@ class RunLoop:
             self.stopper.wait(delay)
             return
         self._failures_in_row = 0
-        if self.on_batch is not None:
-            self.on_batch(batch, result)
+        log.info(
+            "%s: batch of %d done: %s, %d dead-lettered",
+            self.stage,
+            len(batch),
+            ", ".join(f"{n} {kind}" for kind, n in sorted(result.counts.items())) or "nothing out",
+            len(result.failures),
+            extra={"batch": len(batch), "dead_lettered": len(result.failures)},
+        )
 
     def _commit_in_transaction(self, batch: list[Message], outputs: list[OutRecord]) -> None:
         try:

@@ -55,7 +55,7 @@ class TenantPoller:
         while not stopper.stopped:
             started = time.monotonic()
             try:
-                self.scan_once()
+                self.scan_once(stopper)
                 failures = 0
                 delay = self.tenant.siesa.poll_interval_s - (time.monotonic() - started)
             except FatalError:
@@ -74,13 +74,18 @@ class TenantPoller:
             stopper.wait(max(0.0, delay))
         self.client.close()
 
-    def scan_once(self) -> ScanResult:
+    def scan_once(self, stopper: Stopper | None = None) -> ScanResult | None:
+        """One complete scan, emitted in one transaction; None if stopped half-way (then
+        nothing is emitted and the next scan starts over)."""
         sync_id = uuid.uuid4().hex
         started = time.monotonic()
         result = ScanResult()
         outputs: list[OutRecord] = []
         seen: dict[str, str] = {}
         for page in self.client.scan():
+            if stopper is not None and stopper.stopped:
+                log.info("tenant %s: scan interrupted by shutdown", self.tenant.id)
+                return None
             result.pages += 1
             for raw in page:
                 record = self._record(raw, sync_id, seen, result)

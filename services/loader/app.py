@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Message
-
 from services.common import topics
 from services.common.errors import ConfigError
 from services.common.kafka import make_consumer, make_producer
 from services.common.logs import configure_logging
-from services.common.runloop import BatchResult, RunLoop, Stopper
+from services.common.runloop import RunLoop, Stopper
 from services.common.serde import default_serde
 from services.common.service import load_settings, run_service
 from services.common.tenants import enabled, load_tenants
@@ -36,14 +34,6 @@ def start(stopper: Stopper) -> None:
     kafka = settings.kafka
     loader = Loader(serde=default_serde(), tenants=tenants, max_in_flight=settings.max_in_flight)
 
-    def report(batch: list[Message], result: BatchResult) -> None:
-        log.info(
-            "batch of %d done: %s",
-            len(batch),
-            dict(loader.counts),
-            extra={"dead_lettered": len(result.failures)},
-        )
-
     try:
         RunLoop(
             stage="load",
@@ -54,7 +44,6 @@ def start(stopper: Stopper) -> None:
             dlq_topic=kafka.topic(topics.DLQ),
             stopper=stopper,
             batch_size=settings.batch_size,
-            on_batch=report,
         ).run()
     finally:
         loader.close()

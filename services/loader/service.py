@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,6 @@ class Loader:
     tenants: dict[str, Tenant]
     max_in_flight: int = 16
     adapters: dict[str, Adapter] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         for tenant in self.tenants.values():
@@ -67,17 +65,17 @@ class Loader:
                 result.failures.append((msg, exc))
                 continue
             newest[msg.key()] = (msg, product)
+        if superseded := len(batch) - len(result.failures) - len(newest):
+            result.counts["superseded"] = superseded
         futures = [
             (msg, self._pool.submit(self._upsert, product)) for msg, product in newest.values()
         ]
         retriable: RetriableError | None = None
         for msg, future in futures:
             try:
-                outcome = future.result()
-                self.counts[outcome.action] += 1
+                result.counts[future.result().action] += 1
             except SkippableError as exc:
                 result.failures.append((msg, exc))
-                self.counts["failed"] += 1
             except RetriableError as exc:
                 retriable = exc
         if retriable is not None:
