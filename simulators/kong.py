@@ -23,8 +23,8 @@ from simulators.kong_skus import (
     public,
     validate,
 )
-from simulators.stats import RequestStats, stats_middleware
-from simulators.web import EXCEPTION_HANDLERS, BodyError, read_json
+from simulators.stats import RequestStats
+from simulators.web import BodyError, read_json, simulator_app
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +172,4 @@ def create_app(users: dict[str, str]) -> Starlette:
         Route("/_admin/stats", sim.admin_stats, methods=["GET"]),
         Route("/_admin/reset", sim.admin_reset, methods=["POST"]),
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[stats_middleware(sim.stats)],
-        exception_handlers=EXCEPTION_HANDLERS,
-    )
-    app.state.simulator = sim
-    return app
+    return simulator_app(sim, routes, sim.stats)

@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.catalogue import DATE_FORMAT, generate_items
-from simulators.stats import RequestStats, stats_middleware
-from simulators.web import EXCEPTION_HANDLERS, BodyError, read_json
+from simulators.stats import RequestStats
+from simulators.web import BodyError, read_json, simulator_app
 
 logger = logging.getLogger(__name__)
 
@@ -313,10 +313,4 @@ def create_app(conni_key: str, conni_token: str, base_path: str = "/api/siesa/v3
         Route("/_admin/stats", sim.stats_view, methods=["GET"]),
         Route("/_admin/reset", sim.reset, methods=["POST"]),
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[stats_middleware(sim.stats)],
-        exception_handlers=EXCEPTION_HANDLERS,
-    )
-    app.state.simulator = sim
-    return app
+    return simulator_app(sim, routes, sim.stats)

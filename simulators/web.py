@@ -6,10 +6,14 @@ import json
 import logging
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ExceptionHandler
+
+from simulators.stats import RequestStats, stats_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +43,15 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {HTTPException: _http_exception}
+
+
+def simulator_app(simulator: Any, routes: list[Route], stats: RequestStats) -> Starlette:
+    """A simulator's app: its routes, request stats, JSON errors, and the simulator's
+    state reachable as ``app.state.simulator``."""
+    app = Starlette(
+        routes=routes,
+        middleware=[stats_middleware(stats)],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.simulator = simulator
+    return app
