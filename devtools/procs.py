@@ -116,7 +116,8 @@ def start(
             start_new_session=True,
         )
     pid_file = run_dir / "pids" / f"{name}.pid"
-    pid_file.write_text(str(popen.pid))
+    # The command line too, so a later `down` never signals a stranger that reused the PID.
+    pid_file.write_text(f"{popen.pid}\n{' '.join(argv)}\n")
     return Process(name=name, popen=popen, log_path=log_path, pid_file=pid_file)
 
 
@@ -162,6 +163,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+
+
 def stop_recorded(run_dir: Path = RUN_DIR, names: Sequence[str] | None = None) -> list[str]:
     """Stop the processes recorded under `<run_dir>/pids` (all, or those named)."""
     pid_dir = run_dir / "pids"
@@ -173,11 +182,12 @@ def stop_recorded(run_dir: Path = RUN_DIR, names: Sequence[str] | None = None) -
         if names is not None and name not in names:
             continue
         try:
-            pid = int(pid_file.read_text().strip())
+            pid_line, _, cmdline = pid_file.read_text().partition("\n")
+            pid = int(pid_line)
         except ValueError:
             pid_file.unlink(missing_ok=True)
             continue
-        if _pid_alive(pid):
+        if _pid_alive(pid) and _cmdline(pid) == cmdline.strip():
             stop_pid(pid)
             stopped.append(name)
         pid_file.unlink(missing_ok=True)
