@@ -1,0 +1,302 @@
+"""The run loop's pure parts (`per_record`, offsets) and its behaviour on fakes: what is
+produced, dead-lettered, committed or rewound for a batch. No broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from services.common.errors import FatalError, RetriableError, SkippableError
+from services.common.records import OutRecord
+from services.common.runloop import (
+    BatchResult,
+    RunLoop,
+    Stopper,
+    first_offsets,
+    next_offsets,
+    per_record,
+)
+
+TOPIC = "raw"
+
+
+@dataclass
+class FakeMessage:
+    _topic: str
+    _partition: int
+    _offset: int
+    _value: bytes = b"ok"
+    _error: KafkaError | None = None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return f"acme/{self._offset}".encode()
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [("trace_id", f"trace-{self._offset}".encode())]
+
+    def error(self) -> KafkaError | None:
+        return self._error
+
+
+def msg(partition: int, offset: int, value: bytes = b"ok", topic: str = TOPIC) -> FakeMessage:
+    return FakeMessage(topic, partition, offset, value)
+
+
+def tps(offsets: list[TopicPartition]) -> set[tuple[str, int, int]]:
+    return {(tp.topic, tp.partition, tp.offset) for tp in offsets}
+
+
+# -- per_record, next_offsets, first_offsets ----------------------------------------
+
+
+def echo(message: Any) -> list[OutRecord]:
+    if message.value() == b"poison":
+        raise SkippableError(f"offset {message.offset()} is poison", tenant="acme")
+    return [OutRecord(topic="out", key=message.key(), value=message.value())]
+
+
+def test_per_record_collects_outputs_and_fails_only_the_poison_record() -> None:
+    batch = [msg(0, 1), msg(0, 2, b"poison"), msg(0, 3)]
+
+    result = per_record(echo)(batch)  # type: ignore[arg-type]
+
+    assert [r.key for r in result.outputs] == [b"acme/1", b"acme/3"]
+    assert [(m.offset(), e.message) for m, e in result.failures] == [(2, "offset 2 is poison")]
+
+
+@pytest.mark.parametrize("error", [RetriableError("later"), FatalError("stop"), KeyError("bug")])
+def test_per_record_lets_anything_but_skippable_errors_through(error: Exception) -> None:
+    def handle(_message: Any) -> list[OutRecord]:
+        raise error
+
+    with pytest.raises(type(error)):
+        per_record(handle)([msg(0, 1)])  # type: ignore[arg-type]
+
+
+def test_next_offsets_is_one_past_the_highest_offset_per_partition() -> None:
+    batch = [msg(0, 7), msg(1, 3), msg(0, 5), msg(0, 9), msg(1, 2), msg(0, 4, topic="other")]
+
+    assert tps(next_offsets(batch)) == {(TOPIC, 0, 10), (TOPIC, 1, 4), ("other", 0, 5)}  # type: ignore[arg-type]
+
+
+def test_first_offsets_is_the_lowest_offset_per_partition() -> None:
+    batch = [msg(0, 7), msg(1, 3), msg(0, 5), msg(0, 9), msg(1, 2), msg(0, 4, topic="other")]
+
+    assert tps(first_offsets(batch)) == {(TOPIC, 0, 5), (TOPIC, 1, 2), ("other", 0, 4)}  # type: ignore[arg-type]
+
+
+def test_offsets_of_an_empty_batch_are_empty() -> None:
+    assert next_offsets([]) == []
+    assert first_offsets([]) == []
+
+
+# -- RunLoop on fakes ---------------------------------------------------------------
+
+
+@dataclass
+class Log:
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.events]
+
+    def of(self, name: str) -> list[Any]:
+        return [detail for event, detail in self.events if event == name]
+
+
+@dataclass
+class FakeConsumer:
+    """Hands out `batches` one per consume(), then stops the loop."""
+
+    log: Log
+    stopper: Stopper
+    batches: list[list[FakeMessage]]
+
+    def subscribe(self, topics: list[str], **_callbacks: Any) -> None:
+        self.log.events.append(("subscribe", topics))
+
+    def consume(self, _num: int, _timeout: float) -> list[FakeMessage]:
+        if self.batches:
+            return self.batches.pop(0)
+        self.stopper.stop()
+        return []
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        assert asynchronous is False
+        self.log.events.append(("commit", tps(offsets)))
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.log.events.append(("seek", (tp.topic, tp.partition, tp.offset)))
+        self.stopper.stop()  # a rewind ends the test: the back-off wait returns at once
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+    def close(self) -> None:
+        self.log.events.append(("close", None))
+
+
+@dataclass
+class FakeProducer:
+    log: Log
+    fail_commit: KafkaError | None = None
+
+    def produce(self, topic: str, *, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
+        self.log.events.append(("produce", OutRecord(topic, key, value, list(headers or []))))
+        if on_delivery is not None:
+            on_delivery(None, None)
+
+    def poll(self, _timeout: float) -> int:
+        return 0
+
+    def flush(self, _timeout: float) -> int:
+        return 0
+
+    def begin_transaction(self) -> None:
+        self.log.events.append(("begin", None))
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, _timeout: float) -> None:
+        self.log.events.append(("send_offsets", (tps(offsets), metadata)))
+
+    def commit_transaction(self, _timeout: float) -> None:
+        if self.fail_commit is not None:
+            raise KafkaException(self.fail_commit)
+        self.log.events.append(("commit_transaction", None))
+
+    def abort_transaction(self, _timeout: float) -> None:
+        self.log.events.append(("abort", None))
+
+
+def run_loop(
+    batches: list[list[FakeMessage]],
+    handler: Callable[[list[Any]], BatchResult],
+    *,
+    transactional: bool = False,
+    fail_commit: KafkaError | None = None,
+) -> Log:
+    log = Log()
+    stopper = Stopper()
+    RunLoop(
+        stage="transform",
+        consumer=FakeConsumer(log, stopper, batches),  # type: ignore[arg-type]
+        producer=FakeProducer(log, fail_commit),  # type: ignore[arg-type]
+        topics=[TOPIC],
+        handler=handler,
+        dlq_topic="dlq",
+        stopper=stopper,
+        transactional=transactional,
+    ).run()
+    return log
+
+
+def test_outputs_and_dead_letters_are_produced_before_offsets_are_committed() -> None:
+    batch = [msg(0, 5), msg(0, 6, b"poison"), msg(1, 2), msg(0, 7)]
+
+    log = run_loop([batch], per_record(echo))
+
+    produced = log.of("produce")
+    assert [(r.topic, r.key) for r in produced] == [
+        ("out", b"acme/5"),
+        ("out", b"acme/2"),
+        ("out", b"acme/7"),
+        ("dlq", b"acme/6"),
+    ]
+    dead = dict(produced[-1].headers)
+    assert dead["error.stage"] == "transform"
+    assert dead["source.offset"] == "6"
+    assert dead["trace_id"] == "trace-6"
+    assert dead["tenant"] == "acme"
+    assert log.of("commit") == [{(TOPIC, 0, 8), (TOPIC, 1, 3)}]
+    assert log.names().index("commit") > max(
+        i for i, name in enumerate(log.names()) if name == "produce"
+    )
+    assert log.names()[-1] == "close"
+
+
+def test_a_retriable_error_rewinds_the_batch_and_commits_nothing() -> None:
+    def flaky(_batch: list[Any]) -> BatchResult:
+        raise RetriableError("target down", retry_after=0.0)
+
+    log = run_loop([[msg(0, 5), msg(0, 6), msg(2, 9)]], flaky)
+
+    assert set(log.of("seek")) == {(TOPIC, 0, 5), (TOPIC, 2, 9)}
+    assert log.of("commit") == []
+    assert log.of("produce") == []
+
+
+def test_a_fatal_error_stops_the_loop_without_committing() -> None:
+    def fatal(_batch: list[Any]) -> BatchResult:
+        raise FatalError("cannot go on")
+
+    with pytest.raises(FatalError):
+        run_loop([[msg(0, 1)]], fatal)
+
+
+def test_a_fatal_consumer_error_stops_the_loop() -> None:
+    bad = FakeMessage(TOPIC, 0, 0, _error=KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+
+    with pytest.raises(FatalError, match="consumer failed"):
+        run_loop([[bad]], per_record(echo))
+
+
+def test_partition_eof_is_not_a_record() -> None:
+    eof = FakeMessage(TOPIC, 0, 3, _error=KafkaError(KafkaError._PARTITION_EOF))
+
+    log = run_loop([[eof, msg(0, 4)]], per_record(echo))
+
+    assert [r.key for r in log.of("produce")] == [b"acme/4"]
+    assert log.of("commit") == [{(TOPIC, 0, 5)}]
+
+
+def test_a_transactional_loop_commits_offsets_inside_the_transaction() -> None:
+    log = run_loop([[msg(0, 1), msg(0, 2, b"poison")]], per_record(echo), transactional=True)
+
+    assert log.names()[:5] == ["subscribe", "begin", "produce", "produce", "send_offsets"]
+    assert log.of("send_offsets") == [({(TOPIC, 0, 3)}, "group-metadata")]
+    assert log.of("commit_transaction") == [None]
+    assert log.of("commit") == []  # never outside the transaction
+    assert [r.topic for r in log.of("produce")] == ["out", "dlq"]
+
+
+def test_an_abortable_transaction_error_aborts_and_rewinds() -> None:
+    abortable = KafkaError(KafkaError._STATE, "abort me", txn_requires_abort=True)
+
+    log = run_loop(
+        [[msg(0, 1), msg(0, 2)]], per_record(echo), transactional=True, fail_commit=abortable
+    )
+
+    assert log.of("abort") == [None]
+    assert log.of("seek") == [(TOPIC, 0, 1)]
+    assert log.of("commit_transaction") == []
+
+
+def test_a_fatal_transaction_error_is_fatal() -> None:
+    fenced = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+
+    with pytest.raises(FatalError, match="transaction failed"):
+        run_loop([[msg(0, 1)]], per_record(echo), transactional=True, fail_commit=fenced)
+
+
+def test_stopper_wait_returns_at_once_when_stopped() -> None:
+    stopper = Stopper()
+    assert stopper.wait(0) is False
+    stopper.stop()
+
+    assert stopper.stopped
+    assert stopper.wait(30) is True

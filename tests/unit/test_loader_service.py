@@ -1,0 +1,162 @@
+"""The loader's batch step with a fake target: newest version per key, per-record
+failures, and a retriable failure sending the whole batch round again."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from services.common.errors import RetriableError
+from services.common.serde import default_serde
+from services.common.tenants import Tenant
+from services.loader.adapters.base import TargetRejected, UpsertResult
+from services.loader.service import Loader
+
+SERDE = default_serde()
+
+
+@dataclass
+class FakeMessage:
+    _key: bytes
+    _value: bytes
+    _offset: int
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class FakeTarget:
+    """Holds products by sku; refuses names starting with '!' and fails on 'DOWN'."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, dict[str, Any]] = {}
+        self.writes: list[str] = []
+        self._lock = threading.Lock()
+
+    def upsert(self, product: dict[str, Any]) -> UpsertResult:
+        if product["name"].startswith("!"):
+            raise TargetRejected(f"item {product['sku']}: refused", tenant=product["tenant"])
+        if product["name"] == "DOWN":
+            raise RetriableError("target down", tenant=product["tenant"])
+        with self._lock:
+            action = "updated" if product["sku"] in self.held else "created"
+            self.held[product["sku"]] = product
+            self.writes.append(product["sku"])
+        return UpsertResult(product["sku"], action, product["sku"])  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def target() -> FakeTarget:
+    return FakeTarget()
+
+
+@pytest.fixture
+def loader(monkeypatch: pytest.MonkeyPatch, target: FakeTarget) -> Iterator[Loader]:
+    monkeypatch.setenv("L_USER", "u")
+    monkeypatch.setenv("L_PASSWORD", "p")
+    monkeypatch.setenv("L_KEY", "k")
+    tenant = Tenant.model_validate(
+        {
+            "id": "acme",
+            "siesa": {
+                "base_url": "http://siesa.test",
+                "company": 1,
+                "conni_key": {"env": "L_KEY"},
+                "conni_token": {"env": "L_KEY"},
+            },
+            "target": {
+                "type": "kong",
+                "base_url": "http://kong.test",
+                "username": {"env": "L_USER"},
+                "password": {"env": "L_PASSWORD"},
+                "settings": {"type_id": 1, "customer_id": 100},
+            },
+        }
+    )
+    loader = Loader(serde=SERDE, tenants={"acme": tenant}, max_in_flight=4)
+    loader.adapters["acme"].close()
+    loader.adapters["acme"] = target  # type: ignore[assignment]
+    yield loader
+    loader.close()
+
+
+def message(offset: int, sku: str, name: str = "X", tenant: str = "acme") -> FakeMessage:
+    product = {
+        "tenant": tenant,
+        "sku": sku,
+        "name": name,
+        "op": "UPSERT",
+        "mapping_name": "m",
+        "mapping_version": "1",
+        "sync_id": "s",
+        "trace_id": "t",
+        "source_fingerprint": "f",
+    }
+    return FakeMessage(
+        f"{tenant}/{sku}".encode(), SERDE.encode("CanonicalProduct", product), offset
+    )
+
+
+def test_only_the_newest_version_of_each_key_is_written(loader: Loader, target: FakeTarget) -> None:
+    batch = [
+        message(1, "A", "v1"),
+        message(2, "B", "b"),
+        message(3, "A", "v2"),
+        message(4, "A", "v3"),
+    ]
+
+    result = loader.handle_batch(batch)  # type: ignore[arg-type]
+
+    assert result.failures == []
+    assert sorted(target.writes) == ["A", "B"]
+    assert target.held["A"]["name"] == "v3"
+
+
+def test_failures_are_per_record_and_the_rest_lands(loader: Loader, target: FakeTarget) -> None:
+    batch = [
+        message(1, "A"),
+        FakeMessage(b"acme/G", b"garbage", 2),
+        message(3, "R", "!refused"),
+        message(4, "Z", tenant="ghost"),
+        message(5, "B"),
+    ]
+
+    result = loader.handle_batch(batch)  # type: ignore[arg-type]
+
+    assert sorted(target.held) == ["A", "B"]
+    assert sorted((m.offset(), e.error_class) for m, e in result.failures) == [
+        (2, "deserialization"),
+        (3, "target_rejected"),
+        (4, "unknown_tenant"),
+    ]
+
+
+def test_a_retriable_failure_raises_for_the_whole_batch(loader: Loader, target: FakeTarget) -> None:
+    batch = [message(1, "A"), message(2, "D", "DOWN"), message(3, "B")]
+
+    with pytest.raises(RetriableError, match="target down"):
+        loader.handle_batch(batch)  # type: ignore[arg-type]
+
+    assert sorted(target.held) == ["A", "B"]  # landed already; the replay is idempotent
+
+
+def test_a_newer_version_supersedes_an_older_poison_one(loader: Loader, target: FakeTarget) -> None:
+    batch = [message(1, "A", "!old and refused"), message(2, "A", "fixed")]
+
+    result = loader.handle_batch(batch)  # type: ignore[arg-type]
+
+    assert result.failures == []
+    assert target.held["A"]["name"] == "fixed"

@@ -1,0 +1,229 @@
+"""Golden file: the fixture Siesa page through `rows.normalize` and the default mapping.
+
+`tests/fixtures/expected-canonical.json` holds the CanonicalProducts that the page
+`tests/fixtures/siesa-items-page.json` must become (per-run fields `sync_id` and
+`trace_id` left out). To regenerate it after an intended change, run the one command
+
+    UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_transformer_golden.py
+
+then review the diff (`git diff tests/fixtures/expected-canonical.json`) by eye against
+tests/fixtures/expected-kong.json before committing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from services.common.serde import default_serde
+from services.common.settings import ROOT
+from services.common.tenants import Tenant
+from services.extractor import rows
+from services.extractor.poller import TenantPoller
+from services.extractor.siesa import SiesaClient
+from services.transformer.mapping import compile_mapping, field_names
+from services.transformer.service import Transformer
+from simulators.siesa import create_app
+
+FIXTURES = ROOT / "tests" / "fixtures"
+GOLDEN = FIXTURES / "expected-canonical.json"
+PAGE = json.loads((FIXTURES / "siesa-items-page.json").read_text())
+ROWS: list[dict[str, Any]] = PAGE["detalle"]["Table"]
+TENANT = "golden"
+COMPANY = 8585
+PER_RUN = ("sync_id", "trace_id")
+SERDE = default_serde()
+MAPPING = compile_mapping(
+    ROOT / "mappings" / "siesa-items.yaml",
+    field_names(SERDE.current["CanonicalProduct"].parsed),
+)
+
+
+def without_per_run_fields(product: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in product.items() if k not in PER_RUN}
+
+
+def raw_item(raw: dict[str, Any]) -> dict[str, Any]:
+    """The RawItem the extractor's poller emits for one Siesa row."""
+    row = rows.normalize(raw)
+    key = rows.row_key(row, tenant=TENANT, max_field_length=4000)
+    return {
+        "tenant": TENANT,
+        "source_system": "siesa",
+        "company": str(COMPANY),
+        "consulta": "API_v2_Items",
+        "key": key,
+        "row": row,
+        "fingerprint": rows.fingerprint(row),
+        "op": "UPSERT",
+        "sync_id": "per-run",
+        "extracted_at": 0,
+        "trace_id": "per-run",
+    }
+
+
+def canonical_page() -> list[dict[str, Any]]:
+    return [without_per_run_fields(Transformer.canonical(raw_item(raw), MAPPING)) for raw in ROWS]
+
+
+def golden_text(products: list[dict[str, Any]]) -> str:
+    document = {
+        "_comment": "CanonicalProducts for siesa-items-page.json through rows.normalize and "
+        "mappings/siesa-items.yaml, sync_id/trace_id left out. Regenerate: "
+        "UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_transformer_golden.py",
+        "products": products,
+    }
+    return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def golden() -> list[dict[str, Any]]:
+    products: list[dict[str, Any]] = json.loads(GOLDEN.read_text())["products"]
+    return products
+
+
+def test_the_fixture_page_maps_to_the_golden_file() -> None:
+    """Compares the mapped page with the golden file; with UPDATE_GOLDEN=1 in the
+    environment it first rewrites the file (the one command to regenerate it:
+    `UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_transformer_golden.py`)."""
+    products = canonical_page()
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(golden_text(products))
+
+    assert GOLDEN.read_text() == golden_text(products)  # the bytes too: sorted, indent 2
+    assert products == golden()
+
+
+def test_the_golden_file_says_what_the_targets_expect() -> None:
+    """Facts checked by eye against expected-kong.json / expected-wms.json, kept here so
+    that a careless regeneration can't bless a wrong mapping."""
+    by_sku = {p["sku"]: p for p in golden()}
+    kong = {
+        s["external_id"]: s
+        for s in json.loads((FIXTURES / "expected-kong.json").read_text())["skus"]
+    }
+
+    assert sorted(by_sku) == sorted(kong)
+    for sku, expected in kong.items():
+        product = by_sku[sku]
+        assert product["name"] == expected["name"]
+        assert (product["display_name"] or product["name"]) == expected["display_name"]
+        assert product["group_code"] == expected["group_external_id"]
+        assert product["is_active"] is expected["is_active"]
+        assert product["barcode"] == expected.get("ean", expected.get("upc"))
+    assert by_sku["CAM-OXF-001"]["barcode_type"] == "EAN13"
+    assert by_sku["TUB-PVC-2030"]["barcode_type"] == "UPC_A"
+    assert by_sku["TUB-PVC-2030"]["display_name"] == "TUBO PVC 20x30 #2 - SELECT"
+    assert by_sku["PAN-DRL-032"]["display_name"] == "PANTALON DRILL CAQUI T32"
+    assert by_sku["PAN-DRL-032"]["is_active"] is False
+    assert by_sku["PAN-DRL-032"]["barcode_type"] is None
+    assert by_sku["SHP-ACD-400"]["reference"] == "SHP-ACD-400"
+    assert by_sku["SHP-ACD-400"]["unit"] == "UNIT"
+    assert by_sku["TUB-PVC-2030"]["unit"] == "MT"
+    assert all(p["tenant"] == TENANT and p["op"] == "UPSERT" for p in by_sku.values())
+    assert all(not set(PER_RUN) & set(p) for p in by_sku.values())
+
+
+# -- the same page through the real pieces: simulator → client → poller → transformer --
+
+
+@dataclass
+class FakeProducer:
+    """A transactional producer that keeps what each committed transaction held."""
+
+    transactions: list[list[tuple[str, bytes, bytes]]] = field(default_factory=list)
+    _open: list[tuple[str, bytes, bytes]] | None = None
+
+    def begin_transaction(self) -> None:
+        assert self._open is None
+        self._open = []
+
+    def produce(self, topic: str, *, key: bytes, value: bytes, **_: Any) -> None:
+        assert self._open is not None, "produced outside a transaction"
+        self._open.append((topic, key, value))
+
+    def poll(self, _timeout: float) -> int:
+        return 0
+
+    def commit_transaction(self, _timeout: float) -> None:
+        assert self._open is not None
+        self.transactions.append(self._open)
+        self._open = None
+
+
+@dataclass
+class FakeMessage:
+    _key: bytes
+    _value: bytes
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+
+@pytest.fixture
+def tenant(monkeypatch: pytest.MonkeyPatch) -> Tenant:
+    monkeypatch.setenv("G_KEY", "0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("G_TOKEN", "jwt-token")
+    monkeypatch.setenv("G_USER", "integrator")
+    monkeypatch.setenv("G_PASSWORD", "pw")
+    return Tenant.model_validate(
+        {
+            "id": TENANT,
+            "siesa": {
+                "base_url": "http://siesa.test/api/siesa/v3",
+                "company": COMPANY,
+                "conni_key": {"env": "G_KEY"},
+                "conni_token": {"env": "G_TOKEN"},
+            },
+            "target": {
+                "type": "kong",
+                "base_url": "http://kong.test",
+                "username": {"env": "G_USER"},
+                "password": {"env": "G_PASSWORD"},
+                "settings": {"type_id": 1, "customer_id": 100},
+            },
+        }
+    )
+
+
+def test_the_page_served_by_siesa_reaches_the_same_canonical_products(tenant: Tenant) -> None:
+    app = create_app("0123456789abcdef0123456789abcdef", "jwt-token")
+    with TestClient(app) as admin:
+        loaded = admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=ROWS)
+        assert loaded.status_code == 200
+    client = SiesaClient(tenant.siesa, tenant=TENANT)
+    configured = client._http
+    client._http = TestClient(
+        app, base_url=str(configured.base_url), headers=dict(configured.headers)
+    )
+    producer = FakeProducer()
+    poller = TenantPoller(
+        tenant=tenant,
+        client=client,
+        producer=producer,  # type: ignore[arg-type]
+        serde=SERDE,
+        raw_topic="raw",
+        dlq_topic="dlq",
+    )
+    transformer = Transformer(serde=SERDE, mappings={TENANT: MAPPING}, out_topic="canon")
+
+    poller.scan_once()
+
+    (transaction,) = producer.transactions
+    assert [(topic, key) for topic, key, _ in transaction] == [
+        ("raw", f"{TENANT}/{sku}".encode())
+        for sku in ("CAM-OXF-001", "PAN-DRL-032", "SHP-ACD-400", "TUB-PVC-2030")
+    ]
+    products = []
+    for _topic, key, value in transaction:
+        (out,) = transformer.handle(FakeMessage(key, value))  # type: ignore[arg-type]
+        assert out.key == key
+        products.append(without_per_run_fields(SERDE.decode_as("CanonicalProduct", out.value)))
+    assert products == golden()
