@@ -1,13 +1,17 @@
 """The HTTP retry policy: which failures are worth retrying, decided in one place.
 
-Retriable: transport errors, 408, 429 and 5xx (honouring `Retry-After`). Everything
-else is permanent. tenacity decorates only the I/O call.
+Retriable: transport errors, 408, 409, 429 and 5xx but 501 (honouring `Retry-After`,
+in seconds or as an HTTP date, capped). Everything else is permanent (401 is the
+adapters' business: they log in again). tenacity decorates only the I/O call.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import httpx
@@ -17,7 +21,11 @@ from services.common.errors import RetriableError
 
 T = TypeVar("T")
 
-RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_S = 300.0
+
+
+def is_retriable_status(status: int) -> bool:
+    return status in (408, 409, 429) or (500 <= status <= 599 and status != 501)
 
 
 class TransientHTTPError(RetriableError):
@@ -31,14 +39,23 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
         return None
+    return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
 
 
 def raise_for_transient(response: httpx.Response, what: str) -> None:
     """Raise TransientHTTPError if `response` is worth retrying."""
-    if response.status_code in RETRIABLE_STATUS:
+    if is_retriable_status(response.status_code):
         raise TransientHTTPError(
             f"{what}: HTTP {response.status_code}", retry_after=retry_after_seconds(response)
         )
@@ -53,7 +70,9 @@ def _wait(state: RetryCallState) -> float:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, RetriableError | httpx.TransportError)
+    # Only passing faults of the call itself; other RetriableErrors (e.g. refused
+    # credentials) go straight up, to wait at the loop's pace rather than spin here.
+    return isinstance(exc, TransientHTTPError | httpx.TransportError)
 
 
 def with_retries(attempts: int = 5) -> Callable[[Callable[..., T]], Callable[..., T]]:
