@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings
 from services.common.errors import ConfigError, FatalError
 from services.common.logs import configure_logging
 from services.common.runloop import Stopper
+from services.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,9 @@ def load_settings(cls: type[S]) -> S:
     try:
         return cls()
     except ValidationError as exc:
-        prefix = str(cls.model_config.get("env_prefix", ""))
+        # A nested settings class (KafkaSettings) fails with its own title and prefix.
+        owner = KafkaSettings if exc.title == KafkaSettings.__name__ else cls
+        prefix = str(owner.model_config.get("env_prefix", ""))
         raise ConfigError(
             [
                 f"setting {prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"

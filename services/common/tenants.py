@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -38,17 +39,18 @@ class SecretRef(BaseModel):
             raise ValueError("give exactly one of 'env' or 'file'")
         return self
 
-    def resolve(self) -> SecretStr:
+    def resolve(self, base_dir: Path | None = None) -> SecretStr:
         if self.env is not None:
             value = os.environ.get(self.env)
             if not value:
                 raise ValueError(f"environment variable {self.env} is not set")
             return SecretStr(value)
         assert self.file is not None  # noqa: S101 - guaranteed by _one_source
+        path = self.file if base_dir is None else base_dir / self.file
         try:
-            return SecretStr(self.file.read_text().strip())
+            return SecretStr(path.read_text().strip())
         except OSError as exc:
-            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
 
 
 class Secret(BaseModel):
@@ -60,9 +62,12 @@ class Secret(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _resolve(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "value" not in data:
-            return {"value": SecretRef.model_validate(data).resolve()}
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("value"), SecretStr):
+            return data  # built by code, not read from a file
+        if isinstance(data, dict):
+            base_dir = (info.context or {}).get("base_dir")
+            return {"value": SecretRef.model_validate(data).resolve(base_dir)}
         if isinstance(data, str):
             raise ValueError(  # noqa: TRY004 - pydantic reports ValueError as a field error
                 "write a reference ({env: VAR} or {file: path}), not the secret"
@@ -129,7 +134,8 @@ def load_tenants(path: Path) -> dict[str, Tenant]:
     for index, item in enumerate(raw["tenants"]):
         name = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
         try:
-            tenant = Tenant.model_validate(item)
+            # Relative secret files are found next to the tenants file.
+            tenant = Tenant.model_validate(item, context={"base_dir": path.parent})
         except ValidationError as exc:
             problems.extend(
                 f"{path}: tenant {name}: {'.'.join(str(p) for p in err['loc']) or '(root)'}: "

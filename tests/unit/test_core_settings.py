@@ -82,11 +82,6 @@ def test_load_settings_names_every_bad_variable_at_once(monkeypatch: pytest.Monk
     assert any(p.startswith("setting LOADER_MAX_IN_FLIGHT:") for p in problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/common/service.py load_settings prefixes the error of the nested "
-    "KafkaSettings with the service's prefix (EXTRACTOR_PARTITIONS, not KAFKA_PARTITIONS)",
-)
 def test_a_bad_kafka_variable_is_named_with_its_own_prefix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
