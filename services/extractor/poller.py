@@ -118,6 +118,9 @@ class TenantPoller:
             key = rows.row_key(row, tenant=self.tenant.id, max_field_length=self.max_field_length)
         except rows.RowError as exc:
             result.rejected += 1
+            if exc.key is not None:
+                # Still in Siesa: keep what the target has, never take it for a deletion.
+                seen[exc.key] = self.fingerprints.get(exc.key, "")
             return dead_letter_record(
                 key=None,
                 value=json.dumps(raw, ensure_ascii=False, default=str).encode(),

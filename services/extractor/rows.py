@@ -12,9 +12,14 @@ KEY_FIELD = "f120_referencia"
 
 
 class RowError(SkippableError):
-    """A row that can't be emitted for a concrete reason (no key, over-long field)."""
+    """A row that can't be emitted for a concrete reason (no key, over-long field);
+    `key` is the row's key when it has one."""
 
     error_class = "invalid_row"
+
+    def __init__(self, message: str, *, tenant: str, key: str | None = None) -> None:
+        super().__init__(message, tenant=tenant)
+        self.key = key
 
 
 def normalize(row: dict[str, Any]) -> dict[str, str | None]:
@@ -51,5 +56,6 @@ def row_key(row: dict[str, str | None], *, tenant: str, max_field_length: int) -
                 f"tenant {tenant}: item {key}: field {name} is {len(value)} characters long "
                 f"(limit {max_field_length})",
                 tenant=tenant,
+                key=key,
             )
     return key

@@ -71,9 +71,10 @@ class SiesaClient:
             message = body.get("mensaje") if isinstance(body, dict) else None
             code = body.get("codigo") if isinstance(body, dict) else None
             raise SiesaError(f"{what}: codigo {code}: {message}", tenant=self.tenant)
-        rows = (body.get("detalle") or {}).get("Table") or []
-        if not isinstance(rows, list):
-            raise SiesaError(f"{what}: detalle.Table is not a list", tenant=self.tenant)
+        detalle = body.get("detalle") or {}
+        rows = (detalle.get("Table") or []) if isinstance(detalle, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise SiesaError(f"{what}: detalle.Table is not a list of rows", tenant=self.tenant)
         return rows
 
     def scan(self) -> Iterator[list[Row]]:

@@ -222,12 +222,6 @@ def test_a_failed_scan_emits_nothing_and_keeps_what_it_knew(
     assert poller.fingerprints == known
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/extractor/poller.py scan_once: a row rejected by row_key is left out "
-    "of `seen`, so an item that is still in Siesa (e.g. its name grew too long) gets a "
-    "DELETE and is inactivated in the target",
-)
 def test_a_rejected_row_is_not_taken_for_a_vanished_one(
     admin: TestClient, poller: TenantPoller, producer: FakeProducer
 ) -> None:

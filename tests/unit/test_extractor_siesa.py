@@ -280,11 +280,6 @@ def test_other_http_errors_raise_siesa_error_without_retry(
     assert no_sleep == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/extractor/siesa.py:74 calls .get on `detalle` without checking it is "
-    "an object: a malformed envelope raises AttributeError, which the poller does not catch",
-)
 @pytest.mark.parametrize("detalle", ["error", [1, 2]])
 def test_a_malformed_detalle_raises_siesa_error(detalle: Any) -> None:
     body = {"codigo": 0, "mensaje": "transacción exitosa", "detalle": detalle}
