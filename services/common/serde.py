@@ -31,6 +31,12 @@ class DecodeError(SkippableError):
     error_class = "deserialization"
 
 
+class EncodeError(SkippableError):
+    """A record that does not fit its schema: this one record can't go on."""
+
+    error_class = "serialization"
+
+
 @dataclass(frozen=True)
 class Schema:
     name: str  # the record's short name, e.g. "RawItem"
@@ -65,7 +71,10 @@ class Serde:
         out = io.BytesIO()
         out.write(MAGIC)
         out.write(schema.fingerprint)
-        fastavro.schemaless_writer(out, schema.parsed, record)
+        try:
+            fastavro.schemaless_writer(out, schema.parsed, record)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"{name} does not fit its schema: {exc}") from exc
         return out.getvalue()
 
     def decode(self, data: bytes | None, expect: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -9,6 +9,8 @@ Text is trimmed; nothing else is changed. This is the first cut; richer rules
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -41,21 +43,46 @@ def to_boolean(text: str) -> bool:
     raise ValueError("not a boolean (1/0, S/N, SI/NO, true/false)")
 
 
-def to_decimal(text: str) -> float:
+# "1.234,56" / "1234,5" (decimal comma) and "1,234.56" / "1234.5" / "1e3" (decimal point),
+# thousands separators only in groups of three.
+_COMMA_DECIMAL = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d*)(,\d+)?")
+_POINT_DECIMAL = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d*)(\.\d+)?([eE][+-]?\d+)?")
+
+
+def parse_decimal(text: str) -> Decimal:
+    """A number as Colombians or JSON write it. With a comma, the comma reading is tried
+    first ("1,5" is 1.5); without, the point reading ("1.234" is 1.234)."""
     cleaned = text.replace(" ", "")
-    if "," in cleaned:  # decimal comma, "." as thousands separator: "1.234,56"
-        cleaned = cleaned.replace(".", "").replace(",", ".")
+    readings = [(_COMMA_DECIMAL, ","), (_POINT_DECIMAL, ".")]
+    if "," not in cleaned:
+        readings.reverse()
+    for pattern, mark in readings:
+        if any(c.isdigit() for c in cleaned) and pattern.fullmatch(cleaned):
+            if mark == ",":
+                cleaned = cleaned.replace(".", "").replace(",", ".")
+            else:
+                cleaned = cleaned.replace(",", "")
+            break
+    else:
+        raise ValueError("not a number")
     try:
         number = Decimal(cleaned)
     except InvalidOperation:
         raise ValueError("not a number") from None
     if not number.is_finite():
         raise ValueError("not a finite number")
-    return float(number)
+    return number
+
+
+def to_decimal(text: str) -> float:
+    number = float(parse_decimal(text))
+    if not math.isfinite(number):
+        raise ValueError("number too large for a double")
+    return number
 
 
 def to_integer(text: str) -> int:
-    number = Decimal(to_decimal(text))
+    number = parse_decimal(text)
     if number != number.to_integral_value():
         raise ValueError("not a whole number")
     return int(number)
@@ -70,10 +97,25 @@ def _gtin_check_ok(digits: str) -> bool:
 def barcode_type(text: str) -> str:
     """EAN13, EAN8 or UPC_A by length and check digit; anything else is OTHER."""
     kinds = {13: "EAN13", 8: "EAN8", 12: "UPC_A"}
-    if text.isdigit() and len(text) in kinds and _gtin_check_ok(text):
+    if text.isascii() and text.isdigit() and len(text) in kinds and _gtin_check_ok(text):
         return kinds[len(text)]
     return "OTHER"
 
+
+# Set by the transformer itself, or (attributes) not from a single column.
+NOT_MAPPABLE = frozenset(
+    {
+        "tenant",
+        "op",
+        "attributes",
+        "mapping_name",
+        "mapping_version",
+        "sync_id",
+        "trace_id",
+        "source_fingerprint",
+    }
+)
+ALWAYS_REQUIRED = frozenset({"sku", "name"})
 
 CONVERSIONS: dict[str, Callable[[str], Value]] = {
     "string": str,
@@ -143,8 +185,8 @@ def compile_mapping(path: Path, target_fields: set[str]) -> Mapping:
     rules: list[FieldRule] = []
     for target, spec in doc["fields"].items():
         where = f"{path}: field {target}"
-        if target not in target_fields:
-            problems.append(f"{where}: not a CanonicalProduct field")
+        if target not in target_fields - NOT_MAPPABLE:
+            problems.append(f"{where}: not a CanonicalProduct field a mapping can set")
             continue
         if not isinstance(spec, dict):
             problems.append(f"{where}: expected a mapping with 'source'")
@@ -154,11 +196,15 @@ def compile_mapping(path: Path, target_fields: set[str]) -> Mapping:
             problems.append(f"{where}: unknown keys {sorted(unknown)}")
         sources = spec.get("source")
         sources = [sources] if isinstance(sources, str) else sources
-        if not sources or not all(isinstance(s, str) for s in sources):
+        if (
+            not isinstance(sources, list)
+            or not sources
+            or not all(isinstance(s, str) for s in sources)
+        ):
             problems.append(f"{where}: 'source' must be a column name or a list of them")
             continue
         convert_name = spec.get("convert", "string")
-        if convert_name not in CONVERSIONS:
+        if not isinstance(convert_name, str) or convert_name not in CONVERSIONS:
             problems.append(
                 f"{where}: unknown convert {convert_name!r} (known: {', '.join(CONVERSIONS)})"
             )
@@ -166,6 +212,10 @@ def compile_mapping(path: Path, target_fields: set[str]) -> Mapping:
         lookup = spec.get("lookup") or {}
         if not isinstance(lookup, dict):
             problems.append(f"{where}: 'lookup' must be a mapping")
+            continue
+        required = spec.get("required", target in ALWAYS_REQUIRED)
+        if not isinstance(required, bool):
+            problems.append(f"{where}: 'required' must be true or false")
             continue
         rules.append(
             FieldRule(
@@ -175,10 +225,11 @@ def compile_mapping(path: Path, target_fields: set[str]) -> Mapping:
                 convert_name=convert_name,
                 lookup={str(k): str(v) for k, v in lookup.items()},
                 default=spec.get("default"),
-                required=bool(spec.get("required", False)),
+                # sku and name can't be empty whatever the file says.
+                required=required or target in ALWAYS_REQUIRED,
             )
         )
-    for needed in ("sku", "name"):
+    for needed in sorted(ALWAYS_REQUIRED):
         if needed not in doc["fields"]:
             problems.append(f"{path}: field {needed}: missing (every mapping must give it)")
     if problems:
