@@ -19,6 +19,9 @@ class SiesaSyncError(Exception):
         self.message = message
         self.tenant = tenant
 
+    def __str__(self) -> str:
+        return self.message
+
 
 class ConfigError(SiesaSyncError):
     """Configuration is wrong; `problems` lists every problem found, not just the first."""

@@ -67,8 +67,22 @@ class BatchResult:
 BatchHandler = Callable[[list[Message]], BatchResult]
 
 
+class UnexpectedError(SkippableError):
+    """A bug met on one record: it goes to the DLQ with the error, so that a poison record
+    never blocks its partition; the traceback is logged."""
+
+    error_class = "unexpected"
+
+
+def unexpected(exc: Exception, what: str) -> UnexpectedError:
+    log.error("unexpected error on %s", what, exc_info=exc)
+    return UnexpectedError(f"unexpected {type(exc).__name__}: {exc}")
+
+
 def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler:
-    """A batch handler that runs `handle` on each record; a SkippableError fails that one."""
+    """A batch handler that runs `handle` on each record; a SkippableError fails that one.
+    RetriableError and FatalError stop the batch; any other error is a bug and is
+    dead-lettered with that record."""
 
     def handle_batch(batch: list[Message]) -> BatchResult:
         result = BatchResult()
@@ -79,6 +93,11 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
                 result.counts["out"] += len(outputs)
             except SkippableError as exc:
                 result.failures.append((msg, exc))
+            except (RetriableError, FatalError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, not lost
+                topic, partition, offset = coordinates(msg)
+                result.failures.append((msg, unexpected(exc, f"{topic}[{partition}]@{offset}")))
         return result
 
     return handle_batch
@@ -164,9 +183,11 @@ class RunLoop:
         except RetriableError as exc:
             self._rewind(batch)
             self._failures_in_row += 1
-            delay = exc.retry_after or min(
-                self.max_backoff, 0.5 * 2 ** min(self._failures_in_row, 6)
-            ) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+            if exc.retry_after is not None:
+                delay = min(exc.retry_after, self.max_backoff)
+            else:
+                backoff = min(self.max_backoff, 0.5 * 2 ** min(self._failures_in_row, 6))
+                delay = backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
             log.warning("%s: %s; retrying the batch in %.1fs", self.stage, exc.message, delay)
             self.stopper.wait(delay)
             return

@@ -16,8 +16,8 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from services.common.errors import RetriableError, SkippableError
-from services.common.runloop import BatchResult
+from services.common.errors import FatalError, RetriableError, SkippableError
+from services.common.runloop import BatchResult, unexpected
 from services.common.serde import Serde
 from services.common.tenants import Tenant
 from services.loader.adapters import ADAPTERS
@@ -78,6 +78,10 @@ class Loader:
                 result.failures.append((msg, exc))
             except RetriableError as exc:
                 retriable = exc
+            except FatalError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, not lost
+                result.failures.append((msg, unexpected(exc, f"upsert of {msg.key()!r}")))
         if retriable is not None:
             raise retriable  # the whole batch again; what landed already is idempotent
         return result

@@ -80,13 +80,28 @@ def test_per_record_collects_outputs_and_fails_only_the_poison_record() -> None:
     assert [(m.offset(), e.message) for m, e in result.failures] == [(2, "offset 2 is poison")]
 
 
-@pytest.mark.parametrize("error", [RetriableError("later"), FatalError("stop"), KeyError("bug")])
-def test_per_record_lets_anything_but_skippable_errors_through(error: Exception) -> None:
+@pytest.mark.parametrize("error", [RetriableError("later"), FatalError("stop")])
+def test_per_record_lets_retriable_and_fatal_errors_stop_the_batch(error: Exception) -> None:
     def handle(_message: Any) -> list[OutRecord]:
         raise error
 
     with pytest.raises(type(error)):
         per_record(handle)([msg(0, 1)])  # type: ignore[arg-type]
+
+
+def test_per_record_dead_letters_a_bug_met_on_one_record_and_goes_on() -> None:
+    def handle(message: Any) -> list[OutRecord]:
+        if message.offset() == 2:
+            raise KeyError("f120_referencia")
+        return echo(message)
+
+    result = per_record(handle)([msg(0, 1), msg(0, 2), msg(0, 3)])  # type: ignore[arg-type]
+
+    assert [r.key for r in result.outputs] == [b"acme/1", b"acme/3"]
+    [(failed, error)] = result.failures
+    assert failed.offset() == 2
+    assert error.error_class == "unexpected"
+    assert error.message == "unexpected KeyError: 'f120_referencia'"
 
 
 def test_next_offsets_is_one_past_the_highest_offset_per_partition() -> None:

@@ -423,12 +423,6 @@ def test_a_transient_failure_is_retried(app: Any, admin: TestClient, no_sleep: l
     assert no_sleep[0] == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/loader/adapters/kong.py _call returns a second 401 (after re-login) "
-    "to the caller, which raises TargetRejected: the record is dead-lettered, though "
-    "design.md says a 401 is never a permanent, per-record failure",
-)
 def test_a_401_that_survives_re_login_is_not_blamed_on_the_record(
     app: Any, no_sleep: list[float]
 ) -> None:

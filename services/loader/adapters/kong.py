@@ -123,6 +123,9 @@ class KongAdapter:
                 raise as_retriable(exc, what) from None
             if response.status_code != 401:
                 break
+        else:
+            # Refused even with a fresh token: the tenant's access, not this record.
+            raise RetriableError(f"{what}: HTTP 401 after logging in again", tenant=self.tenant)
         raise_for_transient(response, what)
         return response
 
