@@ -28,13 +28,19 @@ def start(stopper: Stopper) -> None:
         raise ConfigError(f"{settings.tenants_file}: no enabled tenant")
     serde = default_serde()
     kafka = settings.kafka
-    failures: list[SiesaSyncError] = []
+    failures: list[str] = []
 
     def guarded(poller: TenantPoller) -> None:
+        # A poller only ends by itself on a fatal error or a bug: stop the whole process
+        # (exit 1) rather than leave that tenant silently unpolled.
         try:
             poller.run(stopper)
         except SiesaSyncError as exc:
-            failures.append(exc)
+            failures.append(f"tenant {poller.tenant.id}: {exc.message}")
+            stopper.stop()
+        except Exception as exc:
+            log.exception("tenant %s: poller crashed", poller.tenant.id)
+            failures.append(f"tenant {poller.tenant.id}: {type(exc).__name__}: {exc}")
             stopper.stop()
 
     threads = []
@@ -60,7 +66,7 @@ def start(stopper: Stopper) -> None:
     for thread in threads:
         thread.join()
     if failures:
-        raise FatalError(failures[0].message)
+        raise FatalError("; ".join(failures))
 
 
 def main() -> None:
