@@ -7,13 +7,15 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from services.common.errors import FatalError, RetriableError
 from services.common.records import OutRecord
 from services.common.settings import KafkaSettings
 
 _rdkafka_log = logging.getLogger("librdkafka")
+_log = logging.getLogger(__name__)
 
 
 def base_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -91,3 +93,47 @@ def produce_all(
             except BufferError:
                 producer.poll(0.1)  # let deliveries drain, then try again
         producer.poll(0)
+
+
+def produce_in_transaction(
+    producer: Producer,
+    outputs: Iterable[OutRecord],
+    offsets: list[TopicPartition] | None = None,
+    group_metadata: Any = None,
+) -> None:
+    """Produce `outputs` (and, for consume-transform-produce, the input `offsets`) in one
+    transaction. On failure the transaction is aborted and RetriableError raised, so the
+    caller can redo the work; FatalError when the producer can't go on (fenced, or the
+    abort itself failed)."""
+    try:
+        producer.begin_transaction()
+        produce_all(producer, outputs)
+        if offsets:
+            producer.send_offsets_to_transaction(offsets, group_metadata, 30)
+        _commit_transaction(producer)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.fatal():
+            raise FatalError(f"transactional producer failed: {error.str()}") from exc
+        try:
+            producer.abort_transaction(30)
+        except KafkaException as abort_exc:
+            raise FatalError(
+                f"could not abort a failed transaction ({error.str()}): {abort_exc.args[0].str()}"
+            ) from abort_exc
+        raise RetriableError(f"transaction aborted: {error.str()}") from exc
+
+
+def _commit_transaction(producer: Producer, attempts: int = 5) -> None:
+    # librdkafka: a retriable commit error (e.g. a timeout) means "call commit again";
+    # the transaction may still complete, so it must not be abandoned or redone.
+    for attempt in range(1, attempts + 1):
+        try:
+            producer.commit_transaction(60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if attempt == attempts or not error.retriable() or error.txn_requires_abort():
+                raise
+            _log.warning("commit_transaction: %s; trying again", error.str())
+        else:
+            return

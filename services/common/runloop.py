@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SiesaSyncError, SkippableError
-from services.common.kafka import produce_all
+from services.common.kafka import produce_all, produce_in_transaction
 from services.common.records import OutRecord, coordinates
 
 log = logging.getLogger(__name__)
@@ -202,20 +202,9 @@ class RunLoop:
         )
 
     def _commit_in_transaction(self, batch: list[Message], outputs: list[OutRecord]) -> None:
-        try:
-            self.producer.begin_transaction()
-            produce_all(self.producer, outputs)
-            self.producer.send_offsets_to_transaction(
-                next_offsets(batch), self.consumer.consumer_group_metadata(), 30
-            )
-            self.producer.commit_transaction(60)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal():
-                raise FatalError(f"transaction failed: {error.str()}") from exc
-            if error.txn_requires_abort():
-                self.producer.abort_transaction(30)
-            raise RetriableError(f"transaction aborted: {error.str()}") from exc
+        produce_in_transaction(
+            self.producer, outputs, next_offsets(batch), self.consumer.consumer_group_metadata()
+        )
 
     def _produce_then_commit(self, batch: list[Message], outputs: list[OutRecord]) -> None:
         failed: list[str] = []
@@ -225,8 +214,14 @@ class RunLoop:
                 failed.append(err.str())
 
         produce_all(self.producer, outputs, on_delivery)
-        if self.producer.flush(30) > 0 or failed:
-            raise RetriableError(f"{len(failed) or 'some'} outputs not delivered: {failed[:1]}")
+        # Wait for every delivery: giving up on a slow broker and redoing the batch would
+        # write the outputs twice once the queued ones go out after all.
+        while self.producer.flush(5) > 0:
+            if self.stopper.stopped:
+                raise FatalError("stopped while outputs were still undelivered; not committing")
+            log.warning("%s: waiting for the broker to take the batch's outputs", self.stage)
+        if failed:
+            raise RetriableError(f"{len(failed)} outputs not delivered: {failed[0]}")
         try:
             self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
         except KafkaException as exc:

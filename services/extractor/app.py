@@ -6,7 +6,7 @@ import logging
 import threading
 
 from services.common import topics
-from services.common.errors import ConfigError, FatalError, SiesaSyncError
+from services.common.errors import ConfigError, FatalError
 from services.common.kafka import make_producer
 from services.common.logs import configure_logging
 from services.common.runloop import Stopper
@@ -31,16 +31,13 @@ def start(stopper: Stopper) -> None:
     failures: list[str] = []
 
     def guarded(poller: TenantPoller) -> None:
-        # A poller only ends by itself on a fatal error or a bug: stop the whole process
-        # (exit 1) rather than leave that tenant silently unpolled.
+        # A poller rides out its tenant's failures; it ends by itself only on a fatal
+        # error (e.g. its producer fenced): then stop the whole process (exit 1) rather
+        # than leave that tenant silently unpolled.
         try:
             poller.run(stopper)
-        except SiesaSyncError as exc:
+        except FatalError as exc:
             failures.append(f"tenant {poller.tenant.id}: {exc.message}")
-            stopper.stop()
-        except Exception as exc:
-            log.exception("tenant %s: poller crashed", poller.tenant.id)
-            failures.append(f"tenant {poller.tenant.id}: {type(exc).__name__}: {exc}")
             stopper.stop()
 
     threads = []

@@ -14,11 +14,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 
 from services.common.dlq import dead_letter_record
 from services.common.errors import FatalError, SiesaSyncError
-from services.common.kafka import produce_all
+from services.common.kafka import produce_in_transaction
 from services.common.records import OutRecord, trace_headers
 from services.common.runloop import Stopper
 from services.common.serde import Serde
@@ -62,17 +62,25 @@ class TenantPoller:
                 raise
             except SiesaSyncError as exc:
                 failures += 1
-                delay = min(self.max_backoff_s, self.tenant.siesa.poll_interval_s * 2**failures)
-                log.error(  # noqa: TRY400 - the message says it all, no traceback
-                    "tenant %s: scan failed (%d in a row), next try in %.0fs: %s",
-                    self.tenant.id,
-                    failures,
-                    delay,
-                    exc.message,
-                    extra={"tenant": self.tenant.id, "error_class": exc.error_class},
-                )
+                delay = self._backoff(failures, exc.message, exc.error_class)
+            except Exception as exc:  # this tenant's scan failed; the others go on
+                failures += 1
+                log.exception("tenant %s: unexpected error in a scan", self.tenant.id)
+                delay = self._backoff(failures, f"{type(exc).__name__}: {exc}", "unexpected")
             stopper.wait(max(0.0, delay))
         self.client.close()
+
+    def _backoff(self, failures: int, reason: str, error_class: str) -> float:
+        delay = min(self.max_backoff_s, self.tenant.siesa.poll_interval_s * 2.0**failures)
+        log.error(
+            "tenant %s: scan failed (%d in a row), next try in %.0fs: %s",
+            self.tenant.id,
+            failures,
+            delay,
+            reason,
+            extra={"tenant": self.tenant.id, "error_class": error_class},
+        )
+        return delay
 
     def scan_once(self, stopper: Stopper | None = None) -> ScanResult | None:
         """One complete scan, emitted in one transaction; None if stopped half-way (then
@@ -165,22 +173,5 @@ class TenantPoller:
 
     def _commit(self, outputs: list[OutRecord]) -> None:
         """All of a scan's records in one transaction: all land, or none do."""
-        if not outputs:
-            return
-        try:
-            self.producer.begin_transaction()
-            produce_all(self.producer, outputs)
-            self.producer.commit_transaction(120)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal():
-                raise FatalError(
-                    f"tenant {self.tenant.id}: producer failed: {error.str()}",
-                    tenant=self.tenant.id,
-                ) from exc
-            if error.txn_requires_abort():
-                self.producer.abort_transaction(30)
-            raise SiesaSyncError(
-                f"tenant {self.tenant.id}: could not commit the scan: {error.str()}",
-                tenant=self.tenant.id,
-            ) from exc
+        if outputs:
+            produce_in_transaction(self.producer, outputs)

@@ -304,7 +304,7 @@ def test_an_abortable_transaction_error_aborts_and_rewinds() -> None:
 def test_a_fatal_transaction_error_is_fatal() -> None:
     fenced = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
 
-    with pytest.raises(FatalError, match="transaction failed"):
+    with pytest.raises(FatalError, match="transactional producer failed"):
         run_loop([[msg(0, 1)]], per_record(echo), transactional=True, fail_commit=fenced)
 
 
