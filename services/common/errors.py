@@ -67,3 +67,9 @@ class FatalError(SiesaSyncError):
     """The process can't go on safely; stop without committing what is in hand."""
 
     error_class = "fatal"
+
+
+class UnknownTenant(SkippableError):
+    """A record of a tenant this process has no configuration for."""
+
+    error_class = "unknown_tenant"

@@ -15,13 +15,20 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import httpx
-from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+)
 
 from services.common.errors import RetriableError
 
 T = TypeVar("T")
 
 MAX_RETRY_AFTER_S = 300.0
+MAX_IN_PLACE_WAIT_S = 10.0
 
 
 def is_retriable_status(status: int) -> bool:
@@ -70,17 +77,23 @@ def _wait(state: RetryCallState) -> float:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    # Only passing faults of the call itself; other RetriableErrors (e.g. refused
-    # credentials) go straight up, to wait at the loop's pace rather than spin here.
-    return isinstance(exc, TransientHTTPError | httpx.TransportError)
+    # Only passing, short faults of the call itself are retried in place. Other
+    # RetriableErrors (refused credentials) and long Retry-Afters go straight up, to wait
+    # at the run loop's pace instead of holding a batch (and its partitions) here.
+    if isinstance(exc, TransientHTTPError):
+        return exc.retry_after is None or exc.retry_after <= MAX_IN_PLACE_WAIT_S
+    return isinstance(exc, httpx.TransportError)
 
 
-def with_retries(attempts: int = 5) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Retry a call on transient failures, then re-raise the last one."""
+def with_retries(
+    attempts: int = 5, max_delay_s: float = 30.0
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Retry a call on transient failures, at most `attempts` times and `max_delay_s`
+    seconds in all, then re-raise the last failure."""
     decorator: Callable[[Callable[..., T]], Callable[..., T]] = retry(
         retry=retry_if_exception(_is_transient),
         wait=_wait,
-        stop=stop_after_attempt(attempts),
+        stop=stop_after_attempt(attempts) | stop_after_delay(max_delay_s),
         reraise=True,
     )
     return decorator

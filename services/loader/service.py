@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from services.common.errors import FatalError, RetriableError, SkippableError
+from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
 from services.common.runloop import BatchResult, unexpected
 from services.common.serde import Serde
 from services.common.tenants import Tenant
@@ -24,10 +24,6 @@ from services.loader.adapters import ADAPTERS
 from services.loader.adapters.base import Adapter, UpsertResult
 
 log = logging.getLogger(__name__)
-
-
-class UnknownTenant(SkippableError):
-    error_class = "unknown_tenant"
 
 
 @dataclass
@@ -52,7 +48,7 @@ class Loader:
 
     def handle_batch(self, batch: list[Message]) -> BatchResult:
         result = BatchResult()
-        newest: dict[bytes | None, tuple[Message, dict[str, Any]]] = {}
+        newest: dict[tuple[str, str], tuple[Message, dict[str, Any]]] = {}
         for msg in batch:
             try:
                 product = self.serde.decode_as("CanonicalProduct", msg.value())
@@ -64,7 +60,7 @@ class Loader:
             except SkippableError as exc:
                 result.failures.append((msg, exc))
                 continue
-            newest[msg.key()] = (msg, product)
+            newest[product["tenant"], product["sku"]] = (msg, product)
         if superseded := len(batch) - len(result.failures) - len(newest):
             result.counts["superseded"] = superseded
         futures = [

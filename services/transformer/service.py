@@ -7,14 +7,10 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from services.common.errors import SkippableError
+from services.common.errors import SkippableError, UnknownTenant
 from services.common.records import OutRecord, trace_headers
 from services.common.serde import Serde
 from services.transformer.mapping import Mapping
-
-
-class UnknownTenant(SkippableError):
-    error_class = "unknown_tenant"
 
 
 @dataclass(frozen=True)

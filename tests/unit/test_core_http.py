@@ -177,3 +177,14 @@ def test_retry_after_is_honoured_and_backoff_grows_with_jitter(
     assert waits[0] == 7.0
     for attempt, wait in enumerate(waits[1:], start=2):
         assert 0.0 <= wait <= min(10.0, 0.2 * 2 ** (attempt - 1))
+
+
+def test_a_long_retry_after_is_left_to_the_run_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    call = flaky([TransientHTTPError("429", retry_after=60.0)])
+    wrapped, waits = retried(monkeypatch, call, attempts=5)
+
+    with pytest.raises(TransientHTTPError) as caught:
+        wrapped()
+
+    assert caught.value.retry_after == 60.0
+    assert waits == []

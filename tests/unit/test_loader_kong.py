@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -334,6 +335,21 @@ def test_a_dropped_token_triggers_one_re_login(adapter: KongAdapter, admin: Test
     (sku,) = stored(admin)
     assert sku["name"] == "OTRA VEZ"
     assert result.action == "created"  # the cached id was gone too: looked up, then posted
+
+
+def test_many_threads_meeting_one_expired_token_log_in_once(
+    adapter: KongAdapter, admin: TestClient
+) -> None:
+    for i in range(8):
+        adapter.upsert(product(sku=f"SKU-{i}"))
+    admin.post("/_admin/reset")  # every thread's token is now refused
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(adapter.upsert, [product(sku=f"SKU-{i}") for i in range(8)]))
+
+    assert [r.action for r in results] == ["created"] * 8
+    assert logins(admin) == 1
+    assert len(stored(admin)) == 8
 
 
 def test_a_sku_created_meanwhile_is_looked_up_and_patched(app: Any, admin: TestClient) -> None:

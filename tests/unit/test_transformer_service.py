@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from services.common.errors import SkippableError
+from services.common.errors import SkippableError, UnknownTenant
 from services.common.runloop import per_record
 from services.common.serde import DecodeError, default_serde
 from services.common.settings import ROOT
 from services.extractor.rows import fingerprint, normalize
 from services.transformer.mapping import Mapping, MappingError, compile_mapping, field_names
-from services.transformer.service import Transformer, UnknownTenant
+from services.transformer.service import Transformer
 
 SERDE = default_serde()
 TARGETS = field_names(SERDE.current["CanonicalProduct"].parsed)

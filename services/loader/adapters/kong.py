@@ -44,7 +44,8 @@ class KongAdapter:
             kong_id = self._lookup(sku)
             if kong_id is None:
                 return UpsertResult(sku, "absent", None)
-            self._patch(kong_id, {"external_id": sku, "is_active": False})
+            if not self._patch(kong_id, {"external_id": sku, "is_active": False}):
+                return UpsertResult(sku, "absent", None)
             return UpsertResult(sku, "inactivated", str(kong_id))
         payload = self.payload(product)
         kong_id = self._ids.get(sku) or self._lookup(sku)
@@ -113,8 +114,9 @@ class KongAdapter:
     @with_retries(attempts=6)
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         what = f"tenant {self.tenant}: Kong {method} {path.split('?')[0]}"
-        for attempt in (1, 2):
-            token = self._login_once(force=attempt == 2)
+        token: str | None = None
+        for _attempt in (1, 2):
+            token = self._token_for(refused=token)
             try:
                 response = self._http.request(
                     method, path, headers={"Authorization": f"Token {token}"}, **kwargs
@@ -129,9 +131,12 @@ class KongAdapter:
         raise_for_transient(response, what)
         return response
 
-    def _login_once(self, *, force: bool) -> str:
+    def _token_for(self, *, refused: str | None) -> str:
+        """The current token, logging in when there is none or when `refused` (a token
+        Kong just answered 401 to) is still the current one: many threads meeting the
+        same expired token log in once."""
         with self._token_lock:
-            if self._token is None or force:
+            if self._token is None or self._token == refused:
                 self._token = self._login()
             return self._token
 
