@@ -24,7 +24,7 @@ from services.common.runloop import Stopper
 from services.common.serde import Serde
 from services.common.tenants import Tenant
 from services.extractor import rows
-from services.extractor.siesa import SiesaClient
+from services.extractor.siesa import SiesaClient, SiesaError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ class TenantPoller:
                 record = self._record(raw, sync_id, seen, result)
                 if record is not None:
                     outputs.append(record)
+        if not seen and self.fingerprints:
+            raise SiesaError(
+                f"tenant {self.tenant.id}: Siesa returned no rows while {len(self.fingerprints)} "
+                "were known; not taking the whole catalogue for deleted",
+                tenant=self.tenant.id,
+            )
         for key in self.fingerprints.keys() - seen.keys():
             result.deleted += 1
             outputs.append(self._raw_item(key, {rows.KEY_FIELD: key}, "", "DELETE", sync_id))

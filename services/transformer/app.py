@@ -32,12 +32,11 @@ def start(stopper: Stopper) -> None:
         out_topic=kafka.topic(topics.CANONICAL),
     )
     group_id = f"{kafka.topic_prefix}{settings.group_id}"
+    instance = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     RunLoop(
         stage="transform",
         consumer=make_consumer(kafka, group_id=group_id),
-        producer=make_producer(
-            kafka, transactional_id=f"{group_id}-{socket.gethostname()}-{os.getpid()}"
-        ),
+        producer=make_producer(kafka, transactional_id=f"{group_id}-{instance}"),
         topics=[kafka.topic(topics.RAW)],
         handler=per_record(transformer.handle),
         dlq_topic=kafka.topic(topics.DLQ),

@@ -172,6 +172,10 @@ class Mapping:
         """The mapped fields; MappingError names the item, field and value that failed."""
         return {rule.target: rule.apply(row, item=item) for rule in self.rules}
 
+    def apply_field(self, target: str, row: dict[str, str | None], *, item: str) -> Value:
+        """One field alone (e.g. the sku of a vanished item, of which only the key is known)."""
+        return next(rule for rule in self.rules if rule.target == target).apply(row, item=item)
+
 
 def compile_mapping(path: Path, target_fields: set[str]) -> Mapping:
     """Read and check one mapping file; ConfigError lists every problem in it."""

@@ -44,16 +44,18 @@ class Transformer:
     def canonical(raw: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
         tenant = raw["tenant"]
         row = raw["row"]
-        if raw["op"] == "DELETE":
-            # A vanished item: only its key is known; targets inactivate it.
-            fields: dict[str, Any] = {"sku": raw["key"], "name": raw["key"], "is_active": False}
-        else:
-            try:
+        try:
+            if raw["op"] == "DELETE":
+                # A vanished item: only its key is known. Its sku goes through the same
+                # rule as in an UPSERT, so both land on the same key and target record.
+                sku = mapping.apply_field("sku", row, item=raw["key"])
+                fields: dict[str, Any] = {"sku": sku, "name": sku, "is_active": False}
+            else:
                 fields = mapping.apply(row, item=raw["key"])
-            except SkippableError as exc:
-                exc.tenant = tenant
-                exc.message = f"tenant {tenant}: {exc.message}"
-                raise
+        except SkippableError as exc:
+            exc.tenant = tenant
+            exc.message = f"tenant {tenant}: {exc.message}"
+            raise
         return {
             "display_name": None,
             "reference": None,

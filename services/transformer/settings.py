@@ -16,3 +16,8 @@ class TransformerSettings(ServiceSettings):
     mappings_dir: Path = ROOT / "mappings"
     group_id: str = "siesa-sync-transformer"
     batch_size: int = Field(default=500, ge=1)
+    # Names this instance's transactional producer. Give each replica a stable one (its
+    # pod or host name): a restarted instance then aborts its predecessor's open
+    # transaction at once instead of readers waiting for it to time out. Default:
+    # <host>-<pid>, unique but not stable.
+    instance_id: str = ""

@@ -232,3 +232,18 @@ def test_a_rejected_row_is_not_taken_for_a_vanished_one(
     poller.scan_once()
 
     assert ("raw", "PAN-DRL-032", "DELETE") not in emitted(producer.transactions[1])
+
+
+def test_an_empty_answer_is_not_taken_for_a_wholesale_deletion(
+    admin: TestClient, poller: TenantPoller, producer: FakeProducer
+) -> None:
+    poller.scan_once()
+    known = dict(poller.fingerprints)
+    for row in ROWS:
+        admin.delete(f"/_admin/companies/{COMPANY}/items/{row['f120_referencia'].strip()}")
+
+    with pytest.raises(SiesaError, match="no rows while 4 were known"):
+        poller.scan_once()
+
+    assert len(producer.transactions) == 1
+    assert poller.fingerprints == known

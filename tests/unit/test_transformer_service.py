@@ -134,6 +134,24 @@ def test_a_delete_becomes_an_inactive_product_with_only_its_key() -> None:
     assert product["barcode"] is None
 
 
+def test_a_delete_gets_its_sku_through_the_same_rule_as_an_upsert(tmp_path: Path) -> None:
+    lower = tmp_path / "lower.yaml"
+    lower.write_text(
+        "name: lower\nversion: '1'\nfields:\n"
+        "  sku: {source: f120_referencia, convert: lower}\n"
+        "  name: {source: f120_descripcion}\n"
+    )
+    mappings = {"acme": compile_mapping(lower, TARGETS)}
+    upsert = raw_item()
+    delete = {**raw_item(op="DELETE"), "row": {"f120_referencia": "SHP-ACD-400"}}
+
+    (created,) = transformer(mappings).handle(message(upsert))  # type: ignore[arg-type]
+    (deleted,) = transformer(mappings).handle(message(delete))  # type: ignore[arg-type]
+
+    assert created.key == deleted.key == b"acme/shp-acd-400"
+    assert SERDE.decode_as("CanonicalProduct", deleted.value)["sku"] == "shp-acd-400"
+
+
 def test_each_tenant_gets_its_own_mapping(tmp_path: Path) -> None:
     other = tmp_path / "other.yaml"
     other.write_text(
