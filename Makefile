@@ -38,7 +38,7 @@ down: $(STAMP) ## stop everything `make up` started
 demo: $(STAMP) ## run the whole pipeline: sync 5,000+ items into Kong, show live changes, stop
 	$(PY) -m devtools.demo demo
 
-test: $(STAMP) kafka-fetch ## the whole test suite (unit, integration on a real broker, e2e)
+test: $(STAMP) ## the whole test suite (unit, integration on a real broker, e2e)
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## unit tests only (no broker)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import logging
 import os
 import shutil
@@ -21,6 +22,8 @@ import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
 
 from devtools import procs
 
@@ -38,6 +41,15 @@ def fetch() -> Path:
     """Copy the broker's jars into the cache once; later calls return at once."""
     if READY_MARK.exists():
         return LIBS
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with (CACHE.parent / "fetch.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one fetch at a time (parallel test runs, demo)
+        if READY_MARK.exists():
+            return LIBS
+        return _fetch()
+
+
+def _fetch() -> Path:
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise RuntimeError("the local Kafka broker needs Java 17 and Maven (mvn) on PATH")
     staging = CACHE.with_name(f"{KAFKA_VERSION}.partial")
@@ -114,6 +126,7 @@ class LocalBroker:
     name: str = "kafka"
     run_dir: Path = procs.RUN_DIR
     process: procs.Process | None = None
+    _admin: AdminClient | None = None
 
     @property
     def bootstrap(self) -> str:

@@ -42,16 +42,28 @@ def check_ports() -> None:
 def save_credentials(creds: Credentials) -> None:
     CREDENTIALS.parent.mkdir(parents=True, exist_ok=True)
     CREDENTIALS.touch(mode=0o600)
+    CREDENTIALS.chmod(0o600)
     CREDENTIALS.write_text(json.dumps(creds.__dict__, indent=2))
 
 
 def start_all() -> tuple[LocalBroker, Stack]:
-    check_ports()
+    """Start everything; if any step fails, stop what was started and re-raise."""
     procs.stop_recorded()  # leftovers of an interrupted run
-    say("starting Kafka (fetching its jars with Maven the first time)...")
+    check_ports()
     broker = LocalBroker(port=PORTS["Kafka"])
-    broker.start()
     stack = Stack(bootstrap=broker.bootstrap)
+    try:
+        _start_all(broker, stack)
+    except BaseException:
+        stack.stop_all()
+        broker.stop()
+        raise
+    return broker, stack
+
+
+def _start_all(broker: LocalBroker, stack: Stack) -> None:
+    say("starting Kafka (fetching its jars with Maven the first time)...")
+    broker.start()
     stack.tenants = yaml.safe_load(TENANTS.read_text())["tenants"]
     save_credentials(stack.credentials)
     say("starting the Siesa and Kong simulators...")
@@ -67,7 +79,6 @@ def start_all() -> tuple[LocalBroker, Stack]:
         )
     say("starting extractor, transformer and loader...")
     stack.start_services()
-    return broker, stack
 
 
 def wait_for_sync(stack: Stack, want: int, started: float) -> None:
@@ -87,8 +98,8 @@ def wait_for_sync(stack: Stack, want: int, started: float) -> None:
 
 def live_changes(stack: Stack, company: int) -> list[tuple[str, str, float]]:
     """Change three items in Siesa and time each until Kong shows it."""
-    rows = stack.siesa_items(company)
-    picks = [dict(rows[i]) for i in (3, 1500, 4000)]
+    rows = [r for r in stack.siesa_items(company) if r["f120_ind_estado"] == 1]
+    picks = [dict(rows[i]) for i in (3, len(rows) // 3, 2 * len(rows) // 3)]
     picks[0]["f120_descripcion"] = 'CAMISETA ALGODON & LINO "EDICION" #7 -- NUEVA'
     picks[1]["f120_descripcion_comercial"] = "Nombre comercial cambiado; 20x30"
     picks[2]["f120_ind_estado"] = 0
@@ -117,7 +128,9 @@ def live_changes(stack: Stack, company: int) -> list[tuple[str, str, float]]:
     return arrived
 
 
-def summary(stack: Stack, company: int, elapsed: float, changes: list[Any]) -> None:
+def summary(stack: Stack, tenant: dict[str, Any], elapsed: float, changes: list[Any]) -> None:
+    company = tenant["siesa"]["company"]
+    interval = tenant["siesa"].get("poll_interval_s", 5)
     skus = stack.kong_skus()
     siesa = stack.siesa_items(company)
     active = sum(1 for s in skus if s.get("is_active"))
@@ -129,7 +142,10 @@ def summary(stack: Stack, company: int, elapsed: float, changes: list[Any]) -> N
     say(f"  Kong SKUs                 {len(skus):>8}  ({active} active, {inactive} inactive)")
     say(f"  first full sync           {elapsed:>7.1f}s  ({rate:.0f} items/s end to end)")
     worst = max(c[2] for c in changes)
-    say(f"  live changes arrived      {len(changes):>8}  (slowest {worst:.1f}s, poll interval 5s)")
+    arrived = len(changes)
+    say(
+        f"  live changes arrived      {arrived:>8}  (slowest {worst:.1f}s, polls every {interval}s)"
+    )
 
 
 def demo() -> None:
@@ -142,7 +158,7 @@ def demo() -> None:
         wait_for_sync(stack, want, started)
         elapsed = time.monotonic() - started
         changes = live_changes(stack, company)
-        summary(stack, company, elapsed, changes)
+        summary(stack, tenant, elapsed, changes)
     finally:
         say("stopping everything...")
         stack.stop_all()

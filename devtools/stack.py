@@ -37,6 +37,11 @@ def _jwt_like() -> str:
     )
 
 
+def env_prefix(tenant: str) -> str:
+    """Tenant `acme-co` reads its credentials from `ACME_CO_*` variables."""
+    return tenant.upper().replace("-", "_")
+
+
 @dataclass
 class Credentials:
     """Fresh credentials for one stack: given to the simulators and the services alike."""
@@ -47,7 +52,7 @@ class Credentials:
     kong_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     def tenant_env(self, tenant: str) -> dict[str, str]:
-        prefix = tenant.upper().replace("-", "_")
+        prefix = env_prefix(tenant)
         return {
             f"{prefix}_SIESA_CONNI_KEY": self.conni_key,
             f"{prefix}_SIESA_CONNI_TOKEN": self.conni_token,
@@ -83,7 +88,7 @@ class Stack:
         self, tenant: str, company: int, *, poll_interval_s: float = 1.0, **target: Any
     ) -> dict[str, Any]:
         """A tenant reading `company` from the Siesa simulator into the Kong simulator."""
-        env = tenant.upper().replace("-", "_")
+        env = env_prefix(tenant)
         return {
             "id": tenant,
             "mapping": "siesa-items",
@@ -169,6 +174,12 @@ class Stack:
         for name in reversed(list(self.processes)):
             self.stop(name)
 
+    def log_tails(self, lines: int = 30) -> str:
+        return "\n".join(
+            f"--- {name} ({process.log_path}) ---\n{process.log_tail(lines)}"
+            for name, process in self.processes.items()
+        )
+
     def check_alive(self) -> None:
         """Raise with the log tail of any process that died on its own."""
         for name, process in self.processes.items():
@@ -210,6 +221,12 @@ class Stack:
             params={"keep_dates": "true"} if keep_dates else None,
             json=rows,
             timeout=60,
+        )
+        response.raise_for_status()
+
+    def delete_item(self, company: int, referencia: str) -> None:
+        response = httpx.delete(
+            f"{self.siesa_url}/_admin/companies/{company}/items/{referencia}", timeout=60
         )
         response.raise_for_status()
 

@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     broker = LocalBroker(port=procs.free_port(), home=home, run_dir=home)
     try:
         yield broker.start()
-    except RuntimeError:
+    except (RuntimeError, subprocess.CalledProcessError):
         if not _docker_answers():
             raise
         from testcontainers.kafka import KafkaContainer
@@ -74,6 +75,16 @@ def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
     settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
     create_topics(settings)
     return settings
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed e2e test shows the tail of each process's log under its report."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and call.when == "call" and isinstance(stack, Stack):
+        report.sections.append(("process logs", stack.log_tails()))
+    return report
 
 
 @pytest.fixture

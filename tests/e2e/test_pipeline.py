@@ -31,24 +31,33 @@ def expected_sku(row: dict[str, Any]) -> dict[str, Any]:
     """What Kong must hold for one Siesa row, written out independently of the mapping."""
     name = row["f120_descripcion"].rstrip(" ")
     commercial = (row["f120_descripcion_comercial"] or "").strip()
-    sku = {
-        "external_id": row["f120_referencia"].strip(),
+    referencia = row["f120_referencia"].strip()
+    barcode = row["f120_codigo_barras"]
+    unit = row["f120_unidad_medida"].strip()
+    return {
+        "external_id": referencia,
         "name": name,
         "display_name": commercial or name,
+        "reference": referencia,
         "group_external_id": str(row["f120_id_grupo"]),
         "is_active": row["f120_ind_estado"] == 1,
+        "ean": barcode if barcode and len(barcode) in (8, 13) else None,
+        "upc": barcode if barcode and len(barcode) == 12 else None,
+        "unit": {"UND": "UNIT", "UN": "UNIT"}.get(unit, unit),
+        "weight_kg": row["f120_peso"],
+        "volume_m3": row["f120_volumen"],
         **KONG_SETTINGS,
     }
-    barcode = row["f120_codigo_barras"]
-    if barcode and len(barcode) in (8, 13):
-        sku["ean"] = barcode
-    elif barcode and len(barcode) == 12:
-        sku["upc"] = barcode
-    return sku
+
+
+def held(sku: dict[str, Any]) -> dict[str, Any]:
+    """A stored Kong SKU, its properties flattened, for comparison with `expected_sku`."""
+    properties = sku.get("properties") or {}
+    return {**sku, **{k: properties.get(k) for k in ("unit", "weight_kg", "volume_m3")}}
 
 
 def assert_kong_holds(skus: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    by_id = {s["external_id"]: s for s in skus}
+    by_id = {s["external_id"]: held(s) for s in skus}
     assert len(by_id) == len(skus), "Kong holds duplicate external_ids"
     assert sorted(by_id) == sorted(e["external_id"] for e in expected)
     mismatches = [
@@ -100,10 +109,20 @@ def test_seeded_catalogue_of_1000_items_lands_in_kong_mapped(stack: Stack) -> No
 
     def changed() -> bool:
         stack.check_alive()
-        held = {s["external_id"]: s for s in stack.kong_skus()}
-        return all(all(held[k].get(f) == v for f, v in e.items()) for k, e in want.items())
+        now = {s["external_id"]: held(s) for s in stack.kong_skus()}
+        return all(all(now[k].get(f) == v for f, v in e.items()) for k, e in want.items())
 
     procs.wait_until(changed, timeout=120, interval=0.5, what="the two changes in Kong")
+    assert len(stack.kong_skus()) == 1000
+    # An item deleted in Siesa is inactivated in Kong, never deleted.
+    gone = next(r for r in rows[30:] if r["f120_ind_estado"] == 1)["f120_referencia"].strip()
+    stack.delete_item(COMPANY, gone)
+
+    def inactivated() -> bool:
+        stack.check_alive()
+        return {s["external_id"]: s for s in stack.kong_skus()}[gone]["is_active"] is False
+
+    procs.wait_until(inactivated, timeout=120, interval=0.5, what=f"{gone} inactive in Kong")
     assert len(stack.kong_skus()) == 1000
     # SIGTERM: each service finishes the batch in hand, commits and exits cleanly.
     assert {name: stack.stop(name) for name in ("extractor", "transformer", "loader")} == {
