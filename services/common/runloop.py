@@ -207,11 +207,11 @@ class RunLoop:
         )
 
     def _produce_then_commit(self, batch: list[Message], outputs: list[OutRecord]) -> None:
-        failed: list[str] = []
+        failed: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
-                failed.append(err.str())
+                failed.append(err)
 
         produce_all(self.producer, outputs, on_delivery)
         # Wait for every delivery: giving up on a slow broker and redoing the batch would
@@ -220,8 +220,10 @@ class RunLoop:
             if self.stopper.stopped:
                 raise FatalError("stopped while outputs were still undelivered; not committing")
             log.warning("%s: waiting for the broker to take the batch's outputs", self.stage)
+        if any(err.fatal() for err in failed):
+            raise FatalError(f"producer failed: {next(e for e in failed if e.fatal()).str()}")
         if failed:
-            raise RetriableError(f"{len(failed)} outputs not delivered: {failed[0]}")
+            raise RetriableError(f"{len(failed)} outputs not delivered: {failed[0].str()}")
         try:
             self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
         except KafkaException as exc:

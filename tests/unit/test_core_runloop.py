@@ -171,11 +171,12 @@ class FakeConsumer:
 class FakeProducer:
     log: Log
     fail_commit: KafkaError | None = None
+    fail_delivery: KafkaError | None = None
 
     def produce(self, topic: str, *, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
         self.log.events.append(("produce", OutRecord(topic, key, value, list(headers or []))))
         if on_delivery is not None:
-            on_delivery(None, None)
+            on_delivery(self.fail_delivery, None)
 
     def poll(self, _timeout: float) -> int:
         return 0
@@ -204,13 +205,14 @@ def run_loop(
     *,
     transactional: bool = False,
     fail_commit: KafkaError | None = None,
+    fail_delivery: KafkaError | None = None,
 ) -> Log:
     log = Log()
     stopper = Stopper()
     RunLoop(
         stage="transform",
         consumer=FakeConsumer(log, stopper, batches),  # type: ignore[arg-type]
-        producer=FakeProducer(log, fail_commit),  # type: ignore[arg-type]
+        producer=FakeProducer(log, fail_commit, fail_delivery),  # type: ignore[arg-type]
         topics=[TOPIC],
         handler=handler,
         dlq_topic="dlq",
@@ -315,3 +317,10 @@ def test_stopper_wait_returns_at_once_when_stopped() -> None:
 
     assert stopper.stopped
     assert stopper.wait(30) is True
+
+
+def test_a_fatal_delivery_error_stops_the_loop() -> None:
+    fenced = KafkaError(KafkaError._FENCED, "producer fenced", fatal=True)
+
+    with pytest.raises(FatalError, match="producer fenced"):
+        run_loop([[msg(0, 1)]], per_record(echo), fail_delivery=fenced)
