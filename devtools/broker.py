@@ -55,12 +55,11 @@ def _fetch() -> Path:
     staging = CACHE.with_name(f"{KAFKA_VERSION}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     log.info("fetching Apache Kafka %s jars with Maven into %s", KAFKA_VERSION, LIBS)
-    subprocess.run(
+    done = subprocess.run(
         [
             "mvn",
             "-B",
             "-q",
-            "-Dstyle.color=never",
             "-f",
             str(POM),
             f"-Dkafka.version={KAFKA_VERSION}",
@@ -68,8 +67,13 @@ def _fetch() -> Path:
             f"-DoutputDirectory={staging / 'libs'}",
             "-DincludeScope=runtime",
         ],
-        check=True,
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip().splitlines()
+        raise RuntimeError("Maven could not fetch the Kafka jars:\n" + "\n".join(output[-30:]))
     shutil.rmtree(CACHE, ignore_errors=True)
     staging.rename(CACHE)
     READY_MARK.write_text(KAFKA_VERSION + "\n")
