@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
 from services.common.dlq import dead_letter, dead_letter_record
 from services.common.errors import SkippableError
 from services.common.records import coordinates, header_value, trace_headers
+from tests.unit.fakes import FakeMessage
 
 DESIGN_HEADERS = [
     "error.stage",
@@ -25,37 +26,14 @@ DESIGN_HEADERS = [
 ]
 
 
-@dataclass
-class FakeMessage:
-    """The parts of confluent_kafka.Message the code reads."""
-
-    _topic: str = "siesa.items.raw.v1"
-    _partition: int = 3
-    _offset: int = 42
-    _key: bytes | None = b"acme/CAM-OXF-001"
-    _value: bytes | None = b"\xc3\x01not really avro"
-    _headers: list[tuple[str, bytes | None]] | None = field(default_factory=list)
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes | None]] | None:
-        return self._headers
-
-    def error(self) -> None:
-        return None
+# Where the dead letters below come from: siesa.items.raw.v1, partition 3, offset 42.
+consumed = partial(
+    FakeMessage,
+    _partition=3,
+    _offset=42,
+    _key=b"acme/CAM-OXF-001",
+    _value=b"\xc3\x01not really avro",
+)
 
 
 def headers_of(record_headers: list[tuple[str, str | bytes | None]]) -> dict[str, str]:
@@ -67,7 +45,7 @@ def headers_of(record_headers: list[tuple[str, str | bytes | None]]) -> dict[str
 
 
 def test_a_dead_letter_keeps_key_and_bytes_and_has_every_design_header() -> None:
-    msg = FakeMessage(_headers=[("trace_id", b"trace-9"), ("sync_id", b"sync-1")])
+    msg = consumed(_headers=[("trace_id", b"trace-9"), ("sync_id", b"sync-1")])
     error = SkippableError(
         "tenant acme: field name: required", tenant="acme", error_class="mapping"
     )
@@ -96,7 +74,7 @@ def test_a_dead_letter_keeps_key_and_bytes_and_has_every_design_header() -> None
 
 
 def test_a_replayed_dead_letter_counts_one_more_attempt() -> None:
-    msg = FakeMessage(_headers=[("error.attempts", b"2")])
+    msg = consumed(_headers=[("error.attempts", b"2")])
 
     record = dead_letter(msg, SkippableError("again"), stage="load", dlq_topic="dlq")
 
@@ -118,7 +96,7 @@ def test_the_tenant_header_comes_from_the_error_then_header_then_key(
     key: bytes | None,
     expected: str,
 ) -> None:
-    msg = FakeMessage(_headers=msg_headers, _key=key)
+    msg = consumed(_headers=msg_headers, _key=key)
 
     record = dead_letter(msg, SkippableError("x", tenant=error_tenant), stage="s", dlq_topic="d")
 
@@ -155,17 +133,17 @@ def test_a_record_that_was_never_consumed_has_no_source_coordinates() -> None:
 
 
 def test_header_value_takes_the_last_one_and_decodes_bytes() -> None:
-    msg = FakeMessage(_headers=[("a", b"1"), ("b", None), ("a", b"2"), ("c", "text")])
+    msg = consumed(_headers=[("a", b"1"), ("b", None), ("a", b"2"), ("c", "text")])
 
     assert header_value(msg, "a") == "2"
     assert header_value(msg, "b") is None
     assert header_value(msg, "c") == "text"
     assert header_value(msg, "missing") is None
-    assert header_value(FakeMessage(_headers=None), "a") is None
+    assert header_value(consumed(_headers=None), "a") is None
 
 
 def test_coordinates_and_trace_headers() -> None:
-    assert coordinates(FakeMessage()) == ("siesa.items.raw.v1", 3, 42)
+    assert coordinates(consumed()) == ("siesa.items.raw.v1", 3, 42)
     assert trace_headers("acme", "t1", "s1") == [
         ("tenant", b"acme"),
         ("trace_id", b"t1"),

@@ -20,42 +20,28 @@ from services.common.runloop import (
     next_offsets,
     per_record,
 )
+from tests.unit.fakes import FakeMessage
 
 TOPIC = "raw"
 
 
-@dataclass
-class FakeMessage:
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes = b"ok"
-    _error: KafkaError | None = None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return f"acme/{self._offset}".encode()
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [("trace_id", f"trace-{self._offset}".encode())]
-
-    def error(self) -> KafkaError | None:
-        return self._error
-
-
-def msg(partition: int, offset: int, value: bytes = b"ok", topic: str = TOPIC) -> FakeMessage:
-    return FakeMessage(topic, partition, offset, value)
+def msg(
+    partition: int,
+    offset: int,
+    value: bytes = b"ok",
+    topic: str = TOPIC,
+    error: KafkaError | None = None,
+) -> FakeMessage:
+    """A record of tenant acme keyed and traced by its offset."""
+    return FakeMessage(
+        _topic=topic,
+        _partition=partition,
+        _offset=offset,
+        _key=f"acme/{offset}".encode(),
+        _value=value,
+        _headers=[("trace_id", f"trace-{offset}".encode())],
+        _error=error,
+    )
 
 
 def tps(offsets: list[TopicPartition]) -> set[tuple[str, int, int]]:
@@ -266,14 +252,14 @@ def test_a_fatal_error_stops_the_loop_without_committing() -> None:
 
 
 def test_a_fatal_consumer_error_stops_the_loop() -> None:
-    bad = FakeMessage(TOPIC, 0, 0, _error=KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+    bad = msg(0, 0, error=KafkaError(KafkaError._FATAL, "fenced", fatal=True))
 
     with pytest.raises(FatalError, match="consumer failed"):
         run_loop([[bad]], per_record(echo))
 
 
 def test_partition_eof_is_not_a_record() -> None:
-    eof = FakeMessage(TOPIC, 0, 3, _error=KafkaError(KafkaError._PARTITION_EOF))
+    eof = msg(0, 3, error=KafkaError(KafkaError._PARTITION_EOF))
 
     log = run_loop([[eof, msg(0, 4)]], per_record(echo))
 

@@ -12,6 +12,7 @@ import yaml
 from services.common.errors import ConfigError
 from services.common.settings import ROOT
 from services.common.tenants import enabled, load_tenants, tenant_of_key
+from tests.unit.fakes import set_secrets, tenant_config
 
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.e30.c2VjcmV0LXRva2Vu"  # noqa: S105 - a test credential
@@ -20,36 +21,7 @@ PASSWORD = "pa55-w0rd-never-shown"  # noqa: S105 - a test credential
 
 @pytest.fixture(autouse=True)
 def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("T_CONNI_KEY", KEY)
-    monkeypatch.setenv("T_CONNI_TOKEN", TOKEN)
-    monkeypatch.setenv("T_KONG_USER", "integrator")
-    monkeypatch.setenv("T_KONG_PASSWORD", PASSWORD)
-
-
-def tenant(tenant_id: str = "acme", **overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": tenant_id,
-        "siesa": {
-            "base_url": "http://siesa.test/api/siesa/v3",
-            "company": 8585,
-            "conni_key": {"env": "T_CONNI_KEY"},
-            "conni_token": {"env": "T_CONNI_TOKEN"},
-        },
-        "target": {
-            "type": "kong",
-            "base_url": "http://kong.test",
-            "username": {"env": "T_KONG_USER"},
-            "password": {"env": "T_KONG_PASSWORD"},
-            "settings": {"type_id": 1, "customer_id": 100},
-        },
-    }
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split("__")
-        node = base
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return base
+    set_secrets(monkeypatch, "T", KEY, TOKEN, "integrator", PASSWORD)
 
 
 def write(tmp_path: Path, *tenants: Any) -> Path:
@@ -67,7 +39,7 @@ def problems_of(path: Path) -> list[str]:
 def test_a_valid_file_resolves_env_and_file_secrets(tmp_path: Path) -> None:
     secret_file = tmp_path / "kong-password"
     secret_file.write_text(PASSWORD + "\n")
-    path = write(tmp_path, tenant(target__password={"file": str(secret_file)}))
+    path = write(tmp_path, tenant_config(target__password={"file": str(secret_file)}))
 
     tenants = load_tenants(path)
 
@@ -82,7 +54,7 @@ def test_a_valid_file_resolves_env_and_file_secrets(tmp_path: Path) -> None:
 
 
 def test_secrets_never_show_in_reprs(tmp_path: Path) -> None:
-    acme = load_tenants(write(tmp_path, tenant()))["acme"]
+    acme = load_tenants(write(tmp_path, tenant_config()))["acme"]
 
     shown = repr(acme) + str(acme) + acme.model_dump_json()
     assert KEY not in shown
@@ -95,7 +67,7 @@ def test_a_relative_secret_file_is_found_next_to_the_tenants_file(
 ) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "kong-password").write_text(PASSWORD)
-    path = write(tmp_path, tenant(target__password={"file": "secrets/kong-password"}))
+    path = write(tmp_path, tenant_config(target__password={"file": "secrets/kong-password"}))
     monkeypatch.chdir("/")
 
     acme = load_tenants(path)["acme"]
@@ -116,9 +88,9 @@ def test_the_shipped_demo_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None
 def test_every_problem_of_every_tenant_is_reported_at_once(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        tenant("alpha", siesa__page_size=500),
-        tenant("beta", target__password=PASSWORD, siesa__company="not-a-number"),
-        tenant("gamma", siesa__conni_key={"env": "T_NOT_SET_ANYWHERE"}),
+        tenant_config("alpha", siesa__page_size=500),
+        tenant_config("beta", target__password=PASSWORD, siesa__company="not-a-number"),
+        tenant_config("gamma", siesa__conni_key={"env": "T_NOT_SET_ANYWHERE"}),
     )
 
     problems = problems_of(path)
@@ -134,7 +106,7 @@ def test_every_problem_of_every_tenant_is_reported_at_once(tmp_path: Path) -> No
 
 
 def test_a_secret_written_in_the_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
-    path = write(tmp_path, tenant(target__password=PASSWORD))
+    path = write(tmp_path, tenant_config(target__password=PASSWORD))
 
     problems = problems_of(path)
 
@@ -156,7 +128,7 @@ def test_a_secret_written_in_the_file_is_refused_without_echoing_it(tmp_path: Pa
 def test_a_malformed_reference_is_refused_without_echoing_values(
     tmp_path: Path, reference: dict[str, str]
 ) -> None:
-    path = write(tmp_path, tenant(target__password=reference))
+    path = write(tmp_path, tenant_config(target__password=reference))
 
     problems = problems_of(path)
 
@@ -167,7 +139,7 @@ def test_a_malformed_reference_is_refused_without_echoing_values(
 
 def test_an_unreadable_secret_file_names_tenant_and_field(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "secret"
-    path = write(tmp_path, tenant(siesa__conni_token={"file": str(missing)}))
+    path = write(tmp_path, tenant_config(siesa__conni_token={"file": str(missing)}))
 
     (problem,) = problems_of(path)
 
@@ -176,7 +148,7 @@ def test_an_unreadable_secret_file_names_tenant_and_field(tmp_path: Path) -> Non
 
 
 def test_a_duplicate_id_and_an_unnamed_entry_are_reported(tmp_path: Path) -> None:
-    path = write(tmp_path, tenant("acme"), tenant("acme"), "just a string")
+    path = write(tmp_path, tenant_config("acme"), tenant_config("acme"), "just a string")
 
     problems = problems_of(path)
 
@@ -185,7 +157,7 @@ def test_a_duplicate_id_and_an_unnamed_entry_are_reported(tmp_path: Path) -> Non
 
 
 def test_unknown_keys_and_bad_ids_are_refused(tmp_path: Path) -> None:
-    bad = tenant("Bad Id!")
+    bad = tenant_config("Bad Id!")
     bad["colour"] = "blue"
     path = write(tmp_path, bad)
 
@@ -220,7 +192,7 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_enabled_keeps_only_enabled_tenants(tmp_path: Path) -> None:
-    path = write(tmp_path, tenant("on"), tenant("off", enabled=False))
+    path = write(tmp_path, tenant_config("on"), tenant_config("off", enabled=False))
 
     assert [t.id for t in enabled(load_tenants(path))] == ["on"]
 
@@ -235,7 +207,7 @@ def test_tenant_of_key(key: bytes | None, tenant_id: str | None) -> None:
 
 def test_a_literal_value_mapping_is_not_a_reference(tmp_path: Path) -> None:
     path = tmp_path / "tenants.yaml"
-    text = yaml.safe_dump({"tenants": [tenant()]})
+    text = yaml.safe_dump({"tenants": [tenant_config()]})
     path.write_text(
         text.replace("password:\n      env: T_KONG_PASSWORD", f"password:\n      value: {PASSWORD}")
     )

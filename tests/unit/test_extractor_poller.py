@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from services.common.tenants import Tenant
 from services.extractor.poller import TenantPoller
 from services.extractor.siesa import SiesaClient, SiesaError
 from simulators.siesa import create_app
+from tests.unit.fakes import FakeTransactionalProducer, set_secrets, tenant_config
 
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "jwt-token"  # noqa: S105 - a test credential
@@ -27,53 +27,13 @@ ROWS: list[dict[str, Any]] = json.loads(
 )["detalle"]["Table"]
 
 
-@dataclass
-class FakeProducer:
-    transactions: list[list[tuple[str, bytes | None, bytes | None, dict[str, Any]]]] = field(
-        default_factory=list
-    )
-    _open: list[tuple[str, bytes | None, bytes | None, dict[str, Any]]] | None = None
-
-    def begin_transaction(self) -> None:
-        assert self._open is None
-        self._open = []
-
-    def produce(self, topic: str, *, key: Any, value: Any, headers: Any, **_: Any) -> None:
-        assert self._open is not None, "produced outside a transaction"
-        self._open.append((topic, key, value, dict(headers or [])))
-
-    def poll(self, _timeout: float) -> int:
-        return 0
-
-    def commit_transaction(self, _timeout: float) -> None:
-        assert self._open is not None
-        self.transactions.append(self._open)
-        self._open = None
-
-
 @pytest.fixture
 def tenant(monkeypatch: pytest.MonkeyPatch) -> Tenant:
-    monkeypatch.setenv("P_KEY", KEY)
-    monkeypatch.setenv("P_TOKEN", TOKEN)
-    monkeypatch.setenv("P_USER", "u")
-    monkeypatch.setenv("P_PASSWORD", "p")
+    set_secrets(monkeypatch, "P", KEY, TOKEN, "u", "p")
     return Tenant.model_validate(
-        {
-            "id": "acme",
-            "siesa": {
-                "base_url": "http://siesa.test/api/siesa/v3",
-                "company": COMPANY,
-                "page_size": 3,
-                "conni_key": {"env": "P_KEY"},
-                "conni_token": {"env": "P_TOKEN"},
-            },
-            "target": {
-                "type": "kong",
-                "base_url": "http://kong.test",
-                "username": {"env": "P_USER"},
-                "password": {"env": "P_PASSWORD"},
-            },
-        }
+        tenant_config(
+            "acme", env="P", siesa__company=COMPANY, siesa__page_size=3, target__settings={}
+        )
     )
 
 
@@ -90,12 +50,12 @@ def admin(app: Any) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def producer() -> FakeProducer:
-    return FakeProducer()
+def producer() -> FakeTransactionalProducer:
+    return FakeTransactionalProducer()
 
 
 @pytest.fixture
-def poller(tenant: Tenant, app: Any, producer: FakeProducer) -> TenantPoller:
+def poller(tenant: Tenant, app: Any, producer: FakeTransactionalProducer) -> TenantPoller:
     client = SiesaClient(tenant.siesa, tenant=tenant.id)
     configured = client._http
     client._http = TestClient(
@@ -126,7 +86,7 @@ def emitted(transaction: list[Any]) -> list[tuple[str, str, str]]:
 
 
 def test_the_first_scan_emits_every_row_in_one_transaction(
-    admin: TestClient, poller: TenantPoller, producer: FakeProducer
+    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
 
@@ -154,7 +114,7 @@ def test_the_first_scan_emits_every_row_in_one_transaction(
 
 
 def test_an_unchanged_catalogue_emits_nothing(
-    admin: TestClient, poller: TenantPoller, producer: FakeProducer
+    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     poller.scan_once()
@@ -163,7 +123,7 @@ def test_an_unchanged_catalogue_emits_nothing(
 
 
 def test_a_changed_row_and_a_vanished_row_are_emitted(
-    admin: TestClient, poller: TenantPoller, producer: FakeProducer
+    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     changed = {**ROWS[0], "f120_descripcion": "CAMISA OXFORD MANGA LARGA AZUL & BLANCO"}
@@ -181,7 +141,7 @@ def test_a_changed_row_and_a_vanished_row_are_emitted(
 
 
 def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
-    admin: TestClient, poller: TenantPoller, producer: FakeProducer
+    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
 ) -> None:
     too_long = {**ROWS[1], "f120_descripcion": "X" * 201}
     admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=[too_long])
@@ -202,7 +162,7 @@ def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
 
 
 def test_a_failed_scan_emits_nothing_and_keeps_what_it_knew(
-    admin: TestClient, poller: TenantPoller, producer: FakeProducer
+    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     known = dict(poller.fingerprints)
@@ -223,7 +183,7 @@ def test_a_failed_scan_emits_nothing_and_keeps_what_it_knew(
 
 
 def test_a_rejected_row_is_not_taken_for_a_vanished_one(
-    admin: TestClient, poller: TenantPoller, producer: FakeProducer
+    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     too_long = {**ROWS[1], "f120_descripcion": "X" * 201}
@@ -235,7 +195,7 @@ def test_a_rejected_row_is_not_taken_for_a_vanished_one(
 
 
 def test_an_empty_answer_is_not_taken_for_a_wholesale_deletion(
-    admin: TestClient, poller: TenantPoller, producer: FakeProducer
+    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     known = dict(poller.fingerprints)

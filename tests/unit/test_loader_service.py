@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,24 +14,9 @@ from services.common.serde import default_serde
 from services.common.tenants import Tenant
 from services.loader.adapters.base import TargetRejected, UpsertResult
 from services.loader.service import Loader
+from tests.unit.fakes import FakeMessage, set_secrets, tenant_config
 
 SERDE = default_serde()
-
-
-@dataclass
-class FakeMessage:
-    _key: bytes
-    _value: bytes
-    _offset: int
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
-
-    def offset(self) -> int:
-        return self._offset
 
 
 class FakeTarget:
@@ -65,26 +49,9 @@ def target() -> FakeTarget:
 
 @pytest.fixture
 def loader(monkeypatch: pytest.MonkeyPatch, target: FakeTarget) -> Iterator[Loader]:
-    monkeypatch.setenv("L_USER", "u")
-    monkeypatch.setenv("L_PASSWORD", "p")
-    monkeypatch.setenv("L_KEY", "k")
+    set_secrets(monkeypatch, "L", "k", "k", "u", "p")
     tenant = Tenant.model_validate(
-        {
-            "id": "acme",
-            "siesa": {
-                "base_url": "http://siesa.test",
-                "company": 1,
-                "conni_key": {"env": "L_KEY"},
-                "conni_token": {"env": "L_KEY"},
-            },
-            "target": {
-                "type": "kong",
-                "base_url": "http://kong.test",
-                "username": {"env": "L_USER"},
-                "password": {"env": "L_PASSWORD"},
-                "settings": {"type_id": 1, "customer_id": 100},
-            },
-        }
+        tenant_config("acme", env="L", siesa__base_url="http://siesa.test", siesa__company=1)
     )
     loader = Loader(serde=SERDE, tenants={"acme": tenant}, max_in_flight=4)
     loader.adapters["acme"].close()
@@ -106,7 +73,9 @@ def message(offset: int, sku: str, name: str = "X", tenant: str = "acme") -> Fak
         "source_fingerprint": "f",
     }
     return FakeMessage(
-        f"{tenant}/{sku}".encode(), SERDE.encode("CanonicalProduct", product), offset
+        _key=f"{tenant}/{sku}".encode(),
+        _value=SERDE.encode("CanonicalProduct", product),
+        _offset=offset,
     )
 
 
@@ -128,7 +97,7 @@ def test_only_the_newest_version_of_each_key_is_written(loader: Loader, target: 
 def test_failures_are_per_record_and_the_rest_lands(loader: Loader, target: FakeTarget) -> None:
     batch = [
         message(1, "A"),
-        FakeMessage(b"acme/G", b"garbage", 2),
+        FakeMessage(_key=b"acme/G", _value=b"garbage", _offset=2),
         message(3, "R", "!refused"),
         message(4, "Z", tenant="ghost"),
         message(5, "B"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from services.extractor.siesa import SiesaClient
 from services.transformer.mapping import compile_mapping, field_names
 from services.transformer.service import Transformer
 from simulators.siesa import create_app
+from tests.unit.fakes import FakeMessage, FakeTransactionalProducer, set_secrets, tenant_config
 
 FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = FIXTURES / "expected-canonical.json"
@@ -36,6 +36,8 @@ PAGE = json.loads((FIXTURES / "siesa-items-page.json").read_text())
 ROWS: list[dict[str, Any]] = PAGE["detalle"]["Table"]
 TENANT = "golden"
 COMPANY = 8585
+KEY = "0123456789abcdef0123456789abcdef"
+TOKEN = "jwt-token"  # noqa: S105 - a test credential
 PER_RUN = ("sync_id", "trace_id")
 SERDE = default_serde()
 MAPPING = compile_mapping(
@@ -131,70 +133,14 @@ def test_the_golden_file_says_what_the_targets_expect() -> None:
 # -- the same page through the real pieces: simulator → client → poller → transformer --
 
 
-@dataclass
-class FakeProducer:
-    """A transactional producer that keeps what each committed transaction held."""
-
-    transactions: list[list[tuple[str, bytes, bytes]]] = field(default_factory=list)
-    _open: list[tuple[str, bytes, bytes]] | None = None
-
-    def begin_transaction(self) -> None:
-        assert self._open is None
-        self._open = []
-
-    def produce(self, topic: str, *, key: bytes, value: bytes, **_: Any) -> None:
-        assert self._open is not None, "produced outside a transaction"
-        self._open.append((topic, key, value))
-
-    def poll(self, _timeout: float) -> int:
-        return 0
-
-    def commit_transaction(self, _timeout: float) -> None:
-        assert self._open is not None
-        self.transactions.append(self._open)
-        self._open = None
-
-
-@dataclass
-class FakeMessage:
-    _key: bytes
-    _value: bytes
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
-
-
 @pytest.fixture
 def tenant(monkeypatch: pytest.MonkeyPatch) -> Tenant:
-    monkeypatch.setenv("G_KEY", "0123456789abcdef0123456789abcdef")
-    monkeypatch.setenv("G_TOKEN", "jwt-token")
-    monkeypatch.setenv("G_USER", "integrator")
-    monkeypatch.setenv("G_PASSWORD", "pw")
-    return Tenant.model_validate(
-        {
-            "id": TENANT,
-            "siesa": {
-                "base_url": "http://siesa.test/api/siesa/v3",
-                "company": COMPANY,
-                "conni_key": {"env": "G_KEY"},
-                "conni_token": {"env": "G_TOKEN"},
-            },
-            "target": {
-                "type": "kong",
-                "base_url": "http://kong.test",
-                "username": {"env": "G_USER"},
-                "password": {"env": "G_PASSWORD"},
-                "settings": {"type_id": 1, "customer_id": 100},
-            },
-        }
-    )
+    set_secrets(monkeypatch, "G", KEY, TOKEN, "integrator", "pw")
+    return Tenant.model_validate(tenant_config(TENANT, env="G", siesa__company=COMPANY))
 
 
 def test_the_page_served_by_siesa_reaches_the_same_canonical_products(tenant: Tenant) -> None:
-    app = create_app("0123456789abcdef0123456789abcdef", "jwt-token")
+    app = create_app(KEY, TOKEN)
     with TestClient(app) as admin:
         loaded = admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=ROWS)
         assert loaded.status_code == 200
@@ -203,7 +149,7 @@ def test_the_page_served_by_siesa_reaches_the_same_canonical_products(tenant: Te
     client._http = TestClient(
         app, base_url=str(configured.base_url), headers=dict(configured.headers)
     )
-    producer = FakeProducer()
+    producer = FakeTransactionalProducer()
     poller = TenantPoller(
         tenant=tenant,
         client=client,
@@ -216,14 +162,15 @@ def test_the_page_served_by_siesa_reaches_the_same_canonical_products(tenant: Te
 
     poller.scan_once()
 
-    (transaction,) = producer.transactions
+    (committed,) = producer.transactions
+    transaction = [(topic, key, value) for topic, key, value, _headers in committed]
     assert [(topic, key) for topic, key, _ in transaction] == [
         ("raw", f"{TENANT}/{sku}".encode())
         for sku in ("CAM-OXF-001", "PAN-DRL-032", "SHP-ACD-400", "TUB-PVC-2030")
     ]
     products = []
     for _topic, key, value in transaction:
-        (out,) = transformer.handle(FakeMessage(key, value))  # type: ignore[arg-type]
+        (out,) = transformer.handle(FakeMessage(_key=key, _value=value))  # type: ignore[arg-type]
         assert out.key == key
         products.append(without_per_run_fields(SERDE.decode_as("CanonicalProduct", out.value)))
     assert products == golden()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +15,12 @@ from services.common.settings import ROOT
 from services.extractor.rows import fingerprint, normalize
 from services.transformer.mapping import Mapping, MappingError, compile_mapping, field_names
 from services.transformer.service import Transformer
+from tests.unit.fakes import FakeMessage
 
 SERDE = default_serde()
 TARGETS = field_names(SERDE.current["CanonicalProduct"].parsed)
 DEFAULT = compile_mapping(ROOT / "mappings" / "siesa-items.yaml", TARGETS)
-
-
-@dataclass
-class FakeMessage:
-    _value: bytes | None
-    _offset: int = 0
-
-    def topic(self) -> str:
-        return "siesa.items.raw.v1"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return b"acme/x"
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return []
-
-    def error(self) -> None:
-        return None
+consumed = partial(FakeMessage, _key=b"acme/x")
 
 
 def raw_item(tenant: str = "acme", op: str = "UPSERT", **columns: Any) -> dict[str, Any]:
@@ -79,7 +54,7 @@ def raw_item(tenant: str = "acme", op: str = "UPSERT", **columns: Any) -> dict[s
 
 
 def message(item: dict[str, Any], offset: int = 0) -> FakeMessage:
-    return FakeMessage(SERDE.encode("RawItem", item), offset)
+    return consumed(_value=SERDE.encode("RawItem", item), _offset=offset)
 
 
 def transformer(mappings: dict[str, Mapping] | None = None) -> Transformer:
@@ -188,13 +163,13 @@ def test_a_mapping_failure_names_the_tenant() -> None:
 
 def test_an_unreadable_record_is_a_decode_error() -> None:
     with pytest.raises(DecodeError):
-        transformer().handle(FakeMessage(b"{not avro}"))  # type: ignore[arg-type]
+        transformer().handle(consumed(_value=b"{not avro}"))  # type: ignore[arg-type]
 
 
 def test_poison_records_fail_alone_in_a_batch() -> None:
     batch = [
         message(raw_item(), 1),
-        FakeMessage(b"garbage", 2),
+        consumed(_value=b"garbage", _offset=2),
         message(raw_item(tenant="ghost"), 3),
         message(raw_item(f120_ind_estado="quizas"), 4),
         message(raw_item(op="DELETE"), 5),
