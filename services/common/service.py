@@ -17,11 +17,12 @@ from pydantic_settings import BaseSettings
 from services.common.errors import ConfigError, FatalError
 from services.common.logs import configure_logging
 from services.common.runloop import Stopper
-from services.common.settings import KafkaSettings
+from services.common.settings import KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=BaseSettings)
+Svc = TypeVar("Svc", bound=ServiceSettings)
 
 
 def load_settings(cls: type[S]) -> S:
@@ -40,14 +41,17 @@ def load_settings(cls: type[S]) -> S:
         ) from None
 
 
-def run_service(name: str, start: Callable[[Stopper], None]) -> None:
-    """Run `start(stopper)` with logging, signal handling and exit codes set up."""
-    configure_logging()
+def run_service(
+    name: str, settings_class: type[Svc], start: Callable[[Svc, Stopper], None]
+) -> None:
+    """Read the settings, configure logging once, then run `start(settings, stopper)`
+    with signal handling and exit codes set up."""
     stopper = Stopper().install()
     try:
-        start(stopper)
+        settings = load_settings(settings_class)
+        configure_logging(settings.log_level)
+        start(settings, stopper)
     except ConfigError as exc:
-        log.error("%s: cannot start: %s", name, exc)  # noqa: TRY400 - no traceback wanted
         print(f"{name}: cannot start:\n{exc}", file=sys.stderr)  # noqa: T201
         sys.exit(2)
     except FatalError as exc:

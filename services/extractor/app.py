@@ -8,10 +8,9 @@ import threading
 from services.common import topics
 from services.common.errors import ConfigError, FatalError
 from services.common.kafka import make_producer
-from services.common.logs import configure_logging
 from services.common.runloop import Stopper
 from services.common.serde import default_serde
-from services.common.service import load_settings, run_service
+from services.common.service import run_service
 from services.common.tenants import enabled, load_tenants
 from services.extractor.poller import TenantPoller
 from services.extractor.settings import ExtractorSettings
@@ -20,9 +19,7 @@ from services.extractor.siesa import SiesaClient
 log = logging.getLogger(__name__)
 
 
-def start(stopper: Stopper) -> None:
-    settings = load_settings(ExtractorSettings)
-    configure_logging(settings.log_level)
+def start(settings: ExtractorSettings, stopper: Stopper) -> None:
     tenants = enabled(load_tenants(settings.tenants_file))
     if not tenants:
         raise ConfigError(f"{settings.tenants_file}: no enabled tenant")
@@ -67,4 +64,4 @@ def start(stopper: Stopper) -> None:
 
 
 def main() -> None:
-    run_service("extractor", start)
+    run_service("extractor", ExtractorSettings, start)

@@ -7,10 +7,9 @@ import logging
 from services.common import topics
 from services.common.errors import ConfigError
 from services.common.kafka import make_consumer, make_producer
-from services.common.logs import configure_logging
 from services.common.runloop import RunLoop, Stopper
 from services.common.serde import default_serde
-from services.common.service import load_settings, run_service
+from services.common.service import run_service
 from services.common.tenants import enabled, load_tenants
 from services.loader.adapters import ADAPTERS
 from services.loader.service import Loader
@@ -19,9 +18,7 @@ from services.loader.settings import LoaderSettings
 log = logging.getLogger(__name__)
 
 
-def start(stopper: Stopper) -> None:
-    settings = load_settings(LoaderSettings)
-    configure_logging(settings.log_level)
+def start(settings: LoaderSettings, stopper: Stopper) -> None:
     tenants = {t.id: t for t in enabled(load_tenants(settings.tenants_file))}
     unknown = [
         f"{settings.tenants_file}: tenant {t.id}: target.type: no adapter for {t.target.type!r} "
@@ -50,4 +47,4 @@ def start(stopper: Stopper) -> None:
 
 
 def main() -> None:
-    run_service("loader", start)
+    run_service("loader", LoaderSettings, start)

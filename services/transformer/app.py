@@ -7,19 +7,16 @@ import socket
 
 from services.common import topics
 from services.common.kafka import make_consumer, make_producer
-from services.common.logs import configure_logging
 from services.common.runloop import RunLoop, Stopper, per_record
 from services.common.serde import default_serde
-from services.common.service import load_settings, run_service
+from services.common.service import run_service
 from services.common.tenants import enabled, load_tenants
 from services.transformer.mapping import field_names, load_mappings
 from services.transformer.service import Transformer
 from services.transformer.settings import TransformerSettings
 
 
-def start(stopper: Stopper) -> None:
-    settings = load_settings(TransformerSettings)
-    configure_logging(settings.log_level)
+def start(settings: TransformerSettings, stopper: Stopper) -> None:
     tenants = enabled(load_tenants(settings.tenants_file))
     serde = default_serde()
     targets = field_names(serde.current["CanonicalProduct"].parsed)
@@ -47,4 +44,4 @@ def start(stopper: Stopper) -> None:
 
 
 def main() -> None:
-    run_service("transformer", start)
+    run_service("transformer", TransformerSettings, start)
