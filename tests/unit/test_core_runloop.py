@@ -310,3 +310,50 @@ def test_a_fatal_delivery_error_stops_the_loop() -> None:
 
     with pytest.raises(FatalError, match="producer fenced"):
         run_loop([[msg(0, 1)]], per_record(echo), fail_delivery=fenced)
+
+
+@dataclass
+class ReplayingConsumer(FakeConsumer):
+    """A seek hands the batch out again from that offset, as Kafka would."""
+
+    delivered: list[FakeMessage] = field(default_factory=list)
+
+    def consume(self, num: int, timeout: float) -> list[FakeMessage]:
+        batch = super().consume(num, timeout)
+        self.delivered.extend(batch)
+        return batch
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.log.events.append(("seek", (tp.topic, tp.partition, tp.offset)))
+        again = [
+            m for m in self.delivered if (m.partition(), m.offset()) >= (tp.partition, tp.offset)
+        ]
+        self.batches.insert(0, again)
+
+
+def test_a_retriable_failure_rewinds_and_the_batch_is_processed_again() -> None:
+    log = Log()
+    stopper = Stopper()
+    calls: list[int] = []
+
+    def flaky(batch: list[Any]) -> BatchResult:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RetriableError("target busy", retry_after=0.0)
+        return per_record(echo)(batch)
+
+    RunLoop(
+        stage="load",
+        consumer=ReplayingConsumer(log, stopper, [[msg(0, 1), msg(0, 2)]]),  # type: ignore[arg-type]
+        producer=FakeProducer(log),  # type: ignore[arg-type]
+        topics=[TOPIC],
+        handler=flaky,
+        dlq_topic="dlq",
+        stopper=stopper,
+    ).run()
+
+    assert calls == [2, 2]
+    assert log.of("seek") == [(TOPIC, 0, 1)]
+    assert [r.key for r in log.of("produce")] == [b"acme/1", b"acme/2"]  # once, not twice
+    assert log.of("commit") == [{(TOPIC, 0, 3)}]
+    assert log.names().index("commit") > log.names().index("seek")
