@@ -136,7 +136,7 @@ class TenantPoller:
                 # Still in Siesa: keep what the target has, never take it for a deletion.
                 seen[exc.key] = self.fingerprints.get(exc.key, "")
             return dead_letter_record(
-                key=None,
+                key=f"{self.tenant.id}/{exc.key}".encode() if exc.key else None,
                 value=json.dumps(raw, ensure_ascii=False, default=str).encode(),
                 error=exc,
                 stage="extract",

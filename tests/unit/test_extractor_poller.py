@@ -77,7 +77,7 @@ def emitted(transaction: list[Any]) -> list[tuple[str, str, str]]:
     out = []
     for topic, key, value, headers in transaction:
         if topic == "dlq":
-            out.append((topic, "", headers["error.class"]))
+            out.append((topic, (key or b"").decode(), headers["error.class"]))
         else:
             item = SERDE.decode_as("RawItem", value)
             assert key == f"acme/{item['key']}".encode()
@@ -149,7 +149,7 @@ def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
     poller.scan_once()
 
     (transaction,) = producer.transactions
-    assert ("dlq", "", "invalid_row") in emitted(transaction)
+    assert ("dlq", "acme/PAN-DRL-032", "invalid_row") in emitted(transaction)
     (dead,) = [t for t in transaction if t[0] == "dlq"]
     assert json.loads(dead[2])["f120_referencia"] == "PAN-DRL-032"  # the row, as Siesa sent it
     assert dead[3]["error.stage"] == "extract"
