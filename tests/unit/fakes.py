@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
+from starlette.testclient import TestClient
+
+from services.extractor.siesa import SiesaClient
 
 Header = tuple[str, str | bytes | None]
 # What a FakeTransactionalProducer keeps of one record: (topic, key, value, headers).
@@ -119,3 +122,13 @@ def tenant_config(tenant_id: str = "acme", *, env: str = "T", **overrides: Any) 
             node = node[part]
         node[leaf] = value
     return config
+
+
+def on_simulator(client: SiesaClient, app: Any) -> SiesaClient:
+    """Send `client`'s requests, with the base URL and headers it set, to `app` in process."""
+    configured = client._http
+    client._http = TestClient(
+        app, base_url=str(configured.base_url), headers=dict(configured.headers)
+    )
+    configured.close()
+    return client

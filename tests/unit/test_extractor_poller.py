@@ -16,7 +16,12 @@ from services.common.tenants import Tenant
 from services.extractor.poller import TenantPoller
 from services.extractor.siesa import SiesaClient, SiesaError
 from simulators.siesa import create_app
-from tests.unit.fakes import FakeTransactionalProducer, set_secrets, tenant_config
+from tests.unit.fakes import (
+    FakeTransactionalProducer,
+    on_simulator,
+    set_secrets,
+    tenant_config,
+)
 
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "jwt-token"  # noqa: S105 - a test credential
@@ -56,14 +61,9 @@ def producer() -> FakeTransactionalProducer:
 
 @pytest.fixture
 def poller(tenant: Tenant, app: Any, producer: FakeTransactionalProducer) -> TenantPoller:
-    client = SiesaClient(tenant.siesa, tenant=tenant.id)
-    configured = client._http
-    client._http = TestClient(
-        app, base_url=str(configured.base_url), headers=dict(configured.headers)
-    )
     return TenantPoller(
         tenant=tenant,
-        client=client,
+        client=on_simulator(SiesaClient(tenant.siesa, tenant=tenant.id), app),
         producer=producer,  # type: ignore[arg-type]
         serde=SERDE,
         raw_topic="raw",
@@ -167,13 +167,8 @@ def test_a_failed_scan_emits_nothing_and_keeps_what_it_knew(
     poller.scan_once()
     known = dict(poller.fingerprints)
     admin.delete(f"/_admin/companies/{COMPANY}/items/CAM-OXF-001")
-    configured = poller.client._http
     # Siesa now refuses the tenant's credentials: the scan fails before it completes.
-    poller.client._http = TestClient(
-        create_app("f" * 32, "other"),
-        base_url=str(configured.base_url),
-        headers=dict(configured.headers),
-    )
+    on_simulator(poller.client, create_app("f" * 32, "other"))
 
     with pytest.raises(SiesaError):
         poller.scan_once()

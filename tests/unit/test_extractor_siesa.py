@@ -16,6 +16,7 @@ from services.common.settings import ROOT
 from services.common.tenants import SiesaSource
 from services.extractor.siesa import SiesaAuthError, SiesaClient, SiesaError
 from simulators.siesa import create_app
+from tests.unit.fakes import on_simulator
 
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"  # noqa: S105 - a test credential
@@ -40,16 +41,6 @@ def source(page_size: int = 100, **overrides: Any) -> SiesaSource:
             **overrides,
         }
     )
-
-
-def on_simulator(client: SiesaClient, app: Any) -> SiesaClient:
-    """Send `client`'s requests, with the base URL and headers it set, to `app`."""
-    configured = client._http
-    client._http = TestClient(
-        app, base_url=str(configured.base_url), headers=dict(configured.headers)
-    )
-    configured.close()
-    return client
 
 
 def on_handler(

@@ -28,7 +28,13 @@ from services.extractor.siesa import SiesaClient
 from services.transformer.mapping import compile_mapping, field_names
 from services.transformer.service import Transformer
 from simulators.siesa import create_app
-from tests.unit.fakes import FakeMessage, FakeTransactionalProducer, set_secrets, tenant_config
+from tests.unit.fakes import (
+    FakeMessage,
+    FakeTransactionalProducer,
+    on_simulator,
+    set_secrets,
+    tenant_config,
+)
 
 FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = FIXTURES / "expected-canonical.json"
@@ -144,11 +150,7 @@ def test_the_page_served_by_siesa_reaches_the_same_canonical_products(tenant: Te
     with TestClient(app) as admin:
         loaded = admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=ROWS)
         assert loaded.status_code == 200
-    client = SiesaClient(tenant.siesa, tenant=TENANT)
-    configured = client._http
-    client._http = TestClient(
-        app, base_url=str(configured.base_url), headers=dict(configured.headers)
-    )
+    client = on_simulator(SiesaClient(tenant.siesa, tenant=TENANT), app)
     producer = FakeTransactionalProducer()
     poller = TenantPoller(
         tenant=tenant,
