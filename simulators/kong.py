@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from simulators.kong_skus import (
     public,
     validate,
 )
+from simulators.faults import Faults
 from simulators.stats import RequestStats
 from simulators.web import BodyError, read_json, simulator_app
 
@@ -49,13 +51,19 @@ class KongSimulator:
 
     def __init__(self, users: dict[str, str]) -> None:
         self._users = dict(users)
-        self._tokens: set[str] = set()
+        self._tokens: dict[str, float] = {}  # token -> issued at (monotonic)
         self.skus = SkuStore()
         self.stats = RequestStats()
+        self.faults = Faults()
 
     def _authenticated(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "token" and token.strip() in self._tokens
+        issued_at = self._tokens.get(token.strip())
+        return (
+            scheme.lower() == "token"
+            and issued_at is not None
+            and not self.faults.token_expired(issued_at)
+        )
 
     async def _body(self, request: Request) -> Any:
         """The JSON body; a missing one counts as ``{}`` like DRF's form parsing."""
@@ -83,7 +91,7 @@ class KongSimulator:
             logger.info("login refused")
             return JSONResponse(LOGIN_FAILED, status_code=400)
         token = secrets.token_hex(20)
-        self._tokens.add(token)
+        self._tokens[token] = time.monotonic()
         return JSONResponse({"auth_token": token}, status_code=201)
 
     async def skus_collection(self, request: Request) -> Response:
@@ -157,6 +165,7 @@ class KongSimulator:
         """``POST /_admin/reset``: forget SKUs, tokens and stats; users stay."""
         self.skus.clear()
         self._tokens.clear()
+        self.faults.set(self.faults.settings_class())
         self.stats.reset()
         return JSONResponse({"reset": True})
 
@@ -172,4 +181,4 @@ def create_app(users: dict[str, str]) -> Starlette:
         Route("/_admin/stats", sim.admin_stats, methods=["GET"]),
         Route("/_admin/reset", sim.admin_reset, methods=["POST"]),
     ]
-    return simulator_app(sim, routes, sim.stats)
+    return simulator_app(sim, routes, sim.stats, sim.faults)

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.catalogue import DATE_FORMAT, generate_items
+from simulators.faults import Faults
 from simulators.stats import RequestStats
 from simulators.web import BodyError, read_json, simulator_app
 
@@ -215,6 +216,7 @@ class SiesaSimulator:
         self.companies: dict[int, Catalogue] = {}
         self.pages_served = 0
         self.stats = RequestStats()
+        self.faults = Faults()
 
     def authorized(self, request: Request) -> bool:
         """True when ConniKey and ConniToken both match; ``Authorization`` is ignored."""
@@ -296,6 +298,7 @@ class SiesaSimulator:
         self.companies.clear()
         self.pages_served = 0
         self.stats.reset()
+        self.faults.set(self.faults.settings_class())
         return JSONResponse({"reset": True})
 
 
@@ -313,4 +316,4 @@ def create_app(conni_key: str, conni_token: str, base_path: str = "/api/siesa/v3
         Route("/_admin/stats", sim.stats_view, methods=["GET"]),
         Route("/_admin/reset", sim.reset, methods=["POST"]),
     ]
-    return simulator_app(sim, routes, sim.stats)
+    return simulator_app(sim, routes, sim.stats, sim.faults)

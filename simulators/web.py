@@ -13,7 +13,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ExceptionHandler
 
+from simulators.faults import ErrorAnswer, Faults, faults_middleware, json_error
 from simulators.stats import RequestStats, stats_middleware
+
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +47,22 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {HTTPException: _http_exception}
 
 
-def simulator_app(simulator: Any, routes: list[Route], stats: RequestStats) -> Starlette:
-    """A simulator's app: its routes, request stats, JSON errors, and the simulator's
-    state reachable as ``app.state.simulator``."""
+def simulator_app(
+    simulator: Any,
+    routes: list[Route],
+    stats: RequestStats,
+    faults: Faults | None = None,
+    error_answer: ErrorAnswer = json_error,
+) -> Starlette:
+    """A simulator's app: its routes, request stats, injected faults (with
+    ``/_admin/faults``), JSON errors, and its state as ``app.state.simulator``.
+
+    Faults sit inside the stats, so injected answers are counted like real ones.
+    """
+    faults = faults if faults is not None else Faults()
     app = Starlette(
-        routes=routes,
-        middleware=[stats_middleware(stats)],
+        routes=[*routes, *faults.routes()],
+        middleware=[stats_middleware(stats), faults_middleware(faults, error_answer)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.simulator = simulator
