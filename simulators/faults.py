@@ -202,4 +202,3 @@ class FaultsMiddleware:
 
 def faults_middleware(faults: Faults, answer: ErrorAnswer = json_error) -> Middleware:
     return Middleware(FaultsMiddleware, faults=faults, answer=answer)
-

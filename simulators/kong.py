@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from simulators.faults import Faults
 from simulators.kong_skus import (
     REQUIRED_MESSAGE,
     SkuStore,
@@ -24,7 +25,6 @@ from simulators.kong_skus import (
     public,
     validate,
 )
-from simulators.faults import Faults
 from simulators.stats import RequestStats
 from simulators.web import BodyError, read_json, simulator_app
 

@@ -16,7 +16,6 @@ from starlette.types import ExceptionHandler
 from simulators.faults import ErrorAnswer, Faults, faults_middleware, json_error
 from simulators.stats import RequestStats, stats_middleware
 
-
 logger = logging.getLogger(__name__)
 
 
