@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup kafka-fetch kafka-up kafka-down up down demo test test-unit lint format clean
+.PHONY: help setup kafka-fetch kafka-up kafka-down up down demo test test-unit bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test: $(STAMP) ## the whole test suite (unit, integration on a real broker, e2e)
 
 test-unit: $(STAMP) ## unit tests only (no broker)
 	$(PY) -m pytest tests/unit
+
+bench: $(STAMP) ## benchmarks, each against its baseline in the same run (BENCH="a b" to pick)
+	$(PY) -m devtools.bench $(BENCH)
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) on services/
 	$(VENV)/bin/ruff check .
