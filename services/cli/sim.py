@@ -1,50 +1,13 @@
-"""`siesa-sync`: the operator's command line."""
+"""`siesa-sync sim NAME`: run a simulator of an external API on loopback."""
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
-from services.common.errors import SiesaSyncError
-from services.common.service import load_settings
-from services.common.settings import KafkaSettings
-from services.common.topics import create_topics
-
-SERVICES = ("extractor", "transformer", "loader")
 SIMULATORS = ("siesa", "kong")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
-
-
-@main.group()
-def topics() -> None:
-    """Kafka topics."""
-
-
-@topics.command("create")
-def topics_create() -> None:
-    """Create every topic with its configs (KAFKA_* settings); safe to repeat."""
-    try:
-        kafka = load_settings(KafkaSettings)
-        outcome = create_topics(kafka)
-    except SiesaSyncError as exc:
-        raise click.ClickException(str(exc)) from None
-    for name, what in sorted(outcome.items()):
-        click.echo(f"{name}: {what}")
-
-
-@main.command()
-@click.argument("service", type=click.Choice(SERVICES))
-def run(service: str) -> None:
-    """Run one service (same as `python -m services.SERVICE`)."""
-    importlib.import_module(f"services.{service}.app").main()
-
-
-@main.command()
+@click.command()
 @click.argument("name", type=click.Choice(SIMULATORS))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, help="default: siesa 8081, kong 8082")
@@ -85,7 +48,3 @@ def sim(
         app = kong.create_app(users=accounts)
     default_port = {"siesa": 8081, "kong": 8082}[name]
     uvicorn.run(app, host=host, port=port or default_port, log_level="warning", access_log=False)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,18 @@
+"""`siesa-sync`: the operator's command line, one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from services.cli.run import run
+from services.cli.sim import sim
+from services.cli.topics import topics
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
+
+
+for command in (topics, run, sim):
+    main.add_command(command)
