@@ -11,7 +11,7 @@ from services.common.runloop import RunLoop, Stopper, per_record
 from services.common.serde import default_serde
 from services.common.service import run_service
 from services.common.tenants import enabled, load_tenants
-from services.transformer.mapping import field_names, load_mappings
+from services.transformer.compiler import Shapes, load_mappings, mapping_names
 from services.transformer.service import Transformer
 from services.transformer.settings import TransformerSettings
 
@@ -19,9 +19,10 @@ from services.transformer.settings import TransformerSettings
 def start(settings: TransformerSettings, stopper: Stopper) -> None:
     tenants = enabled(load_tenants(settings.tenants_file))
     serde = default_serde()
-    targets = field_names(serde.current["CanonicalProduct"].parsed)
-    # Every mapping is checked before anything is consumed.
-    mappings = load_mappings(settings.mappings_dir, {t.mapping for t in tenants}, targets)
+    # Every mapping file (and the tenants' ones, wherever they are missing) is checked
+    # before anything is consumed; one bad file stops the service.
+    names = mapping_names(settings.mappings_dir) | {t.mapping for t in tenants}
+    mappings = load_mappings(settings.mappings_dir, names, Shapes.from_serde(serde))
     kafka = settings.kafka
     transformer = Transformer(
         serde=serde,

@@ -1,27 +1,30 @@
-"""Declarative mappings from a Siesa row to a `CanonicalProduct`, compiled at start-up.
+"""A compiled mapping: how one Siesa row becomes the fields of a `CanonicalProduct`.
 
-A mapping file (YAML, `mappings/<name>.yaml`) names, per canonical field, its source
-column(s) in fallback order (the first that is neither null nor blank wins), an
-optional conversion, an optional lookup table, a default and whether it is required.
-Text is trimmed; nothing else is changed. This is the first cut; richer rules
-(expressions, regex validation, per-tenant overrides) come with the mapping issue.
+Per canonical field, in this order (see services/transformer/README.md for the file
+format): the first source that is neither null nor blank (columns of the row, or
+`@field` for a RawItem field such as `@company`), trimmed; the text steps (collapse,
+upper, lower); the lookup table; the regex `pattern` (`on_mismatch: reject` sends the
+record to the DLQ, `null` drops the value); the conversion; the expression; then the
+default, `required`, and a final check that the value fits the field's Avro type.
+`const` gives a fixed value. Every failure is a MappingError naming the tenant, item,
+field, column and value, so the record goes to the DLQ with the reason.
+
+Compiling files into these objects (and checking them) is in `compiler.py`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
-import yaml
+from services.common.errors import SkippableError
+from services.transformer.convert import Value
+from services.transformer.expressions import Expression, ExpressionFailed
 
-from services.common.errors import ConfigError, SkippableError
-
-Value = str | bool | float | int | None
+Row = dict[str, str | None]
+SHOWN_VALUE = 80  # characters of a value quoted in a DLQ reason
 
 
 class MappingError(SkippableError):
@@ -30,136 +33,136 @@ class MappingError(SkippableError):
     error_class = "mapping"
 
 
-TRUE = frozenset({"1", "S", "SI", "Y", "YES", "TRUE", "T"})
-FALSE = frozenset({"0", "N", "NO", "FALSE", "F"})
+def shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE else f"{text[:SHOWN_VALUE]}…({len(text)} chars)"
 
 
-def to_boolean(text: str) -> bool:
-    upper = text.upper()
-    if upper in TRUE:
-        return True
-    if upper in FALSE:
-        return False
-    raise ValueError("not a boolean (1/0, S/N, SI/NO, true/false)")
+@dataclass(frozen=True)
+class TargetType:
+    """What a canonical field accepts, from its Avro type."""
+
+    kind: str  # string | boolean | double | long | enum | map
+    nullable: bool
+    symbols: frozenset[str] = frozenset()
+
+    def problem(self, value: object) -> str | None:
+        """Why `value` does not fit, or None."""
+        if value is None:
+            return None if self.nullable else "must not be empty"
+        ok = {
+            "string": isinstance(value, str),
+            "enum": isinstance(value, str) and value in self.symbols,
+            "boolean": isinstance(value, bool),
+            "double": isinstance(value, int | float) and not isinstance(value, bool),
+            "long": isinstance(value, int) and not isinstance(value, bool),
+            "map": isinstance(value, dict),
+        }[self.kind]
+        if ok:
+            return None
+        if self.kind == "enum":
+            return f"not one of {sorted(self.symbols)}"
+        return f"not a {self.kind}"
 
 
-# "1.234,56" / "1234,5" (decimal comma) and "1,234.56" / "1234.5" / "1e3" (decimal point),
-# thousands separators only in groups of three.
-_COMMA_DECIMAL = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d*)(,\d+)?")
-_POINT_DECIMAL = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d*)(\.\d+)?([eE][+-]?\d+)?")
+@dataclass(frozen=True)
+class Context:
+    """What a rule reads: the row, and the RawItem's own fields (`@company`, ...)."""
+
+    row: Row
+    meta: dict[str, str]
+    item: str
+
+    def source(self, name: str) -> str | None:
+        if name.startswith("@"):
+            return self.meta.get(name[1:])
+        value = self.row.get(name)
+        return value if isinstance(value, str) or value is None else str(value)
 
 
-def parse_decimal(text: str) -> Decimal:
-    """A number as Colombians or JSON write it. With a comma, the comma reading is tried
-    first ("1,5" is 1.5); without, the point reading ("1.234" is 1.234)."""
-    cleaned = text.replace(" ", "")
-    readings = [(_COMMA_DECIMAL, ","), (_POINT_DECIMAL, ".")]
-    if "," not in cleaned:
-        readings.reverse()
-    for pattern, mark in readings:
-        if any(c.isdigit() for c in cleaned) and pattern.fullmatch(cleaned):
-            if mark == ",":
-                cleaned = cleaned.replace(".", "").replace(",", ".")
-            else:
-                cleaned = cleaned.replace(",", "")
-            break
-    else:
-        raise ValueError("not a number")
-    try:
-        number = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError("not a number") from None
-    if not number.is_finite():
-        raise ValueError("not a finite number")
-    return number
-
-
-def to_decimal(text: str) -> float:
-    number = float(parse_decimal(text))
-    if not math.isfinite(number):
-        raise ValueError("number too large for a double")
-    return number
-
-
-def to_integer(text: str) -> int:
-    number = parse_decimal(text)
-    if number != number.to_integral_value():
-        raise ValueError("not a whole number")
-    return int(number)
-
-
-def _gtin_check_ok(digits: str) -> bool:
-    body, check = digits[:-1], int(digits[-1])
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
-    return (10 - total % 10) % 10 == check
-
-
-def barcode_type(text: str) -> str:
-    """EAN13, EAN8 or UPC_A by length and check digit; anything else is OTHER."""
-    kinds = {13: "EAN13", 8: "EAN8", 12: "UPC_A"}
-    if text.isascii() and text.isdigit() and len(text) in kinds and _gtin_check_ok(text):
-        return kinds[len(text)]
-    return "OTHER"
-
-
-# Set by the transformer itself, or (attributes) not from a single column.
-NOT_MAPPABLE = frozenset(
-    {
-        "tenant",
-        "op",
-        "attributes",
-        "mapping_name",
-        "mapping_version",
-        "sync_id",
-        "trace_id",
-        "source_fingerprint",
-    }
-)
-ALWAYS_REQUIRED = frozenset({"sku", "name"})
-
-CONVERSIONS: dict[str, Callable[[str], Value]] = {
-    "string": str,
-    "upper": str.upper,
-    "lower": str.lower,
-    "boolean": to_boolean,
-    "decimal": to_decimal,
-    "integer": to_integer,
-    "barcode_type": barcode_type,
-}
+_MISSING = object()
 
 
 @dataclass(frozen=True)
 class FieldRule:
-    target: str
-    sources: tuple[str, ...]
-    convert: Callable[[str], Value]
-    convert_name: str
-    lookup: dict[str, str]
-    default: Value
-    required: bool
+    target: str  # a CanonicalProduct field, or attributes.<name>
+    type: TargetType
+    sources: tuple[str, ...] = ()
+    text_steps: tuple[Callable[[str], str], ...] = ()
+    lookup: dict[str, str] | None = None
+    pattern: re.Pattern[str] | None = None
+    on_mismatch: str = "reject"
+    convert: Callable[[str], Value] = str
+    expr: Expression | None = None
+    const: Any = _MISSING
+    default: Value = None
+    required: bool = False
 
-    def apply(self, row: dict[str, str | None], *, item: str) -> Value:
+    def fail(self, ctx: Context, why: str) -> MappingError:
+        return MappingError(f"item {ctx.item}: field {self.target}: {why}")
+
+    def apply(self, ctx: Context) -> Value:
+        if self.const is not _MISSING:
+            const: Value = self.const  # its type is checked at compile time
+            return const
+        value: Value = None
+        used = ""
         for source in self.sources:
-            text = (row.get(source) or "").strip()
+            text = (ctx.source(source) or "").strip()
             if text:
+                used = source
+                value = self._from_text(ctx, source, text)
                 break
-        else:
-            if self.required and self.default is None:
-                raise MappingError(
-                    f"item {item}: field {self.target}: required, but "
-                    f"{' and '.join(self.sources)} {'are' if len(self.sources) > 1 else 'is'} "
-                    "empty"
-                )
-            return self.default
-        try:
-            value = self.convert(text)
-        except ValueError as exc:
-            raise MappingError(
-                f"item {item}: field {self.target}: {source}={text!r}: {exc}"
-            ) from None
-        if isinstance(value, str) and self.lookup:
-            return self.lookup.get(value, value)
+        if self.expr is not None:
+            value = self._evaluate(ctx, self.expr, value)
+        if value is None or value == "":
+            value = self.default
+        if value is None and self.required:
+            empty = " and ".join(self.sources) or "its expression"
+            raise self.fail(ctx, f"required, but {empty} gave no value")
+        problem = self.type.problem(value)
+        if problem is not None:
+            where = f"{used}=" if used and self.expr is None else ""
+            raise self.fail(ctx, f"{where}{shown(value)}: {problem}")
         return value
+
+    def _from_text(self, ctx: Context, source: str, text: str) -> Value:
+        for step in self.text_steps:
+            text = step(text)
+        if self.lookup:
+            text = self.lookup.get(text, text)
+        if self.pattern is not None and not self.pattern.fullmatch(text):
+            if self.on_mismatch == "null":
+                return None
+            raise self.fail(ctx, f"{source}={shown(text)}: does not match /{self.pattern.pattern}/")
+        try:
+            return self.convert(text)
+        except ValueError as exc:
+            raise self.fail(ctx, f"{source}={shown(text)}: {exc}") from None
+
+    def _evaluate(self, ctx: Context, expr: Expression, value: Value) -> Value:
+        try:
+            result = expr.evaluate({"value": value, "row": ctx.row, **ctx.meta})
+        except ExpressionFailed as exc:
+            raise self.fail(ctx, f"expression {expr.text!r} on {shown(value)}: {exc}") from None
+        if not isinstance(result, str | bool | int | float) and result is not None:
+            raise self.fail(ctx, f"expression {expr.text!r} gave a {type(result).__name__}")
+        return result
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """Unmapped columns whose names match `glob` (`custom:*`) go into attributes, the
+    literal prefix before `*` stripped when `strip_prefix`."""
+
+    pattern: re.Pattern[str]
+    prefix: str
+    strip_prefix: bool
+
+    def key(self, column: str) -> str | None:
+        if not self.pattern.fullmatch(column):
+            return None
+        return column[len(self.prefix) :] if self.strip_prefix else column
 
 
 @dataclass(frozen=True)
@@ -167,101 +170,37 @@ class Mapping:
     name: str
     version: str
     rules: tuple[FieldRule, ...]
+    attribute_rules: tuple[FieldRule, ...] = ()
+    passthrough: tuple[Passthrough, ...] = ()
+    used_columns: frozenset[str] = frozenset()
 
-    def apply(self, row: dict[str, str | None], *, item: str) -> dict[str, Value]:
+    def apply(self, row: Row, *, item: str, meta: dict[str, str] | None = None) -> dict[str, Any]:
         """The mapped fields; MappingError names the item, field and value that failed."""
-        return {rule.target: rule.apply(row, item=item) for rule in self.rules}
+        ctx = Context(row=row, meta=meta or {}, item=item)
+        fields: dict[str, Any] = {rule.target: rule.apply(ctx) for rule in self.rules}
+        if self.attribute_rules or self.passthrough:
+            fields["attributes"] = self.attributes(ctx)
+        return fields
 
-    def apply_field(self, target: str, row: dict[str, str | None], *, item: str) -> Value:
+    def attributes(self, ctx: Context) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for column, value in ctx.row.items():
+            if value is None or column in self.used_columns:
+                continue
+            for rule in self.passthrough:
+                key = rule.key(column)
+                if key is not None:
+                    out[key] = value
+                    break
+        for attribute in self.attribute_rules:
+            mapped = attribute.apply(ctx)
+            if mapped is not None:
+                out[attribute.target.removeprefix("attributes.")] = str(mapped)
+        return out
+
+    def apply_field(
+        self, target: str, row: Row, *, item: str, meta: dict[str, str] | None = None
+    ) -> Value:
         """One field alone (e.g. the sku of a vanished item, of which only the key is known)."""
-        return next(rule for rule in self.rules if rule.target == target).apply(row, item=item)
-
-
-def compile_mapping(path: Path, target_fields: set[str]) -> Mapping:
-    """Read and check one mapping file; ConfigError lists every problem in it."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read mapping: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("fields"), dict):
-        raise ConfigError(f"{path}: expected keys 'name', 'version' and a 'fields' mapping")
-    problems: list[str] = []
-    rules: list[FieldRule] = []
-    for target, spec in doc["fields"].items():
-        where = f"{path}: field {target}"
-        if target not in target_fields - NOT_MAPPABLE:
-            problems.append(f"{where}: not a CanonicalProduct field a mapping can set")
-            continue
-        if not isinstance(spec, dict):
-            problems.append(f"{where}: expected a mapping with 'source'")
-            continue
-        unknown = set(spec) - {"source", "convert", "lookup", "default", "required"}
-        if unknown:
-            problems.append(f"{where}: unknown keys {sorted(unknown)}")
-        sources = spec.get("source")
-        sources = [sources] if isinstance(sources, str) else sources
-        if (
-            not isinstance(sources, list)
-            or not sources
-            or not all(isinstance(s, str) for s in sources)
-        ):
-            problems.append(f"{where}: 'source' must be a column name or a list of them")
-            continue
-        convert_name = spec.get("convert", "string")
-        if not isinstance(convert_name, str) or convert_name not in CONVERSIONS:
-            problems.append(
-                f"{where}: unknown convert {convert_name!r} (known: {', '.join(CONVERSIONS)})"
-            )
-            continue
-        lookup = spec.get("lookup") or {}
-        if not isinstance(lookup, dict):
-            problems.append(f"{where}: 'lookup' must be a mapping")
-            continue
-        required = spec.get("required", target in ALWAYS_REQUIRED)
-        if not isinstance(required, bool):
-            problems.append(f"{where}: 'required' must be true or false")
-            continue
-        rules.append(
-            FieldRule(
-                target=target,
-                sources=tuple(sources),
-                convert=CONVERSIONS[convert_name],
-                convert_name=convert_name,
-                lookup={str(k): str(v) for k, v in lookup.items()},
-                default=spec.get("default"),
-                # sku and name can't be empty whatever the file says.
-                required=required or target in ALWAYS_REQUIRED,
-            )
-        )
-    for needed in sorted(ALWAYS_REQUIRED):
-        if needed not in doc["fields"]:
-            problems.append(f"{path}: field {needed}: missing (every mapping must give it)")
-    if problems:
-        raise ConfigError(problems)
-    return Mapping(
-        name=str(doc.get("name", path.stem)),
-        version=str(doc.get("version", "1")),
-        rules=tuple(rules),
-    )
-
-
-def load_mappings(directory: Path, names: set[str], target_fields: set[str]) -> dict[str, Mapping]:
-    """The named mappings from `directory`, every problem of every file reported at once."""
-    problems: list[str] = []
-    mappings: dict[str, Mapping] = {}
-    for name in sorted(names):
-        path = directory / f"{name}.yaml"
-        if not path.exists():
-            problems.append(f"{path}: mapping {name!r} not found")
-            continue
-        try:
-            mappings[name] = compile_mapping(path, target_fields)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
-    return mappings
-
-
-def field_names(schema: dict[str, Any]) -> set[str]:
-    return {f["name"] for f in schema["fields"]}
+        rule = next(rule for rule in self.rules if rule.target == target)
+        return rule.apply(Context(row=row, meta=meta or {}, item=item))

@@ -12,6 +12,9 @@ from services.common.records import OutRecord, trace_headers
 from services.common.serde import Serde
 from services.transformer.mapping import Mapping
 
+# RawItem fields a mapping can read as `@name`.
+RAW_META = ("tenant", "source_system", "company", "consulta", "key")
+
 
 @dataclass(frozen=True)
 class Transformer:
@@ -44,17 +47,20 @@ class Transformer:
     def canonical(raw: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
         tenant = raw["tenant"]
         row = raw["row"]
+        meta = {name: raw[name] for name in RAW_META if isinstance(raw.get(name), str)}
         try:
             if raw["op"] == "DELETE":
                 # A vanished item: only its key is known. Its sku goes through the same
                 # rule as in an UPSERT, so both land on the same key and target record.
-                sku = mapping.apply_field("sku", row, item=raw["key"])
+                sku = mapping.apply_field("sku", row, item=raw["key"], meta=meta)
                 fields: dict[str, Any] = {"sku": sku, "name": sku, "is_active": False}
             else:
-                fields = mapping.apply(row, item=raw["key"])
+                fields = mapping.apply(row, item=raw["key"], meta=meta)
         except SkippableError as exc:
             exc.tenant = tenant
-            exc.message = f"tenant {tenant}: {exc.message}"
+            exc.message = (
+                f"tenant {tenant}: {exc.message} [mapping {mapping.name}@{mapping.version}]"
+            )
             raise
         return {
             "display_name": None,

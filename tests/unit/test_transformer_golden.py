@@ -25,7 +25,7 @@ from services.common.tenants import Tenant
 from services.extractor import rows
 from services.extractor.poller import TenantPoller
 from services.extractor.siesa import SiesaClient
-from services.transformer.mapping import compile_mapping, field_names
+from services.transformer.compiler import compile_mapping
 from services.transformer.service import Transformer
 from simulators.siesa import create_app
 from tests.unit.fakes import (
@@ -46,10 +46,7 @@ KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "jwt-token"  # noqa: S105 - a test credential
 PER_RUN = ("sync_id", "trace_id")
 SERDE = default_serde()
-MAPPING = compile_mapping(
-    ROOT / "mappings" / "siesa-items.yaml",
-    field_names(SERDE.current["CanonicalProduct"].parsed),
-)
+MAPPING = compile_mapping(ROOT / "mappings" / "siesa-items.yaml")
 
 
 def without_per_run_fields(product: dict[str, Any]) -> dict[str, Any]:

@@ -9,23 +9,13 @@ from typing import Any
 import pytest
 
 from services.common.errors import ConfigError, SkippableError
-from services.common.serde import default_serde
 from services.common.settings import ROOT
 from services.extractor.rows import normalize
-from services.transformer.mapping import (
-    Mapping,
-    MappingError,
-    barcode_type,
-    compile_mapping,
-    field_names,
-    load_mappings,
-    to_boolean,
-    to_decimal,
-    to_integer,
-)
+from services.transformer.compiler import compile_mapping, default_shapes, load_mappings
+from services.transformer.convert import barcode_type, to_boolean, to_decimal, to_integer
+from services.transformer.mapping import Mapping, MappingError
 
 MAPPINGS = ROOT / "mappings"
-TARGETS = field_names(default_serde().current["CanonicalProduct"].parsed)
 
 
 def gtin(body: str) -> str:
@@ -37,7 +27,7 @@ def gtin(body: str) -> str:
 
 @pytest.fixture(scope="module")
 def default() -> Mapping:
-    return compile_mapping(MAPPINGS / "siesa-items.yaml", TARGETS)
+    return compile_mapping(MAPPINGS / "siesa-items.yaml")
 
 
 def siesa_row(**fields: Any) -> dict[str, str | None]:
@@ -65,8 +55,8 @@ def write(tmp_path: Path, text: str, name: str = "custom") -> Path:
 
 
 def test_the_default_mapping_compiles_with_its_name_and_version(default: Mapping) -> None:
-    assert (default.name, default.version) == ("siesa-items", "1")
-    assert {rule.target for rule in default.rules} <= TARGETS
+    assert (default.name, default.version) == ("siesa-items", "2")
+    assert {rule.target for rule in default.rules} <= set(default_shapes().targets)
     assert {"sku", "name", "display_name", "barcode_type", "is_active"} <= {
         rule.target for rule in default.rules
     }
@@ -85,6 +75,7 @@ def test_the_default_mapping_maps_a_full_row(default: Mapping) -> None:
         "is_active": True,
         "weight_kg": 0.35,
         "volume_m3": 0.002,
+        "attributes": {},
     }
 
 
@@ -311,17 +302,17 @@ def test_every_problem_of_a_file_is_listed_with_file_and_field(tmp_path: Path) -
     )
 
     with pytest.raises(ConfigError) as caught:
-        compile_mapping(path, TARGETS)
+        compile_mapping(path)
 
     problems = caught.value.problems
     assert all(p.startswith(f"{path}: field ") for p in problems)
     expected = {
-        "sku": "unknown keys ['colour']",
+        "sku": "('colour' was unexpected)",
         "colour": "not a CanonicalProduct field",
-        "weight_kg": "unknown convert 'kilos'",
-        "unit": "'lookup' must be a mapping",
-        "barcode": "expected a mapping with 'source'",
-        "group_code": "'source' must be a column name or a list",
+        "weight_kg": "convert: 'kilos' is not one of",
+        "unit": "lookup: ['UND', 'UNIT'] is not of type 'object'",
+        "barcode": "'f120_codigo_barras' is not of type 'object'",
+        "group_code": "source: [] should be non-empty",
         "name": "missing (every mapping must give it)",
     }
     assert len(problems) == len(expected)
@@ -336,7 +327,7 @@ def test_a_file_of_the_wrong_shape_is_one_problem_naming_it(tmp_path: Path, text
     path = write(tmp_path, text)
 
     with pytest.raises(ConfigError) as caught:
-        compile_mapping(path, TARGETS)
+        compile_mapping(path)
 
     (problem,) = caught.value.problems
     assert problem.startswith(str(path))
@@ -348,17 +339,17 @@ def test_load_mappings_reports_the_problems_of_every_file_at_once(tmp_path: Path
     write(tmp_path, "fields:\n  sku: {source: a}\n  name: {source: b}\n", name="good")
 
     with pytest.raises(ConfigError) as caught:
-        load_mappings(tmp_path, {"no-name", "bad", "good", "absent"}, TARGETS)
+        load_mappings(tmp_path, {"no-name", "bad", "good", "absent"})
 
     problems = caught.value.problems
     assert len(problems) == 3
     assert any("no-name.yaml: field name: missing" in p for p in problems)
-    assert any("bad.yaml: field name: unknown convert 'x'" in p for p in problems)
+    assert any("bad.yaml: field name: convert: 'x' is not one of" in p for p in problems)
     assert any("absent.yaml: mapping 'absent' not found" in p for p in problems)
 
 
 def test_load_mappings_returns_the_named_ones(tmp_path: Path) -> None:
-    loaded = load_mappings(MAPPINGS, {"siesa-items"}, TARGETS)
+    loaded = load_mappings(MAPPINGS, {"siesa-items"})
 
     assert list(loaded) == ["siesa-items"]
     assert loaded["siesa-items"].name == "siesa-items"
@@ -367,7 +358,7 @@ def test_load_mappings_returns_the_named_ones(tmp_path: Path) -> None:
 def test_a_file_without_name_or_version_takes_its_stem_and_version_1(tmp_path: Path) -> None:
     path = write(tmp_path, "fields:\n  sku: {source: a}\n  name: {source: b}\n", name="tenant-x")
 
-    mapping = compile_mapping(path, TARGETS)
+    mapping = compile_mapping(path)
 
     assert (mapping.name, mapping.version) == ("tenant-x", "1")
 
@@ -383,7 +374,7 @@ def test_fallback_order_lookup_default_and_constants(tmp_path: Path) -> None:
           weight_kg: {source: peso_g, convert: decimal, default: 0.0}
         """,
     )
-    mapping = compile_mapping(path, TARGETS)
+    mapping = compile_mapping(path)
 
     mapped = mapping.apply(
         {"code_new": " ", "code_old": "OLD-1", "descr": None, "grupo": "10", "peso_g": None},
@@ -397,11 +388,11 @@ def test_a_numeric_source_is_a_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, "fields:\n  sku: {source: 120}\n  name: {source: b}\n")
 
     with pytest.raises(ConfigError, match="field sku"):
-        compile_mapping(path, TARGETS)
+        compile_mapping(path)
 
 
 def test_a_list_as_convert_is_a_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, "fields:\n  sku: {source: a}\n  name: {source: b, convert: [upper]}\n")
 
     with pytest.raises(ConfigError, match="field name"):
-        compile_mapping(path, TARGETS)
+        compile_mapping(path)

@@ -13,13 +13,13 @@ from services.common.runloop import per_record
 from services.common.serde import DecodeError, default_serde
 from services.common.settings import ROOT
 from services.extractor.rows import fingerprint, normalize
-from services.transformer.mapping import Mapping, MappingError, compile_mapping, field_names
+from services.transformer.compiler import compile_mapping
+from services.transformer.mapping import Mapping, MappingError
 from services.transformer.service import Transformer
 from tests.unit.fakes import FakeMessage
 
 SERDE = default_serde()
-TARGETS = field_names(SERDE.current["CanonicalProduct"].parsed)
-DEFAULT = compile_mapping(ROOT / "mappings" / "siesa-items.yaml", TARGETS)
+DEFAULT = compile_mapping(ROOT / "mappings" / "siesa-items.yaml")
 consumed = partial(FakeMessage, _key=b"acme/x")
 
 
@@ -73,7 +73,7 @@ def test_a_raw_item_becomes_one_canonical_product_keyed_by_tenant_and_sku() -> N
         "trace_id": b"trace-1",
         "sync_id": b"sync-1",
         "mapping.name": b"siesa-items",
-        "mapping.version": b"1",
+        "mapping.version": b"2",
     }
     assert SERDE.decode_as("CanonicalProduct", out.value) == {
         "tenant": "acme",
@@ -91,7 +91,7 @@ def test_a_raw_item_becomes_one_canonical_product_keyed_by_tenant_and_sku() -> N
         "attributes": {},
         "op": "UPSERT",
         "mapping_name": "siesa-items",
-        "mapping_version": "1",
+        "mapping_version": "2",
         "sync_id": "sync-1",
         "trace_id": "trace-1",
         "source_fingerprint": item["fingerprint"],
@@ -113,10 +113,10 @@ def test_a_delete_gets_its_sku_through_the_same_rule_as_an_upsert(tmp_path: Path
     lower = tmp_path / "lower.yaml"
     lower.write_text(
         "name: lower\nversion: '1'\nfields:\n"
-        "  sku: {source: f120_referencia, convert: lower}\n"
+        "  sku: {source: f120_referencia, text: [lower]}\n"
         "  name: {source: f120_descripcion}\n"
     )
-    mappings = {"acme": compile_mapping(lower, TARGETS)}
+    mappings = {"acme": compile_mapping(lower)}
     upsert = raw_item()
     delete = {**raw_item(op="DELETE"), "row": {"f120_referencia": "SHP-ACD-400"}}
 
@@ -134,7 +134,7 @@ def test_each_tenant_gets_its_own_mapping(tmp_path: Path) -> None:
         "  sku: {source: f120_referencia, required: true}\n"
         "  name: {source: f120_descripcion_comercial}\n"
     )
-    mappings = {"acme": DEFAULT, "beta": compile_mapping(other, TARGETS)}
+    mappings = {"acme": DEFAULT, "beta": compile_mapping(other)}
 
     (out,) = transformer(mappings).handle(message(raw_item(tenant="beta")))  # type: ignore[arg-type]
 
@@ -190,7 +190,7 @@ def test_an_output_that_does_not_fit_the_schema_is_skippable(tmp_path: Path) -> 
     loose.write_text(
         "fields:\n  sku: {source: f120_referencia}\n  name: {source: f120_descripcion}\n"
     )
-    mappings = {"acme": compile_mapping(loose, TARGETS)}
+    mappings = {"acme": compile_mapping(loose)}
 
     with pytest.raises(SkippableError):
         transformer(mappings).handle(message(raw_item(f120_referencia=None)))  # type: ignore[arg-type]
