@@ -57,6 +57,7 @@ class TargetType:
             "double": isinstance(value, int | float) and not isinstance(value, bool),
             "long": isinstance(value, int) and not isinstance(value, bool),
             "map": isinstance(value, dict),
+            "scalar": isinstance(value, str | bool | int | float),
         }[self.kind]
         if ok:
             return None
@@ -195,7 +196,8 @@ class Mapping:
         for attribute in self.attribute_rules:
             mapped = attribute.apply(ctx)
             if mapped is not None:
-                out[attribute.target.removeprefix("attributes.")] = str(mapped)
+                text = str(mapped).lower() if isinstance(mapped, bool) else str(mapped)
+                out[attribute.target.removeprefix("attributes.")] = text
         return out
 
     def apply_field(
