@@ -27,6 +27,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = FIXTURES / "golden"
 TENANT = "golden"
 PER_RUN = ("sync_id", "trace_id")
+REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_transformer_golden_pages.py"
 
 CASES = {
     "conversions-base": ("conversions-page.json", FIXTURES / "mappings" / "golden-base.yaml"),
@@ -50,7 +51,7 @@ def run(case: str) -> Outcome:
 def golden_text(case: str, outcome: Outcome) -> str:
     document = {
         "_comment": f"{CASES[case][0]} through {CASES[case][1].name}; sync_id/trace_id left "
-        "out. Regenerate: UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_transformer_golden_pages.py",
+        f"out. Regenerate: {REGENERATE}",
         "products": [{k: v for k, v in p.items() if k not in PER_RUN} for p in outcome.products],
         "rejections": outcome.rejections,
     }
@@ -183,6 +184,6 @@ def test_names_that_look_like_code_come_out_unchanged() -> None:
     for product in outcome.products:
         row = source[product["sku"]]
         assert product["name"] == row["f120_descripcion"]
-        assert (
-            product["display_name"] == row["f120_descripcion_comercial"] or row["f120_descripcion"]
+        assert product["display_name"] == (
+            row["f120_descripcion_comercial"] or row["f120_descripcion"]
         )
