@@ -16,7 +16,7 @@ from services.common.kafka import make_consumer, make_producer, producer_config
 from services.common.runloop import RunLoop, Stopper, per_record
 from services.common.serde import default_serde
 from services.common.settings import ROOT, KafkaSettings
-from services.transformer.mapping import field_names, load_mappings
+from services.transformer.compiler import load_mappings
 from services.transformer.service import Transformer
 
 serde = default_serde()
@@ -64,9 +64,7 @@ def read_all(kafka: KafkaSettings, topic: str, want: int, timeout: float = 30) -
 
 @pytest.fixture
 def running_transformer(kafka: KafkaSettings) -> Iterator[tuple[str, Stopper]]:
-    mappings = load_mappings(
-        ROOT / "mappings", {"siesa-items"}, field_names(serde.current["CanonicalProduct"].parsed)
-    )
+    mappings = load_mappings(ROOT / "mappings", {"siesa-items"})
     group = f"{kafka.topic_prefix}transformer"
     stopper = Stopper()
     loop = RunLoop(
