@@ -230,6 +230,11 @@ def _compile_rule(
         expr=expr,
         default=spec.get("default"),
         required=bool(spec.get("required", False)) or target in ALWAYS_REQUIRED,
+        trusted=expr is None
+        and (
+            conversion.kind == kind.kind
+            or (conversion.kind == "barcode" and _fits(conversion.kind, kind))
+        ),
         **({"const": spec["const"]} if "const" in spec else {}),
     )
     return rule, []
