@@ -12,9 +12,6 @@ from services.common.records import OutRecord, trace_headers
 from services.common.serde import Serde
 from services.transformer.mapping import Mapping
 
-# RawItem fields a mapping can read as `@name`.
-RAW_META = ("tenant", "source_system", "company", "consulta", "key")
-
 
 @dataclass(frozen=True)
 class Transformer:
@@ -47,7 +44,8 @@ class Transformer:
     def canonical(raw: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
         tenant = raw["tenant"]
         row = raw["row"]
-        meta = {name: raw[name] for name in RAW_META if isinstance(raw.get(name), str)}
+        # The RawItem's own text fields, which a mapping reads as `@name`.
+        meta = {name: value for name, value in raw.items() if isinstance(value, str)}
         try:
             if raw["op"] == "DELETE":
                 # A vanished item: only its key is known. Its sku goes through the same
