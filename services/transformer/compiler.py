@@ -199,7 +199,7 @@ def _compile_rule(
         problems.append("needs 'source', 'const' or 'expr'")
     convert_name = spec.get("convert", "string")
     conversion = CONVERSIONS[convert_name]
-    if "expr" not in spec and not _fits(conversion.kind, kind):
+    if sources and "expr" not in spec and not _fits(conversion.kind, kind):
         problems.append(f"convert {convert_name} gives a {conversion.kind}, not a {kind.kind}")
     for key in ("const", "default"):
         if spec.get(key) is not None and kind.problem(spec[key]) is not None:
@@ -243,6 +243,8 @@ def _compile_rule(
 def _fits(produced: str, kind: TargetType) -> bool:
     if kind.kind in ("scalar", produced):
         return True
+    if produced == "string" and kind.kind == "enum":
+        return True  # each value is checked against the symbols on the record
     if produced == "barcode":
         return kind.kind == "string" or (kind.kind == "enum" and BARCODE_KINDS <= kind.symbols)
     return produced == "long" and kind.kind == "double"
