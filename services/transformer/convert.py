@@ -36,9 +36,14 @@ _POINT_DECIMAL = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d*)(\.\d+)?([eE][+-]?\d{1,
 _MAX_NUMBER_TEXT = 100
 
 
+_PLAIN = re.compile(r"[+-]?\d{1,20}(\.\d{1,20})?")
+
+
 def parse_decimal(text: str) -> Decimal:
     """A number as Colombians or JSON write it. With a comma, the comma reading is tried
     first ("1,5" is 1.5); without, the point reading ("1.234" is 1.234)."""
+    if _PLAIN.fullmatch(text):  # the common case, as JSON writes numbers
+        return Decimal(text)
     cleaned = text.replace(" ", "")
     if len(cleaned) > _MAX_NUMBER_TEXT:
         raise ValueError("not a number (too long)")
@@ -64,6 +69,8 @@ def parse_decimal(text: str) -> Decimal:
 
 
 def to_decimal(text: str) -> float:
+    if _PLAIN.fullmatch(text):
+        return float(text)
     number = float(parse_decimal(text))
     if not math.isfinite(number):
         raise ValueError("number too large for a double")
@@ -107,8 +114,9 @@ def to_datetime(text: str) -> str:
 
 
 def _gtin_check_ok(digits: str) -> bool:
+    """GS1: from the right of the body, digits weigh 3, 1, 3, ..."""
     body, check = digits[:-1], int(digits[-1])
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    total = 3 * sum(map(int, body[::-2])) + sum(map(int, body[-2::-2]))
     return (10 - total % 10) % 10 == check
 
 

@@ -114,8 +114,12 @@ class FieldRule:
             return const
         value: Value = None
         used = ""
+        row = ctx.row
         for source in self.sources:
-            text = (ctx.source(source) or "").strip()
+            found = ctx.source(source) if source[0] == "@" else row.get(source)
+            if not found:
+                continue
+            text = found.strip() if isinstance(found, str) else str(found).strip()
             if text:
                 used = source
                 value = self._from_text(ctx, source, text)
