@@ -6,13 +6,14 @@ transformer process maps them to a fresh canonical topic. In the same run, the r
 produce, no mapping) does the same, once in transactions like the transformer and once
 without. Each rate is output records over the span of their broker timestamps (first to
 last record read back with read_committed), so process start-up and the group join are
-not counted.
+not counted. Three rounds, alternating; each figure is the median of its rounds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import statistics
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from services.common.topics import create_topics
 from services.extractor import rows
 
 log = logging.getLogger("bench.transformer")
-COUNT = 30_000
+COUNT = 20_000
+ROUNDS = 3
 BATCH = 500
 PAGE = ROOT / "tests" / "fixtures" / "siesa-items-page.json"
 
@@ -127,33 +129,29 @@ def run(bootstrap: str, workdir: Path) -> list[Figure]:
     stack = Stack(bootstrap=bootstrap, run_dir=workdir)
     stack.tenants = [stack.kong_tenant("bench", 8585)]
     stack.write_tenants()
-    transformer_env = {
-        **stack.env(),
-        "TRANSFORMER_BATCH_SIZE": str(BATCH),
-        "TRANSFORMER_LOG_LEVEL": "WARNING",
+    batch = {"TRANSFORMER_BATCH_SIZE": str(BATCH), "RAWLOOP_BATCH_SIZE": str(BATCH)}
+    contenders = {
+        "transformer": (
+            procs.python_module("services.transformer"),
+            {**stack.env(), **batch, "TRANSFORMER_LOG_LEVEL": "WARNING"},
+        ),
+        "rawloop-tx": (
+            procs.python_module("devtools.bench.rawloop"),
+            {**batch, "RAWLOOP_TRANSACTIONAL": "1"},
+        ),
+        "rawloop-plain": (
+            procs.python_module("devtools.bench.rawloop"),
+            {**batch, "RAWLOOP_TRANSACTIONAL": "0"},
+        ),
     }
-    transformer = measure(
-        bootstrap,
-        workdir,
-        "transformer",
-        procs.python_module("services.transformer"),
-        transformer_env,
-    )
-    rawloop = procs.python_module("devtools.bench.rawloop")
-    raw_tx = measure(
-        bootstrap,
-        workdir,
-        "rawloop-tx",
-        rawloop,
-        {"RAWLOOP_TRANSACTIONAL": "1", "RAWLOOP_BATCH_SIZE": str(BATCH)},
-    )
-    raw_plain = measure(
-        bootstrap,
-        workdir,
-        "rawloop-plain",
-        rawloop,
-        {"RAWLOOP_TRANSACTIONAL": "0", "RAWLOOP_BATCH_SIZE": str(BATCH)},
-    )
+    # Rounds alternate the contenders, and each figure is the median of its rounds, so
+    # a burst of load from elsewhere on the machine does not land on one of them only.
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_no in range(ROUNDS):
+        for name, (argv, env) in contenders.items():
+            rates[name].append(measure(bootstrap, workdir, f"{name}-{round_no}", argv, env))
+    transformer, raw_tx, raw_plain = (statistics.median(rates[n]) for n in contenders)
+    log.info("rounds: %s", {n: [round(r) for r in rs] for n, rs in rates.items()})
     return [
         Figure(
             "transformer (vs raw loop, transactional)",
