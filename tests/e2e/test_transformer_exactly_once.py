@@ -154,11 +154,19 @@ def test_kill_9_mid_flow_then_restart_leaves_each_record_exactly_once(
             raise RuntimeError(f"transformer exited:\n{process.log_tail()}")
         return canonical.count() >= want
 
+    def in_a_transaction(process: procs.Process) -> bool:
+        """Best moment for the kill: records written but not yet committed (a read
+        uncommitted sees more); failing that, well into the flow."""
+        committed = canonical.count()
+        if not process.alive():
+            raise RuntimeError(f"transformer exited:\n{process.log_tail()}")
+        return (readers["uncommitted"].count() > committed >= 500) or committed >= 4000
+
     try:
         feed(kafka, range(HALF))
         first = start()
         procs.wait_until(
-            lambda: progress(first, 1000), timeout=120, interval=0.05, what="first records"
+            lambda: in_a_transaction(first), timeout=120, interval=0.02, what="records flowing"
         )
         first.kill()  # SIGKILL mid-flow: a transaction is (most likely) open
         at_kill = canonical.drain()
