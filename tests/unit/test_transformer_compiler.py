@@ -3,14 +3,21 @@ and every file in the mappings directory being valid."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from services.common.errors import ConfigError
 from services.common.settings import ROOT
-from services.transformer.compiler import compile_mapping, load_mappings, mapping_names
+from services.transformer.compiler import (
+    JSON_SCHEMA,
+    compile_mapping,
+    load_mappings,
+    mapping_names,
+)
 
 BASE = """\
     name: base
@@ -165,3 +172,10 @@ def test_json_schema_problems_and_avro_problems_come_together(tmp_path: Path) ->
     assert any("field colour: not a CanonicalProduct field" in p for p in found)
     assert any("attributes/passthrough: 'custom:*' is not of type 'array'" in p for p in found)
     assert any("field attributes.made_on: expr 'import os': refused" in p for p in found)
+
+
+def test_the_shipped_json_schema_is_a_valid_draft_2020_12_schema() -> None:
+    schema = json.loads(JSON_SCHEMA.read_text())
+
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"].endswith("/draft/2020-12/schema")
