@@ -7,6 +7,7 @@ import click
 from services.cli.dlq import dlq
 from services.cli.run import run
 from services.cli.sim import sim
+from services.cli.status import status
 from services.cli.topics import topics
 
 
@@ -15,5 +16,5 @@ def main() -> None:
     """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
 
 
-for command in (topics, run, sim, dlq):
+for command in (topics, run, sim, status, dlq):
     main.add_command(command)

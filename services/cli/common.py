@@ -65,4 +65,8 @@ def echo_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console(soft_wrap=False).print(table)
+    # Piped or captured output has no terminal width to fit; don't squeeze it into 80.
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=220)
+    console.print(table)
