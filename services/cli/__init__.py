@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from services.cli.dlq import dlq
+from services.cli.replay import replay_command
 from services.cli.run import run
 from services.cli.sim import sim
 from services.cli.status import status
@@ -16,5 +17,5 @@ def main() -> None:
     """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
 
 
-for command in (topics, run, sim, status, dlq):
+for command in (topics, run, sim, status, dlq, replay_command):
     main.add_command(command)
