@@ -23,6 +23,7 @@ from types import FrameType
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from services.common import health, metrics
+from services.common.alerts import Alerter
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SiesaSyncError, SkippableError
 from services.common.kafka import produce_all, produce_in_transaction
@@ -135,7 +136,10 @@ class RunLoop:
     batch_size: int = 500
     poll_timeout: float = 0.5
     max_backoff: float = 30.0
+    alerter: Alerter | None = None
+    alert_dlq_threshold: int = 100
     _failures_in_row: int = 0
+    _dead_lettered: Counter[str] = field(default_factory=Counter)
 
     def run(self) -> None:
         self.consumer.subscribe(self.topics, on_assign=_on_assign, on_revoke=_log_revoke)
@@ -220,6 +224,20 @@ class RunLoop:
             counts[err.tenant or tenant_of_key(_msg.key()), "dead_lettered"] += 1
         for (tenant, outcome), n in counts.items():
             metrics.count_records(self.stage, tenant, outcome, n)
+            if outcome == "dead_lettered" and tenant:
+                self._alert_on_dead_letters(tenant, n)
+
+    def _alert_on_dead_letters(self, tenant: str, n: int) -> None:
+        """One alert when a tenant's dead letters (since start) pass the threshold."""
+        self._dead_lettered[tenant] += n
+        if self.alerter is not None and self._dead_lettered[tenant] >= self.alert_dlq_threshold:
+            self.alerter.fire(
+                tenant,
+                "dlq_growing",
+                f"{self._dead_lettered[tenant]} records dead-lettered at the {self.stage} "
+                f"stage since start (threshold {self.alert_dlq_threshold}); "
+                f"see `siesa-sync dlq list --tenant {tenant}`",
+            )
 
     def _record_lag(self, batch: list[Message]) -> None:
         """Lag per partition seen in the batch, from the cached high watermarks."""

@@ -197,6 +197,8 @@ def run_loop(
     transactional: bool = False,
     fail_commit: KafkaError | None = None,
     fail_delivery: KafkaError | None = None,
+    alerter: Any = None,
+    alert_dlq_threshold: int = 100,
 ) -> Log:
     log = Log()
     stopper = Stopper()
@@ -209,6 +211,8 @@ def run_loop(
         dlq_topic="dlq",
         stopper=stopper,
         transactional=transactional,
+        alerter=alerter,
+        alert_dlq_threshold=alert_dlq_threshold,
     ).run()
     return log
 
@@ -378,3 +382,22 @@ def test_a_batch_is_counted_per_tenant_and_its_lag_exported() -> None:
     lag = {"stage": "transform", "topic": TOPIC}
     assert sample("siesa_sync_consumer_lag", lag | {"partition": "0"}) == 20 - 7
     assert sample("siesa_sync_consumer_lag", lag | {"partition": "1"}) == 20 - 3
+
+
+class FakeAlerter:
+    def __init__(self) -> None:
+        self.fired: list[tuple[str, str, str]] = []
+
+    def fire(self, tenant: str, condition: str, reason: str) -> bool:
+        self.fired.append((tenant, condition, reason))
+        return True
+
+
+def test_dead_letters_past_the_threshold_raise_an_alert_naming_the_tenant() -> None:
+    alerter = FakeAlerter()
+    batches = [[msg(0, 1, b"poison"), msg(0, 2)], [msg(0, 3, b"poison"), msg(0, 4, b"poison")]]
+
+    run_loop(batches, per_record(echo), alerter=alerter, alert_dlq_threshold=3)
+
+    assert [(t, c) for t, c, _ in alerter.fired] == [("acme", "dlq_growing")]
+    assert "3 records dead-lettered at the transform stage" in alerter.fired[0][2]
