@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,14 +137,18 @@ class LocalBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> str:
+    def start(self, timeout: float = 90.0, *, keep_data: bool = False) -> str:
+        """Start the broker; a fresh, formatted log directory unless ``keep_data`` (a
+        restart of this broker, which keeps its topics and offsets)."""
         libs = fetch()
         if procs.port_open(self.port):
             raise RuntimeError(f"port {self.port} is taken: is a broker running already?")
         if not self.controller_port:
             self.controller_port = procs.free_port()
         data_dir = self.home / "data"
-        shutil.rmtree(data_dir, ignore_errors=True)
+        fresh = not (keep_data and data_dir.exists())
+        if fresh:
+            shutil.rmtree(data_dir, ignore_errors=True)
         self.home.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
         props.write_text(
@@ -161,6 +166,29 @@ class LocalBroker:
             "-cp",
             f"{libs}/*",
         ]
+        if fresh:
+            self._format(java, props)
+        self.process = procs.start(
+            self.name, [*java, "kafka.Kafka", str(props)], run_dir=self.run_dir
+        )
+        try:
+            procs.wait_until(self._answers, timeout=timeout, what=f"Kafka on {self.bootstrap}")
+        except TimeoutError:
+            tail = self.process.log_tail()
+            self.stop()
+            raise RuntimeError(f"Kafka did not start on {self.bootstrap}:\n{tail}") from None
+        return self.bootstrap
+
+    def restart(self, down_s: float = 0.0, timeout: float = 90.0) -> str:
+        """Stop the broker, stay down ``down_s`` seconds, start it again on the same
+        ports with its data (a broker outage, for fault tests)."""
+        self.stop()
+        procs.wait_until(lambda: not procs.port_open(self.port), timeout=30, what="broker down")
+        if down_s > 0:
+            time.sleep(down_s)  # the outage itself: its length is the point
+        return self.start(timeout, keep_data=True)
+
+    def _format(self, java: list[str], props: Path) -> None:
         subprocess.run(
             [
                 *java,
@@ -175,16 +203,6 @@ class LocalBroker:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        self.process = procs.start(
-            self.name, [*java, "kafka.Kafka", str(props)], run_dir=self.run_dir
-        )
-        try:
-            procs.wait_until(self._answers, timeout=timeout, what=f"Kafka on {self.bootstrap}")
-        except TimeoutError:
-            tail = self.process.log_tail()
-            self.stop()
-            raise RuntimeError(f"Kafka did not start on {self.bootstrap}:\n{tail}") from None
-        return self.bootstrap
 
     def _answers(self) -> bool:
         if self.process is not None and not self.process.alive():

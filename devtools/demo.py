@@ -51,7 +51,7 @@ def start_all() -> tuple[LocalBroker, Stack]:
     procs.stop_recorded()  # leftovers of an interrupted run
     check_ports()
     broker = LocalBroker(port=PORTS["Kafka"])
-    stack = Stack(bootstrap=broker.bootstrap)
+    stack = Stack(bootstrap=broker.bootstrap, free_health_ports=False)
     try:
         _start_all(broker, stack)
     except BaseException:

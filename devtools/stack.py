@@ -20,6 +20,7 @@ import httpx
 import yaml
 
 from devtools import procs
+from services.common.service import DEFAULT_HEALTH_PORTS
 
 SERVICES = ("extractor", "transformer", "loader")
 
@@ -71,6 +72,10 @@ class Stack:
     credentials: Credentials = field(default_factory=Credentials)
     tenants: list[dict[str, Any]] = field(default_factory=list)
     processes: dict[str, procs.Process] = field(default_factory=dict)
+    # Where each service serves /healthz, /readyz, /metrics (free ports, so stacks of
+    # parallel tests never collide); empty = the services' defaults (9101-9103).
+    health_ports: dict[str, int] = field(default_factory=dict)
+    free_health_ports: bool = True
 
     @property
     def siesa_url(self) -> str:
@@ -147,7 +152,16 @@ class Stack:
     def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
         self.write_tenants()
         for name in names:
-            self._start(name, ["run", name], self.env())
+            env = self.env()
+            if self.free_health_ports:
+                self.health_ports[name] = procs.free_port()
+                env[f"{name.upper()}_HEALTH_PORT"] = str(self.health_ports[name])
+            self._start(name, ["run", name], env)
+
+    def health_url(self, name: str) -> str:
+        """The base URL of service `name`'s health and metrics endpoints."""
+        port = self.health_ports.get(name, DEFAULT_HEALTH_PORTS[name])
+        return f"http://127.0.0.1:{port}"
 
     def create_topics(self) -> str:
         return self.run_cli(["topics", "create"])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
+from services.cli.dlq import dlq
 from services.cli.mappings import mappings
+from services.cli.replay import replay_command
 from services.cli.run import run
 from services.cli.sim import sim
+from services.cli.status import status
 from services.cli.topics import topics
 
 
@@ -15,5 +18,5 @@ def main() -> None:
     """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
 
 
-for command in (topics, run, sim, mappings):
+for command in (topics, run, sim, mappings, status, dlq, replay_command):
     main.add_command(command)

@@ -22,10 +22,13 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from services.common import health, metrics
+from services.common.alerts import Alerter
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SiesaSyncError, SkippableError
 from services.common.kafka import produce_all, produce_in_transaction
 from services.common.records import OutRecord, coordinates
+from services.common.tenants import tenant_of_key
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +136,13 @@ class RunLoop:
     batch_size: int = 500
     poll_timeout: float = 0.5
     max_backoff: float = 30.0
+    alerter: Alerter | None = None
+    alert_dlq_threshold: int = 100
     _failures_in_row: int = 0
+    _dead_lettered: Counter[str] = field(default_factory=Counter)
 
     def run(self) -> None:
-        self.consumer.subscribe(self.topics, on_assign=_log_assign, on_revoke=_log_revoke)
+        self.consumer.subscribe(self.topics, on_assign=_on_assign, on_revoke=_log_revoke)
         log.info("%s consuming %s", self.stage, ", ".join(self.topics))
         try:
             while not self.stopper.stopped:
@@ -161,6 +167,11 @@ class RunLoop:
         return batch
 
     def _process(self, batch: list[Message]) -> None:
+        with metrics.BATCH_SECONDS.labels(stage=self.stage).time():
+            self._process_timed(batch)
+        self._record_lag(batch)
+
+    def _process_timed(self, batch: list[Message]) -> None:
         try:
             result = self.handler(batch)
             outputs = result.outputs + [
@@ -192,6 +203,7 @@ class RunLoop:
             self.stopper.wait(delay)
             return
         self._failures_in_row = 0
+        self._count(batch, result)
         log.info(
             "%s: batch of %d done: %s, %d dead-lettered",
             self.stage,
@@ -200,6 +212,44 @@ class RunLoop:
             len(result.failures),
             extra={"batch": len(batch), "dead_lettered": len(result.failures)},
         )
+
+    def _count(self, batch: list[Message], result: BatchResult) -> None:
+        """Records in, out and dead-lettered per tenant, for /metrics."""
+        counts: Counter[tuple[str | None, str]] = Counter()
+        for msg in batch:
+            counts[tenant_of_key(msg.key()), "in"] += 1
+        for out in result.outputs:
+            counts[tenant_of_key(out.key), "out"] += 1
+        for _msg, err in result.failures:
+            counts[err.tenant or tenant_of_key(_msg.key()), "dead_lettered"] += 1
+        for (tenant, outcome), n in counts.items():
+            metrics.count_records(self.stage, tenant, outcome, n)
+            if outcome == "dead_lettered" and tenant:
+                self._alert_on_dead_letters(tenant, n)
+
+    def _alert_on_dead_letters(self, tenant: str, n: int) -> None:
+        """One alert when a tenant's dead letters (since start) pass the threshold."""
+        self._dead_lettered[tenant] += n
+        if self.alerter is not None and self._dead_lettered[tenant] >= self.alert_dlq_threshold:
+            self.alerter.fire(
+                tenant,
+                "dlq_growing",
+                f"{self._dead_lettered[tenant]} records dead-lettered at the {self.stage} "
+                f"stage since start (threshold {self.alert_dlq_threshold}); "
+                f"see `siesa-sync dlq list --tenant {tenant}`",
+            )
+
+    def _record_lag(self, batch: list[Message]) -> None:
+        """Lag per partition seen in the batch, from the cached high watermarks."""
+        for tp in next_offsets(batch):
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                metrics.CONSUMER_LAG.labels(
+                    stage=self.stage, topic=tp.topic, partition=str(tp.partition)
+                ).set(max(0, high - tp.offset))
 
     def _commit_in_transaction(self, batch: list[Message], outputs: list[OutRecord]) -> None:
         produce_in_transaction(
@@ -239,8 +289,9 @@ class RunLoop:
                 log.warning("could not rewind %s[%d]: %s", tp.topic, tp.partition, exc)
 
 
-def _log_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+def _on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
     log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+    health.current().set_ready()  # in the group: ready, even with no partitions left
 
 
 def _log_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:

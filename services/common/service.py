@@ -14,6 +14,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from services.common import health
 from services.common.errors import ConfigError, FatalError
 from services.common.logs import configure_logging
 from services.common.runloop import Stopper
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=BaseSettings)
 Svc = TypeVar("Svc", bound=ServiceSettings)
+
+DEFAULT_HEALTH_PORTS = {"extractor": 9101, "transformer": 9102, "loader": 9103}
 
 
 def load_settings(cls: type[S]) -> S:
@@ -44,13 +47,22 @@ def load_settings(cls: type[S]) -> S:
 def run_service(
     name: str, settings_class: type[Svc], start: Callable[[Svc, Stopper], None]
 ) -> None:
-    """Read the settings, configure logging once, then run `start(settings, stopper)`
-    with signal handling and exit codes set up."""
+    """Read the settings, configure logging once, serve health and metrics, then run
+    `start(settings, stopper)` with signal handling and exit codes set up."""
     stopper = Stopper().install()
     try:
         settings = load_settings(settings_class)
         configure_logging(settings.log_level)
-        start(settings, stopper)
+        stop_health = health.serve(
+            health.current(name),
+            settings.health_host,
+            settings.health_port,
+            default_port=DEFAULT_HEALTH_PORTS.get(name, 0),
+        )
+        try:
+            start(settings, stopper)
+        finally:
+            stop_health()
     except ConfigError as exc:
         print(f"{name}: cannot start:\n{exc}", file=sys.stderr)  # noqa: T201
         sys.exit(2)

@@ -32,3 +32,9 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     tenants_file: Path = ROOT / "config" / "tenants.yaml"
     log_level: str = "INFO"
+    # /healthz, /readyz, /metrics: None = the service's default port, 0 = any free port.
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    # Alerts: one JSON POST (Slack-compatible) per condition while it lasts.
+    alert_webhook_url: str | None = None
+    alert_dlq_threshold: int = Field(default=100, ge=1)

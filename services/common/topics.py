@@ -21,6 +21,7 @@ CANONICAL = "products.canonical.v1"
 DLQ = "products.dlq.v1"
 STATE = "sync.state.v1"
 COMMANDS = "sync.commands.v1"
+DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ SPECS = (
         },
     ),
     TopicSpec(COMMANDS, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}),
+    TopicSpec(DLQ_REDRIVEN, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}),
 )
 
 

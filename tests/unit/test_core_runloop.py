@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from prometheus_client import REGISTRY
 
 from services.common.errors import FatalError, RetriableError, SkippableError
 from services.common.records import OutRecord
@@ -23,6 +24,7 @@ from services.common.runloop import (
 from tests.unit.fakes import FakeMessage
 
 TOPIC = "raw"
+OUTCOMES = ("in", "out", "dead_lettered")
 
 
 def msg(
@@ -149,6 +151,9 @@ class FakeConsumer:
     def consumer_group_metadata(self) -> str:
         return "group-metadata"
 
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool) -> tuple[int, int]:
+        return 0, 20  # every partition ends at offset 20
+
     def close(self) -> None:
         self.log.events.append(("close", None))
 
@@ -192,6 +197,8 @@ def run_loop(
     transactional: bool = False,
     fail_commit: KafkaError | None = None,
     fail_delivery: KafkaError | None = None,
+    alerter: Any = None,
+    alert_dlq_threshold: int = 100,
 ) -> Log:
     log = Log()
     stopper = Stopper()
@@ -204,6 +211,8 @@ def run_loop(
         dlq_topic="dlq",
         stopper=stopper,
         transactional=transactional,
+        alerter=alerter,
+        alert_dlq_threshold=alert_dlq_threshold,
     ).run()
     return log
 
@@ -357,3 +366,38 @@ def test_a_retriable_failure_rewinds_and_the_batch_is_processed_again() -> None:
     assert [r.key for r in log.of("produce")] == [b"acme/1", b"acme/2"]  # once, not twice
     assert log.of("commit") == [{(TOPIC, 0, 3)}]
     assert log.names().index("commit") > log.names().index("seek")
+
+
+def test_a_batch_is_counted_per_tenant_and_its_lag_exported() -> None:
+    def sample(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    labels = {"stage": "transform", "tenant": "acme"}
+    before = {o: sample("siesa_sync_records_total", labels | {"outcome": o}) for o in OUTCOMES}
+
+    run_loop([[msg(0, 5), msg(0, 6, b"poison"), msg(1, 2)]], per_record(echo))
+
+    after = {o: sample("siesa_sync_records_total", labels | {"outcome": o}) for o in OUTCOMES}
+    assert {o: after[o] - before[o] for o in OUTCOMES} == {"in": 3, "out": 2, "dead_lettered": 1}
+    lag = {"stage": "transform", "topic": TOPIC}
+    assert sample("siesa_sync_consumer_lag", lag | {"partition": "0"}) == 20 - 7
+    assert sample("siesa_sync_consumer_lag", lag | {"partition": "1"}) == 20 - 3
+
+
+class FakeAlerter:
+    def __init__(self) -> None:
+        self.fired: list[tuple[str, str, str]] = []
+
+    def fire(self, tenant: str, condition: str, reason: str) -> bool:
+        self.fired.append((tenant, condition, reason))
+        return True
+
+
+def test_dead_letters_past_the_threshold_raise_an_alert_naming_the_tenant() -> None:
+    alerter = FakeAlerter()
+    batches = [[msg(0, 1, b"poison"), msg(0, 2)], [msg(0, 3, b"poison"), msg(0, 4, b"poison")]]
+
+    run_loop(batches, per_record(echo), alerter=alerter, alert_dlq_threshold=3)
+
+    assert [(t, c) for t, c, _ in alerter.fired] == [("acme", "dlq_growing")]
+    assert "3 records dead-lettered at the transform stage" in alerter.fired[0][2]

@@ -1,0 +1,72 @@
+"""What the operator commands share: settings, errors as clean messages, times, tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from services.common.errors import SiesaSyncError
+from services.common.service import load_settings
+from services.common.settings import KafkaSettings
+from services.ops.times import parse_time
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Our errors become one clear line and exit 1, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except SiesaSyncError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def kafka_settings() -> KafkaSettings:
+    return load_settings(KafkaSettings)
+
+
+class TimeParam(click.ParamType[datetime, Any]):
+    name = "TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_time(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME = TimeParam()
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def echo_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    # Piped or captured output has no terminal width to fit; don't squeeze it into 80.
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=220)
+    console.print(table)

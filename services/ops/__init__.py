@@ -1,0 +1,1 @@
+"""Operator tools behind the `siesa-sync` CLI: status, dead letters, replays."""

@@ -1,0 +1,140 @@
+"""Per-tenant status: what each writer stored in sync.state.v1, merged, plus what the
+topics say now (dead letters, and the records each stage has yet to process)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import TopicPartition
+
+from services.common.errors import ConfigError
+from services.common.kafka import make_consumer
+from services.common.scan import end_offsets, reader, scan
+from services.common.serde import Serde
+from services.common.settings import KafkaSettings
+from services.common.state import read_states
+from services.common.tenants import tenant_of_key
+from services.common.topics import CANONICAL, DLQ, RAW
+
+SEVERITY = {"idle": 0, "syncing": 1, "degraded": 2, "failed": 3}
+SUMMED = ("extracted", "changed", "transformed", "loaded", "failed")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    topic: str  # the stage's input topic (unprefixed)
+    group_id: str  # its consumer group (unprefixed)
+
+
+def configured_tenants(path: Path) -> dict[str, dict[str, Any]]:
+    """Tenant id -> {target, enabled} from the tenants file, without resolving secrets
+    (status needs no credentials)."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read tenants file: {exc}") from None
+    found: dict[str, dict[str, Any]] = {}
+    for item in raw.get("tenants") or []:
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            target = item.get("target")
+            target = target if isinstance(target, dict) else {}
+            found[item["id"]] = {
+                "target": target.get("type"),
+                "enabled": item.get("enabled", True),
+            }
+    return found
+
+
+def dead_letter_counts(kafka: KafkaSettings) -> Counter[str]:
+    consumer = reader(kafka)
+    try:
+        counts: Counter[str] = Counter()
+        for msg in scan(consumer, kafka.topic(DLQ)):
+            tenant = dict(msg.headers() or []).get("tenant") or b""
+            counts[tenant.decode() if isinstance(tenant, bytes) else str(tenant)] += 1
+        return counts
+    finally:
+        consumer.close()
+
+
+def lag_by_tenant(kafka: KafkaSettings, stage: Stage) -> Counter[str]:
+    """Records of each tenant between the stage's committed offsets and the end."""
+    topic = kafka.topic(stage.topic)
+    group = make_consumer(kafka, group_id=f"{kafka.topic_prefix}{stage.group_id}")
+    try:
+        ends = end_offsets(group, topic)
+        committed = group.committed([TopicPartition(topic, p) for p in ends], timeout=30)
+    finally:
+        group.close()
+    # A group that never committed has everything still to do.
+    start = {tp.partition: max(tp.offset, 0) for tp in committed}
+    consumer = reader(kafka)
+    try:
+        counts: Counter[str] = Counter()
+        for msg in scan(consumer, topic, start=start, end=ends):
+            counts[tenant_of_key(msg.key()) or ""] += 1
+        return counts
+    finally:
+        consumer.close()
+
+
+def merge(tenant: str, states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tenant's writers' states as one row: worst status, sums, latest times."""
+    row: dict[str, Any] = {"tenant": tenant, "status": "idle", "writers": []}
+    for field in SUMMED:
+        row[field] = sum(int(s.get(field) or 0) for s in states)
+    for field in ("last_extract_at", "last_load_at"):
+        times = [s[field] for s in states if s.get(field) is not None]
+        row[field] = max(times) if times else None
+    row["last_error"] = None
+    newest_error = None
+    for state in states:
+        row["writers"].append(state["writer"])
+        if SEVERITY.get(state["status"], 0) > SEVERITY[row["status"]]:
+            row["status"] = state["status"]
+        if state.get("last_error") and (newest_error is None or state["updated_at"] > newest_error):
+            newest_error = state["updated_at"]
+            row["last_error"] = state["last_error"]
+        if state["writer"] == "extractor" and state.get("cursor"):
+            row["cursor"] = state["cursor"]
+    return row
+
+
+def tenant_status(
+    kafka: KafkaSettings,
+    serde: Serde,
+    tenants_file: Path,
+    stages: list[Stage],
+    only: str | None = None,
+) -> list[dict[str, Any]]:
+    """One row per tenant (configured or seen in the state topic), sorted by tenant."""
+    configured = configured_tenants(tenants_file)
+    by_tenant: dict[str, list[dict[str, Any]]] = {}
+    for state in read_states(kafka, serde):
+        by_tenant.setdefault(state["tenant"], []).append(state)
+    dead = dead_letter_counts(kafka)
+    lags = {stage.name: lag_by_tenant(kafka, stage) for stage in stages}
+    rows = []
+    for tenant in sorted(set(configured) | set(by_tenant)):
+        if only is not None and tenant != only:
+            continue
+        row = merge(tenant, by_tenant.get(tenant, []))
+        config = configured.get(tenant, {})
+        row["target"] = config.get("target")
+        row["enabled"] = config.get("enabled", False)
+        if not config:
+            row["status"] = f"{row['status']} (not configured)"
+        row["dead_lettered"] = dead.get(tenant, 0)
+        row["lag_by_stage"] = {name: lag.get(tenant, 0) for name, lag in lags.items()}
+        row["lag"] = sum(row["lag_by_stage"].values())
+        rows.append(row)
+    return rows
+
+
+def default_stages(transformer_group: str, loader_group: str) -> list[Stage]:
+    return [Stage("transform", RAW, transformer_group), Stage("load", CANONICAL, loader_group)]
