@@ -6,12 +6,15 @@ import os
 import socket
 
 from services.common import topics
+from services.common.alerts import Alerter
 from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop, Stopper, per_record
 from services.common.serde import default_serde
 from services.common.service import run_service
+from services.common.state import read_states
 from services.common.tenants import enabled, load_tenants
 from services.transformer.compiler import Shapes, load_mappings, mapping_names
+from services.transformer.progress import TenantProgress
 from services.transformer.service import Transformer
 from services.transformer.settings import TransformerSettings
 
@@ -31,16 +34,20 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
     )
     group_id = f"{kafka.topic_prefix}{settings.group_id}"
     instance = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    progress = TenantProgress(kafka, serde, f"transformer-{instance}")
+    progress.restore(read_states(kafka, serde))
     RunLoop(
         stage="transform",
         consumer=make_consumer(kafka, group_id=group_id),
         producer=make_producer(kafka, transactional_id=f"{group_id}-{instance}"),
         topics=[kafka.topic(topics.RAW)],
-        handler=per_record(transformer.handle),
+        handler=progress.wrap(per_record(transformer.handle)),
         dlq_topic=kafka.topic(topics.DLQ),
         stopper=stopper,
         transactional=True,
         batch_size=settings.batch_size,
+        alerter=Alerter(settings.alert_webhook_url, "transformer"),
+        alert_dlq_threshold=settings.alert_dlq_threshold,
     ).run()
 
 
