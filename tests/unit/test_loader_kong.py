@@ -475,3 +475,26 @@ def test_the_golden_products_land_in_kong_as_expected(
     assert by_id["PAN-DRL-032"]["ean"] is None
     assert by_id["PAN-DRL-032"]["upc"] is None
     assert by_id["TUB-PVC-2030"]["ean"] is None
+
+
+@pytest.mark.parametrize(
+    ("group_field", "expected"),
+    [
+        (None, {"group_external_id": "10"}),
+        ("group_id", {"group_id": 10}),
+        ("none", {}),
+    ],
+)
+def test_the_group_goes_where_the_tenant_says(
+    group_field: str | None, expected: dict[str, Any]
+) -> None:
+    settings: dict[str, Any] = {"type_id": 1, "customer_id": 100}
+    if group_field is not None:
+        settings["group_field"] = group_field
+    body = payload(product(), settings)
+    assert {k: v for k, v in body.items() if k.startswith("group")} == expected
+
+
+def test_an_unknown_group_field_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"tenant acme: target\.settings\.group_field"):
+        KongAdapter("acme", target({"type_id": 1, "customer_id": 100, "group_field": "x"}))

@@ -26,6 +26,7 @@ class KongAdapter:
         self.tenant = tenant
         self.target = target
         self.type_id, self.customer_id = _required_ints(tenant, target.settings)
+        self.group_field = _group_field(tenant, target.settings)
         self.session = TargetSession(tenant, target, LOGIN)
         self._ids: dict[str, int] = {}  # external_id → Kong id
 
@@ -67,8 +68,11 @@ class KongAdapter:
             "customer_id": self.customer_id,
             "is_active": product["is_active"],
         }
-        if product["group_code"] is not None:
-            body["group_external_id"] = product["group_code"]
+        group = product["group_code"]
+        if group is not None and self.group_field == "group_external_id":
+            body["group_external_id"] = group
+        elif group is not None and self.group_field == "group_id" and group.isdigit():
+            body["group_id"] = int(group)
         barcode_field = BARCODE_FIELD.get(product["barcode_type"] or "")
         if product["barcode"] and barcode_field:
             body[barcode_field] = product["barcode"]
@@ -132,3 +136,17 @@ def _required_ints(tenant: str, settings: dict[str, Any]) -> tuple[int, int]:
     if problems:
         raise ConfigError(problems)
     return values[0], values[1]
+
+
+GROUP_FIELDS = ("group_external_id", "group_id", "none")
+
+
+def _group_field(tenant: str, settings: dict[str, Any]) -> str:
+    """How the product's group goes to Kong: `group_external_id` (default, the group
+    code as is), `group_id` (the code as Kong's numeric group id) or `none`."""
+    value = settings.get("group_field", "group_external_id")
+    if value not in GROUP_FIELDS:
+        raise ConfigError(
+            f"tenant {tenant}: target.settings.group_field: one of {', '.join(GROUP_FIELDS)}"
+        )
+    return str(value)
