@@ -99,7 +99,8 @@ def test_tokens_expiring_every_5s_during_5000_products_cost_only_re_logins(
     refused = requests_by(stats, status=401)
     print(f"token TTL 5s: 5000 products in {took:.1f}s, {logins} logins, {refused} 401s")
     assert dead_letters(kafka) == []
-    assert logins >= 1 + int(took // 5) - 1  # one more login per expired token
+    # Tokens expired and were replaced, once each: not a login per call or per thread.
+    assert 2 <= logins <= took / 5 + 2
     assert refused >= logins - 1
     assert len(stack.kong_skus()) == 5_000
     assert any("logged in to Kong again" in line.get("message", "") for line in log_lines(stack))
