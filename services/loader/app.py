@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
 
 from services.common import topics
 from services.common.errors import ConfigError
@@ -35,10 +34,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
     kafka = settings.kafka
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
-    # This writer's counts so far (a restarted replica with a stable id carries on).
-    states: dict[str, dict[str, Any]] = {
-        s["tenant"]: s for s in read_states(kafka, serde) if s["writer"] == writer
-    }
+    # Adapters check their tenants' settings here, before anything connects.
     loader = Loader(
         serde=serde,
         tenants=tenants,
@@ -46,8 +42,9 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         kafka=kafka,
         writer=writer,
         max_parked=settings.max_parked,
-        states=states,
     )
+    # This writer's counts so far (a restarted replica with a stable id carries on).
+    loader.restore([s for s in read_states(kafka, serde) if s["writer"] == writer])
     log.info("loader %s: tenants %s", writer, ", ".join(tenants), extra={"writer": writer})
 
     try:

@@ -54,7 +54,6 @@ class Loader:
         kafka: KafkaSettings | None = None,
         writer: str = "loader",
         max_parked: int = 100_000,
-        states: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.serde = serde
         self.tenants = tenants
@@ -73,15 +72,14 @@ class Loader:
             t.id: threading.BoundedSemaphore(t.target.concurrency) for t in tenants.values()
         }
         self._pending: dict[str, dict[str, Pending]] = {t: {} for t in tenants}
-        given = states or {}
-        self.states = {
-            t: {
-                **new_state(t, writer),
-                **{k: v for k, v in given.get(t, {}).items() if k in STATE_FIELDS},
-            }
-            for t in tenants
-        }
+        self.states = {t: new_state(t, writer) for t in tenants}
         self._written: dict[str, tuple[Any, ...]] = {}
+
+    def restore(self, states: list[dict[str, Any]]) -> None:
+        """Carry on from this writer's stored states (counts, last load time)."""
+        for stored in states:
+            if stored["tenant"] in self.states:
+                self.states[stored["tenant"]].update({k: stored[k] for k in STATE_FIELDS})
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

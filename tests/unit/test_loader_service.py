@@ -12,6 +12,7 @@ from confluent_kafka import TopicPartition
 
 from services.common.errors import RetriableError
 from services.common.serde import default_serde
+from services.common.settings import KafkaSettings
 from services.common.tenants import Tenant
 from services.loader.adapters.base import TargetRejected, UpsertResult
 from services.loader.service import Loader
@@ -167,3 +168,19 @@ def test_a_newer_version_supersedes_an_older_poison_one(loader: Loader, target: 
 
     assert result.failures == []
     assert target.held["A"]["name"] == "fixed"
+
+
+def test_state_records_carry_on_from_the_stored_counts(loader: Loader, target: FakeTarget) -> None:
+    loader.kafka = KafkaSettings(topic_prefix="p.")
+    loader.restore([{**loader.states["acme"], "loaded": 40, "failed": 2, "dead_lettered": 2}])
+
+    result = loader.handle_batch([message(1, "A"), message(2, "R", "!refused")])  # type: ignore[list-item]
+
+    (record,) = result.outputs
+    assert (record.topic, record.key) == ("p.sync.state.v1", b"acme/loader")
+    state = SERDE.decode_as("SyncState", record.value)
+    assert (state["loaded"], state["failed"], state["dead_lettered"]) == (41, 3, 3)
+    assert state["status"] == "idle"
+    assert state["last_load_at"] is not None
+    # Nothing changed: no new state record.
+    assert loader.handle_batch([]).outputs == []
