@@ -246,3 +246,14 @@ def test_the_golden_page_lands_as_the_fixture_says(
     for want in expected:
         got = held[want["external_id"]]
         assert {k: got.get(k) for k in want} == want
+
+
+def test_the_wms_auth_scheme_is_the_tenants_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("C_USER", USERNAME)
+    monkeypatch.setenv("C_PASSWORD", PASSWORD)
+    contract = next(c for c in CONTRACTS if c.type == "wms")
+    app = wms.create_app({USERNAME: PASSWORD}, auth_scheme="JWT")
+
+    with pytest.raises(RetriableError, match="HTTP 401 after logging in again"):
+        make_adapter(contract, app).upsert(product())  # Bearer, the default, is refused
+    assert make_adapter(contract, app, auth_scheme="JWT").upsert(product()).action == "created"
