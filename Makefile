@@ -35,7 +35,7 @@ up: $(STAMP) ## start broker, simulators and services with the demo tenants; lea
 down: $(STAMP) ## stop everything `make up` started
 	$(PY) -m devtools.demo down
 
-demo: $(STAMP) ## run the whole pipeline: sync 5,000+ items into Kong, show live changes, stop
+demo: $(STAMP) ## run the whole pipeline: sync 5,000+ items into Kong and WMS, show live changes, stop
 	$(PY) -m devtools.demo demo
 
 test: $(STAMP) ## the whole test suite (unit, integration on a real broker, e2e)

@@ -26,7 +26,7 @@ TENANTS = procs.ROOT / "config" / "tenants.yaml"
 FIXTURE_PAGE = procs.ROOT / "tests" / "fixtures" / "siesa-items-page.json"
 CREDENTIALS = procs.RUN_DIR / "credentials.json"
 SEEDED = 5000
-PORTS = {"Kafka": 9092, "Siesa simulator": 8081, "Kong simulator": 8082}
+PORTS = {"Kafka": 9092, "Siesa simulator": 8081, "Kong simulator": 8082, "WMS simulator": 8083}
 
 
 def say(text: str) -> None:
@@ -66,7 +66,7 @@ def _start_all(broker: LocalBroker, stack: Stack) -> None:
     broker.start()
     stack.tenants = yaml.safe_load(TENANTS.read_text())["tenants"]
     save_credentials(stack.credentials)
-    say("starting the Siesa and Kong simulators...")
+    say("starting the Siesa, Kong and WMS simulators...")
     stack.start_simulators()
     say(stack.create_topics().rstrip())
     for tenant in stack.tenants:
@@ -81,23 +81,46 @@ def _start_all(broker: LocalBroker, stack: Stack) -> None:
     stack.start_services()
 
 
-def wait_for_sync(stack: Stack, want: int, started: float) -> None:
-    last = -1
+def held(stack: Stack, tenant: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the tenant's target holds (the demo gives each target one tenant)."""
+    return stack.wms_products() if tenant["target"]["type"] == "wms" else stack.kong_skus()
+
+
+def inactive(tenant: dict[str, Any]) -> tuple[str, Any]:
+    """The field and value that mark an inactive product in the tenant's target."""
+    return ("status", "INACTIVE") if tenant["target"]["type"] == "wms" else ("is_active", False)
+
+
+def wait_for_sync(stack: Stack, tenants: list[dict[str, Any]], started: float) -> list[float]:
+    """Wait until every tenant's target holds its whole Siesa catalogue; seconds each."""
+    want = {t["id"]: len(stack.siesa_items(t["siesa"]["company"])) for t in tenants}
+    took: dict[str, float] = {}
+    last: dict[str, int] = {}
 
     def done() -> bool:
-        nonlocal last
         stack.check_alive()
-        count = len(stack.kong_skus())
-        if count != last:
-            say(f"  Kong holds {count:5d} / {want} SKUs  ({time.monotonic() - started:5.1f}s)")
-            last = count
-        return count >= want
+        for tenant in tenants:
+            if tenant["id"] in took:
+                continue
+            count = len(held(stack, tenant))
+            if count != last.get(tenant["id"]):
+                target = tenant["target"]["type"]
+                say(
+                    f"  {tenant['id']} ({target}) holds {count:5d} / {want[tenant['id']]}"
+                    f"  ({time.monotonic() - started:5.1f}s)"
+                )
+                last[tenant["id"]] = count
+            if count >= want[tenant["id"]]:
+                took[tenant["id"]] = time.monotonic() - started
+        return len(took) == len(tenants)
 
-    procs.wait_until(done, timeout=600, interval=1.0, what=f"Kong holding {want} SKUs")
+    procs.wait_until(done, timeout=600, interval=1.0, what="every tenant's catalogue")
+    return [took[t["id"]] for t in tenants]
 
 
-def live_changes(stack: Stack, company: int) -> list[tuple[str, str, float]]:
-    """Change three items in Siesa and time each until Kong shows it."""
+def live_changes(stack: Stack, tenant: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """Change three items in Siesa and time each until the tenant's target shows it."""
+    company = tenant["siesa"]["company"]
     rows = [r for r in stack.siesa_items(company) if r["f120_ind_estado"] == 1]
     picks = [dict(rows[i]) for i in (3, len(rows) // 3, 2 * len(rows) // 3)]
     picks[0]["f120_descripcion"] = 'CAMISETA ALGODON & LINO "EDICION" #7 -- NUEVA'
@@ -106,59 +129,60 @@ def live_changes(stack: Stack, company: int) -> list[tuple[str, str, float]]:
     expected = [
         ("name", picks[0]["f120_descripcion"]),
         ("display_name", picks[1]["f120_descripcion_comercial"]),
-        ("is_active", False),
+        inactive(tenant),
     ]
     changed_at = time.monotonic()
     stack.upsert_items(company, picks)
-    say("changed 3 items in Siesa; waiting for Kong...")
+    say(f"changed 3 items of {tenant['id']} in Siesa; waiting for {tenant['target']['type']}...")
     pending = {p["f120_referencia"].strip(): exp for p, exp in zip(picks, expected, strict=True)}
     arrived: list[tuple[str, str, float]] = []
 
     def all_arrived() -> bool:
         stack.check_alive()
-        held = {s["external_id"]: s for s in stack.kong_skus()}
+        now = {s["external_id"]: s for s in held(stack, tenant)}
         for sku, (field, value) in list(pending.items()):
-            if held.get(sku, {}).get(field) == value:
+            if now.get(sku, {}).get(field) == value:
                 arrived.append((sku, f"{field} = {value!r}", time.monotonic() - changed_at))
                 say(f"  {sku}: {field} = {value!r} after {arrived[-1][2]:.1f}s")
                 del pending[sku]
         return not pending
 
-    procs.wait_until(all_arrived, timeout=120, interval=0.25, what="the changes in Kong")
+    procs.wait_until(all_arrived, timeout=120, interval=0.25, what="the changes in the target")
     return arrived
 
 
 def summary(stack: Stack, tenant: dict[str, Any], elapsed: float, changes: list[Any]) -> None:
     company = tenant["siesa"]["company"]
     interval = tenant["siesa"].get("poll_interval_s", 5)
-    skus = stack.kong_skus()
+    items = held(stack, tenant)
     siesa = stack.siesa_items(company)
-    active = sum(1 for s in skus if s.get("is_active"))
+    field, value = inactive(tenant)
+    inactive_count = sum(1 for s in items if s.get(field) == value)
+    target = tenant["target"]["type"]
     say("")
-    say("summary")
+    say(f"summary: tenant {tenant['id']} (Siesa company {company} -> {target})")
     say(f"  Siesa items               {len(siesa):>8}")
-    inactive = len(skus) - active
-    rate = len(skus) / elapsed
-    say(f"  Kong SKUs                 {len(skus):>8}  ({active} active, {inactive} inactive)")
+    say(
+        f"  {target:<5} products            {len(items):>8}  "
+        f"({len(items) - inactive_count} active, {inactive_count} inactive)"
+    )
+    rate = len(items) / elapsed
     say(f"  first full sync           {elapsed:>7.1f}s  ({rate:.0f} items/s end to end)")
     worst = max(c[2] for c in changes)
-    arrived = len(changes)
     say(
-        f"  live changes arrived      {arrived:>8}  (slowest {worst:.1f}s, polls every {interval}s)"
+        f"  live changes arrived      {len(changes):>8}  "
+        f"(slowest {worst:.1f}s, polls every {interval}s)"
     )
 
 
 def demo() -> None:
     broker, stack = start_all()
     try:
-        tenant = stack.tenants[0]
-        company = tenant["siesa"]["company"]
-        want = len(stack.siesa_items(company))
         started = time.monotonic()
-        wait_for_sync(stack, want, started)
-        elapsed = time.monotonic() - started
-        changes = live_changes(stack, company)
-        summary(stack, tenant, elapsed, changes)
+        took = wait_for_sync(stack, stack.tenants, started)
+        changes = [live_changes(stack, tenant) for tenant in stack.tenants]
+        for tenant, elapsed, changed in zip(stack.tenants, took, changes, strict=True):
+            summary(stack, tenant, elapsed, changed)
     finally:
         say("stopping everything...")
         stack.stop_all()
@@ -168,7 +192,10 @@ def demo() -> None:
 
 def up() -> None:
     _, stack = start_all()
-    say(f"up: Kafka {stack.bootstrap}, Siesa {stack.siesa_url}, Kong {stack.kong_url}")
+    say(
+        f"up: Kafka {stack.bootstrap}, Siesa {stack.siesa_url}, Kong {stack.kong_url}, "
+        f"WMS {stack.wms_url}"
+    )
     say(f"credentials in {CREDENTIALS}; logs in {procs.RUN_DIR / 'logs'}; `make down` stops all")
 
 

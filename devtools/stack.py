@@ -51,6 +51,8 @@ class Credentials:
     conni_token: str = field(default_factory=_jwt_like)
     kong_user: str = "siesa-sync"
     kong_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    wms_user: str = "siesa-sync-wms"
+    wms_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     def tenant_env(self, tenant: str) -> dict[str, str]:
         prefix = env_prefix(tenant)
@@ -59,6 +61,8 @@ class Credentials:
             f"{prefix}_SIESA_CONNI_TOKEN": self.conni_token,
             f"{prefix}_KONG_USERNAME": self.kong_user,
             f"{prefix}_KONG_PASSWORD": self.kong_password,
+            f"{prefix}_WMS_USERNAME": self.wms_user,
+            f"{prefix}_WMS_PASSWORD": self.wms_password,
         }
 
 
@@ -69,6 +73,7 @@ class Stack:
     siesa_port: int = 8081
     kong_port: int = 8082
     topic_prefix: str = ""
+    wms_port: int = 8083
     credentials: Credentials = field(default_factory=Credentials)
     tenants: list[dict[str, Any]] = field(default_factory=list)
     processes: dict[str, procs.Process] = field(default_factory=dict)
@@ -84,6 +89,10 @@ class Stack:
     @property
     def kong_url(self) -> str:
         return f"http://127.0.0.1:{self.kong_port}"
+
+    @property
+    def wms_url(self) -> str:
+        return f"http://127.0.0.1:{self.wms_port}"
 
     @property
     def tenants_file(self) -> Path:
@@ -113,6 +122,21 @@ class Stack:
                 **target,
             },
         }
+
+    def wms_tenant(
+        self, tenant: str, company: int, *, poll_interval_s: float = 1.0, **target: Any
+    ) -> dict[str, Any]:
+        """A tenant reading `company` from the Siesa simulator into the WMS simulator."""
+        config = self.kong_tenant(tenant, company, poll_interval_s=poll_interval_s)
+        env = env_prefix(tenant)
+        config["target"] = {
+            "type": "wms",
+            "base_url": self.wms_url,
+            "username": {"env": f"{env}_WMS_USERNAME"},
+            "password": {"env": f"{env}_WMS_PASSWORD"},
+            **target,
+        }
+        return config
 
     def env(self) -> dict[str, str]:
         """What every service process gets: broker, topics, tenants, credentials."""
@@ -148,6 +172,24 @@ class Stack:
         )
         for name, url in (("sim-siesa", self.siesa_url), ("sim-kong", self.kong_url)):
             self._wait_http(name, f"{url}/_admin/stats", timeout)
+        if any(t["target"]["type"] == "wms" for t in self.tenants):
+            self.start_wms_simulator(timeout)
+
+    def start_wms_simulator(self, timeout: float = 30.0) -> None:
+        creds = self.credentials
+        self._start(
+            "sim-wms",
+            ["sim", "wms", "--port", str(self.wms_port)],
+            {"WMS_SIM_USERS": f"{creds.wms_user}:{creds.wms_password}"},
+        )
+        self._wait_http("sim-wms", f"{self.wms_url}/_admin/stats", timeout)
+
+    def start_loader(self, name: str = "loader", **settings: str) -> None:
+        """One more loader process (`LOADER_<KEY>` env from `settings`), e.g.
+        `start_loader("loader-2", INSTANCE_ID="2")`."""
+        self.write_tenants()
+        env = {**self.env(), **{f"LOADER_{k.upper()}": v for k, v in settings.items()}}
+        self._start(name, ["run", "loader"], env)
 
     def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
         self.write_tenants()
@@ -255,3 +297,22 @@ class Stack:
         response.raise_for_status()
         skus: list[dict[str, Any]] = response.json()
         return skus
+
+    def wms_products(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.wms_url}/_admin/products", timeout=60)
+        response.raise_for_status()
+        products: list[dict[str, Any]] = response.json()
+        return products
+
+    def set_faults(self, url: str, **faults: Any) -> dict[str, Any]:
+        """`POST {url}/_admin/faults` (a simulator's base URL): replaces its faults."""
+        response = httpx.post(f"{url}/_admin/faults", json=faults, timeout=30)
+        response.raise_for_status()
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def sim_stats(self, url: str) -> dict[str, Any]:
+        response = httpx.get(f"{url}/_admin/stats", timeout=30)
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from simulators.faults import Faults
 from simulators.kong_skus import (
     REQUIRED_MESSAGE,
     SkuStore,
@@ -26,6 +25,7 @@ from simulators.kong_skus import (
     validate,
 )
 from simulators.stats import RequestStats
+from simulators.target_faults import rejected, target_faults
 from simulators.web import BodyError, read_json, simulator_app
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class KongSimulator:
         self._tokens: dict[str, float] = {}  # token -> issued at (monotonic)
         self.skus = SkuStore()
         self.stats = RequestStats()
-        self.faults = Faults()
+        self.faults = target_faults()
 
     def _authenticated(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -101,7 +101,10 @@ class KongSimulator:
         if request.method == "GET":
             return self._list(request)
         try:
-            sku = self.skus.create(validate(await self._body(request), partial=False))
+            fields = validate(await self._body(request), partial=False)
+            if refusal := rejected(self.faults, fields["external_id"]):
+                return JSONResponse({"external_id": [refusal[1]]}, status_code=refusal[0])
+            sku = self.skus.create(fields)
         except BodyError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
         except ValidationError as exc:
@@ -144,6 +147,8 @@ class KongSimulator:
             return JSONResponse(public(sku))
         try:
             fields = validate(await self._body(request), partial=request.method == "PATCH")
+            if refusal := rejected(self.faults, fields.get("external_id", sku["external_id"])):
+                return JSONResponse({"external_id": [refusal[1]]}, status_code=refusal[0])
             sku = self.skus.update(sku, fields)
         except BodyError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -23,16 +24,21 @@ class RequestStats:
         self._counts: Counter[RequestKey] = Counter()
         self._in_flight = 0
         self._peak = 0
+        self._first_at: float | None = None  # time.time() of the first request counted
+        self._last_at: float | None = None  # ... and of the end of the last one
 
     def enter(self) -> None:
         """A request has started."""
         self._in_flight += 1
         self._peak = max(self._peak, self._in_flight)
+        if self._first_at is None:
+            self._first_at = time.time()
 
     def leave(self, route: str, method: str, status: int) -> None:
         """A request has finished with ``status``."""
         self._in_flight -= 1
         self._counts[(route, method, status)] += 1
+        self._last_at = time.time()
 
     def count(self, route: str, method: str, status: int) -> int:
         """How many requests matched this (route template, method, status)."""
@@ -50,12 +56,15 @@ class RequestStats:
             "peak_concurrency": self._peak,
             "in_flight": self._in_flight,
             "served_429": served_429,
+            "first_request_at": self._first_at,
+            "last_request_at": self._last_at,
         }
 
     def reset(self) -> None:
         """Forget the counts and the peak; requests in flight stay counted as such."""
         self._counts.clear()
         self._peak = self._in_flight
+        self._first_at = self._last_at = None
 
 
 def route_template(scope: Scope) -> str:

@@ -96,6 +96,7 @@ def stack(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[S
         siesa_port=procs.free_port(),
         kong_port=procs.free_port(),
         topic_prefix=topic_prefix,
+        wms_port=procs.free_port(),
     )
     try:
         yield stack

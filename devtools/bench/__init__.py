@@ -14,6 +14,7 @@ from pathlib import Path
 # name -> module; each is run in this order by `python -m devtools.bench [NAME ...]`.
 BENCHES: dict[str, str] = {
     "transformer": "devtools.bench.transformer",
+    "loader": "devtools.bench.loader",
 }
 
 RESULTS_FILE = Path(__file__).resolve().parents[2] / "bench-results.json"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-SIMULATORS = ("siesa", "kong")
+SIMULATORS = ("siesa", "kong", "wms")
+DEFAULT_PORTS = {"siesa": 8081, "kong": 8082, "wms": 8083}
 
 
 @click.command()
 @click.argument("name", type=click.Choice(SIMULATORS))
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, help="default: siesa 8081, kong 8082")
+@click.option("--port", type=int, help="default: siesa 8081, kong 8082, wms 8083")
 @click.option("--conni-key", envvar="SIESA_SIM_CONNI_KEY", help="siesa: the ConniKey to accept")
 @click.option(
     "--conni-token", envvar="SIESA_SIM_CONNI_TOKEN", help="siesa: the ConniToken to accept"
@@ -19,8 +20,16 @@ SIMULATORS = ("siesa", "kong")
     "--user",
     "users",
     multiple=True,
-    envvar="KONG_SIM_USERS",
-    help="kong: USER:PASSWORD that may log in (repeat, or comma-separated in KONG_SIM_USERS)",
+    envvar=["KONG_SIM_USERS", "WMS_SIM_USERS"],
+    help="kong, wms: USER:PASSWORD that may log in (repeat; or comma-separated in "
+    "KONG_SIM_USERS / WMS_SIM_USERS)",
+)
+@click.option(
+    "--auth-scheme",
+    envvar="WMS_SIM_AUTH_SCHEME",
+    default="Bearer",
+    show_default=True,
+    help="wms: the Authorization scheme it accepts",
 )
 def sim(
     name: str,
@@ -29,22 +38,32 @@ def sim(
     conni_key: str | None,
     conni_token: str | None,
     users: tuple[str, ...],
+    auth_scheme: str,
 ) -> None:
     """Run a simulator of an external API on loopback."""
+    import os
+
     import uvicorn
 
-    from simulators import kong, siesa
+    from simulators import kong, siesa, wms
 
     if name == "siesa":
         if not conni_key or not conni_token:
             raise click.UsageError("siesa needs --conni-key and --conni-token (or SIESA_SIM_*)")
         app = siesa.create_app(conni_key=conni_key, conni_token=conni_token)
     else:
+        env = f"{name.upper()}_SIM_USERS"
+        # Each simulator's own variable wins over the other's (both may be set).
+        given = (os.environ[env],) if os.environ.get(env) else users
         accounts = dict(
-            entry.split(":", 1) for item in users for entry in item.split(",") if ":" in entry
+            entry.split(":", 1) for item in given for entry in item.split(",") if ":" in entry
         )
         if not accounts:
-            raise click.UsageError("kong needs --user USER:PASSWORD (or KONG_SIM_USERS)")
-        app = kong.create_app(users=accounts)
-    default_port = {"siesa": 8081, "kong": 8082}[name]
-    uvicorn.run(app, host=host, port=port or default_port, log_level="warning", access_log=False)
+            raise click.UsageError(f"{name} needs --user USER:PASSWORD (or {env})")
+        if name == "kong":
+            app = kong.create_app(users=accounts)
+        else:
+            app = wms.create_app(users=accounts, auth_scheme=auth_scheme)
+    uvicorn.run(
+        app, host=host, port=port or DEFAULT_PORTS[name], log_level="warning", access_log=False
+    )

@@ -76,22 +76,25 @@ def _wait(state: RetryCallState) -> float:
     return random.uniform(0, min(10.0, 0.2 * 2 ** (state.attempt_number - 1)))  # noqa: S311
 
 
-def _is_transient(exc: BaseException) -> bool:
+def _is_transient(exc: BaseException, max_wait_s: float = MAX_IN_PLACE_WAIT_S) -> bool:
     # Only passing, short faults of the call itself are retried in place. Other
     # RetriableErrors (refused credentials) and long Retry-Afters go straight up, to wait
     # at the run loop's pace instead of holding a batch (and its partitions) here.
     if isinstance(exc, TransientHTTPError):
-        return exc.retry_after is None or exc.retry_after <= MAX_IN_PLACE_WAIT_S
+        return exc.retry_after is None or exc.retry_after <= max_wait_s
     return isinstance(exc, httpx.TransportError)
 
 
 def with_retries(
-    attempts: int = 5, max_delay_s: float = 30.0
+    attempts: int = 5,
+    max_delay_s: float = 30.0,
+    max_in_place_wait_s: float = MAX_IN_PLACE_WAIT_S,
 ) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Retry a call on transient failures, at most `attempts` times and `max_delay_s`
-    seconds in all, then re-raise the last failure."""
+    seconds in all, then re-raise the last failure. A `Retry-After` longer than
+    `max_in_place_wait_s` is not waited for here: the failure goes up at once."""
     decorator: Callable[[Callable[..., T]], Callable[..., T]] = retry(
-        retry=retry_if_exception(_is_transient),
+        retry=retry_if_exception(lambda exc: _is_transient(exc, max_in_place_wait_s)),
         wait=_wait,
         stop=stop_after_attempt(attempts) | stop_after_delay(max_delay_s),
         reraise=True,

@@ -138,16 +138,26 @@ class RunLoop:
     max_backoff: float = 30.0
     alerter: Alerter | None = None
     alert_dlq_threshold: int = 100
+    # For a handler that holds records across batches (the loader parks the records of a
+    # tenant whose target is down, and the partition flows on): the lowest offset it
+    # still holds per (topic, partition). Offsets are committed only below it, and the
+    # handler is called with an empty batch while it holds anything, to finish them.
+    holds: Callable[[], dict[tuple[str, int], int]] | None = None
+    # Told which partitions left this consumer, so such a handler drops what it holds of
+    # them (the new owner reads them again from the committed offset).
+    on_revoked: Callable[[list[TopicPartition]], None] | None = None
     _failures_in_row: int = 0
     _dead_lettered: Counter[str] = field(default_factory=Counter)
+    _positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    _committed: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def run(self) -> None:
-        self.consumer.subscribe(self.topics, on_assign=_on_assign, on_revoke=_log_revoke)
+        self.consumer.subscribe(self.topics, on_assign=_on_assign, on_revoke=self._revoked)
         log.info("%s consuming %s", self.stage, ", ".join(self.topics))
         try:
             while not self.stopper.stopped:
                 batch = self._poll()
-                if batch:
+                if batch or (self.holds is not None and self.holds()):
                     self._process(batch)
         finally:
             self.producer.flush(10)
@@ -203,6 +213,8 @@ class RunLoop:
             self.stopper.wait(delay)
             return
         self._failures_in_row = 0
+        if not batch and not result.counts and not result.failures:
+            return
         self._count(batch, result)
         log.info(
             "%s: batch of %d done: %s, %d dead-lettered",
@@ -274,12 +286,41 @@ class RunLoop:
             raise FatalError(f"producer failed: {next(e for e in failed if e.fatal()).str()}")
         if failed:
             raise RetriableError(f"{len(failed)} outputs not delivered: {failed[0].str()}")
+        offsets = self._to_commit(batch)
+        if not offsets:
+            return
         try:
-            self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+            self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # The group moved on (rebalance): the new owner re-reads these records,
             # which is harmless because every write downstream is idempotent.
             log.warning("%s: offsets not committed: %s", self.stage, exc.args[0].str())
+            return
+        for tp in offsets:
+            self._committed[tp.topic, tp.partition] = tp.offset
+
+    def _to_commit(self, batch: list[Message]) -> list[TopicPartition]:
+        """The batch's next offsets; with `holds`, every partition's, kept below the
+        lowest record still held, and only those that moved."""
+        if self.holds is None:
+            return next_offsets(batch)
+        for tp in next_offsets(batch):
+            self._positions[tp.topic, tp.partition] = tp.offset
+        held = self.holds()
+        offsets = []
+        for (topic, partition), position in self._positions.items():
+            offset = min(position, held.get((topic, partition), position))
+            if self._committed.get((topic, partition)) != offset:
+                offsets.append(TopicPartition(topic, partition, offset))
+        return offsets
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        _log_revoke(consumer, partitions)
+        for tp in partitions:
+            self._positions.pop((tp.topic, tp.partition), None)
+            self._committed.pop((tp.topic, tp.partition), None)
+        if self.on_revoked is not None:
+            self.on_revoked(partitions)
 
     def _rewind(self, batch: list[Message]) -> None:
         for tp in first_offsets(batch):

@@ -101,6 +101,15 @@ class Target(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     concurrency: int = Field(default=8, ge=1, le=64)
     timeout_s: float = Field(default=30.0, gt=0)
+    # Requests per second this tenant may send to its target (None: no limit of ours).
+    rate_limit_rps: float | None = Field(default=None, gt=0)
+    # The Authorization scheme before the token (None: the adapter's, Kong `Token`,
+    # WMS `Bearer`).
+    auth_scheme: str | None = Field(default=None, min_length=1, pattern=r"^\S+$")
+    # The breaker opens after this many records in a row failed for a passing reason,
+    # and tries one record again after `breaker_cooldown_s` (or the target's Retry-After).
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_s: float = Field(default=5.0, gt=0)
 
 
 class Tenant(BaseModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 from services.common import topics
 from services.common.errors import ConfigError
@@ -10,6 +12,7 @@ from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop, Stopper
 from services.common.serde import default_serde
 from services.common.service import run_service
+from services.common.state import read_states
 from services.common.tenants import enabled, load_tenants
 from services.loader.adapters import ADAPTERS
 from services.loader.service import Loader
@@ -29,7 +32,20 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
     if unknown:
         raise ConfigError(unknown)
     kafka = settings.kafka
-    loader = Loader(serde=default_serde(), tenants=tenants, max_in_flight=settings.max_in_flight)
+    serde = default_serde()
+    writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
+    # Adapters check their tenants' settings here, before anything connects.
+    loader = Loader(
+        serde=serde,
+        tenants=tenants,
+        max_in_flight=settings.max_in_flight,
+        kafka=kafka,
+        writer=writer,
+        max_parked=settings.max_parked,
+    )
+    # This writer's counts so far (a restarted replica with a stable id carries on).
+    loader.restore([s for s in read_states(kafka, serde) if s["writer"] == writer])
+    log.info("loader %s: tenants %s", writer, ", ".join(tenants), extra={"writer": writer})
 
     try:
         RunLoop(
@@ -41,6 +57,8 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             dlq_topic=kafka.topic(topics.DLQ),
             stopper=stopper,
             batch_size=settings.batch_size,
+            holds=loader.holds,
+            on_revoked=loader.revoked,
         ).run()
     finally:
         loader.close()

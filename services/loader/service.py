@@ -1,54 +1,121 @@
-"""The loader's step: a batch of canonical products upserted into their targets.
+"""The loader's step: canonical products upserted into their tenants' targets.
 
-Within a batch only the newest version of each key is written (older ones are
-superseded, so skipping them keeps order), different keys go out concurrently, and the
-batch's offsets are committed by the run loop only after every record is confirmed by
-its target or dead-lettered.
+Every record waits in its tenant's queue of pending products, newest version per key
+(an older version is superseded, so dropping it keeps order), until its target
+confirms it or refuses it for good (then it is dead-lettered). Each call writes the
+pending products of every tenant whose breaker lets it, different keys concurrently
+(bounded per tenant), one key never twice at once. A tenant whose target keeps failing
+has its breaker opened: its records stay pending (parked) while the partitions flow on
+for the other tenants, and the run loop commits offsets only below the oldest record
+still pending (`holds`), so nothing is lost on a crash or a rebalance.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
+from services.common.records import coordinates
 from services.common.runloop import BatchResult, unexpected
 from services.common.serde import Serde
+from services.common.settings import KafkaSettings
+from services.common.state import new_state, state_record
 from services.common.tenants import Tenant
 from services.loader.adapters import ADAPTERS
 from services.loader.adapters.base import Adapter, UpsertResult
+from services.loader.breaker import Breaker, BreakerState
 
 log = logging.getLogger(__name__)
 
+STATE_FIELDS = ("status", "loaded", "failed", "dead_lettered", "last_load_at", "last_error")
 
-@dataclass
+
+@dataclass(frozen=True)
+class Pending:
+    msg: Message
+    product: dict[str, Any]
+
+
 class Loader:
-    serde: Serde
-    tenants: dict[str, Tenant]
-    max_in_flight: int = 16
-    adapters: dict[str, Adapter] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for tenant in self.tenants.values():
-            self.adapters[tenant.id] = ADAPTERS[tenant.target.type](tenant.id, tenant.target)
-        self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="upsert")
-        self._slots = {
-            t.id: threading.BoundedSemaphore(t.target.concurrency) for t in self.tenants.values()
+    def __init__(
+        self,
+        serde: Serde,
+        tenants: dict[str, Tenant],
+        max_in_flight: int = 16,
+        *,
+        kafka: KafkaSettings | None = None,
+        writer: str = "loader",
+        max_parked: int = 100_000,
+    ) -> None:
+        self.serde = serde
+        self.tenants = tenants
+        self.kafka = kafka
+        self.writer = writer
+        self.max_parked = max_parked
+        self.adapters: dict[str, Adapter] = {
+            t.id: ADAPTERS[t.target.type](t.id, t.target) for t in tenants.values()
         }
+        self.breakers = {
+            t.id: Breaker(t.id, t.target.breaker_failures, t.target.breaker_cooldown_s)
+            for t in tenants.values()
+        }
+        self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="upsert")
+        self._slots = {
+            t.id: threading.BoundedSemaphore(t.target.concurrency) for t in tenants.values()
+        }
+        self._pending: dict[str, dict[str, Pending]] = {t: {} for t in tenants}
+        self.states = {t: new_state(t, writer) for t in tenants}
+        self._written: dict[str, tuple[Any, ...]] = {}
+
+    def restore(self, states: list[dict[str, Any]]) -> None:
+        """Carry on from this writer's stored states (counts, last load time)."""
+        for stored in states:
+            if stored["tenant"] in self.states:
+                self.states[stored["tenant"]].update({k: stored[k] for k in STATE_FIELDS})
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         for adapter in self.adapters.values():
             adapter.close()
 
+    # -- what the run loop asks ---------------------------------------------------------
+
+    def holds(self) -> dict[tuple[str, int], int]:
+        """The lowest offset of a pending record per (topic, partition)."""
+        low: dict[tuple[str, int], int] = {}
+        for queue in self._pending.values():
+            for pending in queue.values():
+                topic, partition, offset = coordinates(pending.msg)
+                if offset < low.get((topic, partition), offset + 1):
+                    low[topic, partition] = offset
+        return low
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Forget the pending records of partitions this loader no longer owns: nothing of
+        them is in flight between calls, and their new owner reads them again."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        for queue in self._pending.values():
+            for sku in [s for s, p in queue.items() if coordinates(p.msg)[:2] in gone]:
+                del queue[sku]
+
+    def parked(self) -> int:
+        return sum(len(queue) for queue in self._pending.values())
+
+    # -- the step -------------------------------------------------------------------------
+
     def handle_batch(self, batch: list[Message]) -> BatchResult:
         result = BatchResult()
-        newest: dict[tuple[str, str], tuple[Message, dict[str, Any]]] = {}
+        if batch and self.parked() + len(batch) > self.max_parked:
+            # Back-pressure: the batch is read again later, when parked records have gone.
+            raise RetriableError(f"{self.parked()} records parked for paused targets")
         for msg in batch:
             try:
                 product = self.serde.decode_as("CanonicalProduct", msg.value())
@@ -60,29 +127,85 @@ class Loader:
             except SkippableError as exc:
                 result.failures.append((msg, exc))
                 continue
-            newest[product["tenant"], product["sku"]] = (msg, product)
-        if superseded := len(batch) - len(result.failures) - len(newest):
-            result.counts["superseded"] = superseded
-        futures = [
-            (msg, self._pool.submit(self._upsert, product)) for msg, product in newest.values()
-        ]
-        retriable: RetriableError | None = None
-        for msg, future in futures:
+            queue = self._pending[product["tenant"]]
+            older = queue.get(product["sku"])
+            if older is not None and (older.msg.offset() or 0) > (msg.offset() or 0):
+                result.counts["superseded"] += 1  # a replay of an older version
+                continue
+            if older is not None:
+                result.counts["superseded"] += 1
+            queue[product["sku"]] = Pending(msg, product)
+        self._write_round(result)
+        result.outputs.extend(self._state_records())
+        return result
+
+    def _write_round(self, result: BatchResult) -> None:
+        work: list[tuple[str, Pending, Future[UpsertResult]]] = []
+        for tenant, queue in self._pending.items():
+            state = self.breakers[tenant].state
+            if not queue or state is BreakerState.OPEN:
+                continue
+            # Half open: one record probes the target; the rest follow once it answers.
+            todo = list(queue.values())[:1] if state is BreakerState.HALF_OPEN else queue.values()
+            work.extend((tenant, p, self._pool.submit(self._upsert, p.product)) for p in todo)
+        tallies: dict[str, Counter[str]] = {t: Counter() for t in self.tenants}
+        for tenant, pending, future in work:
+            breaker = self.breakers[tenant]
             try:
-                result.counts[future.result().action] += 1
+                done = future.result()
             except SkippableError as exc:
-                result.failures.append((msg, exc))
+                breaker.succeeded()  # the target answered; it refused this one record
+                result.failures.append((pending.msg, exc))
+                tallies[tenant]["failed"] += 1
             except RetriableError as exc:
-                retriable = exc
+                breaker.failed(exc)
+                result.counts["parked"] += 1
+                continue
             except FatalError:
                 raise
             except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, not lost
-                result.failures.append((msg, unexpected(exc, f"upsert of {msg.key()!r}")))
-        if retriable is not None:
-            raise retriable  # the whole batch again; what landed already is idempotent
-        return result
+                what = f"upsert of {pending.msg.key()!r}"
+                result.failures.append((pending.msg, unexpected(exc, what)))
+                tallies[tenant]["failed"] += 1
+            else:
+                breaker.succeeded()
+                result.counts[done.action] += 1
+                tallies[tenant]["loaded"] += 1
+            del self._pending[tenant][pending.product["sku"]]
+        self._account(tallies)
 
     def _upsert(self, product: dict[str, Any]) -> UpsertResult:
         tenant = product["tenant"]
         with self._slots[tenant]:
+            self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
             return self.adapters[tenant].upsert(product)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _account(self, tallies: dict[str, Counter[str]]) -> None:
+        now = datetime.now(UTC)
+        for tenant, tally in tallies.items():
+            state = self.states[tenant]
+            state["loaded"] += tally["loaded"]
+            state["failed"] += tally["failed"]
+            state["dead_lettered"] += tally["failed"]
+            if tally["loaded"]:
+                state["last_load_at"] = now
+            breaker = self.breakers[tenant]
+            if breaker.state is not BreakerState.CLOSED:
+                state["status"] = "degraded"
+                state["last_error"] = breaker.last_error
+            else:
+                state["status"] = "syncing" if self._pending[tenant] else "idle"
+
+    def _state_records(self) -> list[Any]:
+        """A SyncState record for each tenant whose state changed since the last one."""
+        if self.kafka is None:
+            return []
+        records = []
+        for tenant, state in self.states.items():
+            signature = tuple(state[k] for k in STATE_FIELDS)
+            if self._written.get(tenant) != signature:
+                records.append(state_record(self.kafka, self.serde, state))
+                self._written[tenant] = signature
+        return records

@@ -14,3 +14,10 @@ class LoaderSettings(ServiceSettings):
     group_id: str = "siesa-sync-loader"
     batch_size: int = Field(default=500, ge=1)
     max_in_flight: int = Field(default=16, ge=1, le=256)
+    # Names this loader's sync state (`<tenant>/loader-<instance_id>` on sync.state.v1).
+    # Give each replica a stable one (its pod or host name) so its counts carry on over
+    # restarts. Default: <host>-<pid>, unique but not stable.
+    instance_id: str = ""
+    # Records parked for tenants whose target is paused, at most; past it the loader
+    # stops reading until some are delivered.
+    max_parked: int = Field(default=100_000, ge=1)

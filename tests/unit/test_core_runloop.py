@@ -401,3 +401,35 @@ def test_dead_letters_past_the_threshold_raise_an_alert_naming_the_tenant() -> N
 
     assert [(t, c) for t, c, _ in alerter.fired] == [("acme", "dlq_growing")]
     assert "3 records dead-lettered at the transform stage" in alerter.fired[0][2]
+
+
+def test_with_holds_offsets_stay_below_the_oldest_held_record_until_it_is_done() -> None:
+    held: dict[tuple[str, int], int] = {}
+    calls: list[int] = []
+
+    def handler(batch: list[Any]) -> BatchResult:
+        calls.append(len(batch))
+        if batch:
+            held[TOPIC, 0] = 6  # offset 6 waits (its target is down); 5 and 7 are done
+        else:
+            held.clear()  # a later, idle call finishes it
+        return BatchResult()
+
+    log = Log()
+    stopper = Stopper()
+    RunLoop(
+        stage="load",
+        consumer=FakeConsumer(log, stopper, [[msg(0, 5), msg(0, 6), msg(0, 7), msg(1, 2)]]),  # type: ignore[arg-type]
+        producer=FakeProducer(log),  # type: ignore[arg-type]
+        topics=[TOPIC],
+        handler=handler,
+        dlq_topic="dlq",
+        stopper=stopper,
+        holds=lambda: dict(held),
+    ).run()
+
+    assert calls == [4, 0]  # called again, empty, because it still held a record
+    assert log.of("commit") == [
+        {(TOPIC, 0, 6), (TOPIC, 1, 3)},  # not past the held record
+        {(TOPIC, 0, 8)},  # then past it; only the partition that moved
+    ]

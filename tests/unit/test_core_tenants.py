@@ -79,10 +79,13 @@ def test_the_shipped_demo_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None
     for name in ("ACME_SIESA_CONNI_KEY", "ACME_SIESA_CONNI_TOKEN", "ACME_KONG_USERNAME"):
         monkeypatch.setenv(name, "x")
     monkeypatch.setenv("ACME_KONG_PASSWORD", "y")
+    for name in ("SIESA_CONNI_KEY", "SIESA_CONNI_TOKEN", "WMS_USERNAME", "WMS_PASSWORD"):
+        monkeypatch.setenv(f"BODEGA_{name}", "z")
 
     tenants = load_tenants(ROOT / "config" / "tenants.yaml")
 
-    assert [t.id for t in enabled(tenants)] == ["acme"]
+    assert [t.id for t in enabled(tenants)] == ["acme", "bodega"]
+    assert [t.target.type for t in enabled(tenants)] == ["kong", "wms"]
 
 
 def test_every_problem_of_every_tenant_is_reported_at_once(tmp_path: Path) -> None:

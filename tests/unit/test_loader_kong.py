@@ -18,6 +18,7 @@ from services.common.tenants import Target
 from services.loader.adapters import ADAPTERS
 from services.loader.adapters.base import TargetRejected
 from services.loader.adapters.kong import KongAdapter
+from services.loader.session import TargetSession
 from simulators.kong import create_app
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -35,7 +36,7 @@ def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waits: list[float] = []
-    monkeypatch.setattr(KongAdapter._call.retry, "sleep", waits.append)  # type: ignore[attr-defined]
+    monkeypatch.setattr(TargetSession.call.retry, "sleep", waits.append)  # type: ignore[attr-defined]
     return waits
 
 
@@ -114,8 +115,8 @@ def admin(app: Any) -> Iterator[TestClient]:
 
 
 def connect(adapter: KongAdapter, app: Any) -> KongAdapter:
-    adapter._http.close()
-    adapter._http = TestClient(app, base_url=BASE_URL)
+    adapter.session.http.close()
+    adapter.session.http = TestClient(app, base_url=BASE_URL)
     return adapter
 
 
@@ -371,8 +372,10 @@ def test_a_sku_created_meanwhile_is_looked_up_and_patched(app: Any, admin: TestC
         headers={"Authorization": f"Token {token.json()['auth_token']}"},
     )
     kong = KongAdapter("acme", target())
-    kong._http.close()
-    kong._http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, hide_first_lookup))
+    kong.session.http.close()
+    kong.session.http = httpx.Client(
+        base_url=BASE_URL, transport=forwarding(app, hide_first_lookup)
+    )
 
     result = kong.upsert(product())
 
@@ -431,8 +434,8 @@ def test_a_transient_failure_is_retried(app: Any, admin: TestClient, no_sleep: l
         return None
 
     kong = KongAdapter("acme", target())
-    kong._http.close()
-    kong._http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, flaky))
+    kong.session.http.close()
+    kong.session.http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, flaky))
 
     assert kong.upsert(product()).action == "created"
     assert len(stored(admin)) == 1
@@ -448,8 +451,8 @@ def test_a_401_that_survives_re_login_is_not_blamed_on_the_record(
         return None
 
     kong = KongAdapter("acme", target())
-    kong._http.close()
-    kong._http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, refuse_tokens))
+    kong.session.http.close()
+    kong.session.http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, refuse_tokens))
 
     with pytest.raises(RetriableError):
         kong.upsert(product())
@@ -472,3 +475,26 @@ def test_the_golden_products_land_in_kong_as_expected(
     assert by_id["PAN-DRL-032"]["ean"] is None
     assert by_id["PAN-DRL-032"]["upc"] is None
     assert by_id["TUB-PVC-2030"]["ean"] is None
+
+
+@pytest.mark.parametrize(
+    ("group_field", "expected"),
+    [
+        (None, {"group_external_id": "10"}),
+        ("group_id", {"group_id": 10}),
+        ("none", {}),
+    ],
+)
+def test_the_group_goes_where_the_tenant_says(
+    group_field: str | None, expected: dict[str, Any]
+) -> None:
+    settings: dict[str, Any] = {"type_id": 1, "customer_id": 100}
+    if group_field is not None:
+        settings["group_field"] = group_field
+    body = payload(product(), settings)
+    assert {k: v for k, v in body.items() if k.startswith("group")} == expected
+
+
+def test_an_unknown_group_field_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"tenant acme: target\.settings\.group_field"):
+        KongAdapter("acme", target({"type_id": 1, "customer_id": 100, "group_field": "x"}))

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from services.common.errors import RetriableError
 from services.common.serde import default_serde
+from services.common.settings import KafkaSettings
 from services.common.tenants import Tenant
 from services.loader.adapters.base import TargetRejected, UpsertResult
 from services.loader.service import Loader
@@ -25,9 +27,11 @@ class FakeTarget:
     def __init__(self) -> None:
         self.held: dict[str, dict[str, Any]] = {}
         self.writes: list[str] = []
+        self.calls: list[str] = []
         self._lock = threading.Lock()
 
     def upsert(self, product: dict[str, Any]) -> UpsertResult:
+        self.calls.append(product["sku"])
         if product["name"].startswith("!"):
             raise TargetRejected(f"item {product['sku']}: refused", tenant=product["tenant"])
         if product["name"] == "DOWN":
@@ -113,13 +117,48 @@ def test_failures_are_per_record_and_the_rest_lands(loader: Loader, target: Fake
     ]
 
 
-def test_a_retriable_failure_raises_for_the_whole_batch(loader: Loader, target: FakeTarget) -> None:
+def test_a_retriable_failure_parks_the_record_and_holds_its_offset(
+    loader: Loader, target: FakeTarget
+) -> None:
     batch = [message(1, "A"), message(2, "D", "DOWN"), message(3, "B")]
 
-    with pytest.raises(RetriableError, match="target down"):
-        loader.handle_batch(batch)  # type: ignore[arg-type]
+    result = loader.handle_batch(batch)  # type: ignore[arg-type]
 
-    assert sorted(target.held) == ["A", "B"]  # landed already; the replay is idempotent
+    assert result.failures == []
+    assert sorted(target.held) == ["A", "B"]
+    assert result.counts["parked"] == 1
+    # Offsets are committed only below the parked record, never past it.
+    assert loader.holds() == {("siesa.items.raw.v1", 0): 2}
+    # A newer version of the parked product replaces it; once it lands, nothing is held.
+    loader.handle_batch([message(4, "D", "up again")])  # type: ignore[list-item]
+    assert target.held["D"]["name"] == "up again"
+    assert loader.holds() == {}
+
+
+def test_the_breaker_opens_and_parks_the_tenant_without_calls(
+    loader: Loader, target: FakeTarget
+) -> None:
+    failures = loader.tenants["acme"].target.breaker_failures
+    down = [message(i, f"D{i}", "DOWN") for i in range(failures)]
+    loader.handle_batch(down)  # type: ignore[arg-type]
+    assert loader.breakers["acme"].state == "open"
+    calls = len(target.calls)
+
+    loader.handle_batch([message(100, "LATER")])  # type: ignore[list-item]
+
+    assert len(target.calls) == calls  # the target is left alone while the breaker is open
+    assert loader.parked() == failures + 1
+    assert loader.states["acme"]["status"] == "degraded"
+
+
+def test_revoked_partitions_drop_what_is_parked(loader: Loader, target: FakeTarget) -> None:
+    loader.handle_batch([message(7, "D", "DOWN")])  # type: ignore[list-item]
+    assert loader.parked() == 1
+
+    loader.revoked([TopicPartition("siesa.items.raw.v1", 0)])
+
+    assert loader.parked() == 0
+    assert loader.holds() == {}
 
 
 def test_a_newer_version_supersedes_an_older_poison_one(loader: Loader, target: FakeTarget) -> None:
@@ -129,3 +168,19 @@ def test_a_newer_version_supersedes_an_older_poison_one(loader: Loader, target: 
 
     assert result.failures == []
     assert target.held["A"]["name"] == "fixed"
+
+
+def test_state_records_carry_on_from_the_stored_counts(loader: Loader, target: FakeTarget) -> None:
+    loader.kafka = KafkaSettings(topic_prefix="p.")
+    loader.restore([{**loader.states["acme"], "loaded": 40, "failed": 2, "dead_lettered": 2}])
+
+    result = loader.handle_batch([message(1, "A"), message(2, "R", "!refused")])  # type: ignore[list-item]
+
+    (record,) = result.outputs
+    assert (record.topic, record.key) == ("p.sync.state.v1", b"acme/loader")
+    state = SERDE.decode_as("SyncState", record.value)
+    assert (state["loaded"], state["failed"], state["dead_lettered"]) == (41, 3, 3)
+    assert state["status"] == "idle"
+    assert state["last_load_at"] is not None
+    # Nothing changed: no new state record.
+    assert loader.handle_batch([]).outputs == []

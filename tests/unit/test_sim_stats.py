@@ -87,4 +87,6 @@ def test_reset_forgets_counts_and_peak() -> None:
         "peak_concurrency": 0,
         "in_flight": 0,
         "served_429": 0,
+        "first_request_at": None,
+        "last_request_at": None,
     }

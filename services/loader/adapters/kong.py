@@ -4,19 +4,21 @@ PATCH or POST; a vanished item is inactivated, never deleted (external-apis.md).
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import httpx
 
-from services.common.errors import ConfigError, RetriableError
-from services.common.http import as_retriable, raise_for_transient, with_retries
+from services.common.errors import ConfigError
 from services.common.tenants import Target
 from services.loader.adapters.base import TargetRejected, UpsertResult
+from services.loader.session import Login, TargetSession
 
 log = logging.getLogger(__name__)
 
 BARCODE_FIELD = {"EAN13": "ean", "EAN8": "ean", "UPC_A": "upc"}
+
+
+LOGIN = Login(label="Kong", path="/auth/token/login/", answer_field="auth_token", scheme="Token")
 
 
 class KongAdapter:
@@ -24,17 +26,12 @@ class KongAdapter:
         self.tenant = tenant
         self.target = target
         self.type_id, self.customer_id = _required_ints(tenant, target.settings)
-        self._http = httpx.Client(
-            base_url=target.base_url.rstrip("/"),
-            timeout=target.timeout_s,
-            limits=httpx.Limits(max_connections=target.concurrency * 2),
-        )
-        self._token: str | None = None
-        self._token_lock = threading.Lock()
+        self.group_field = _group_field(tenant, target.settings)
+        self.session = TargetSession(tenant, target, LOGIN)
         self._ids: dict[str, int] = {}  # external_id → Kong id
 
     def close(self) -> None:
-        self._http.close()
+        self.session.close()
 
     # -- the upsert ---------------------------------------------------------------
 
@@ -71,8 +68,11 @@ class KongAdapter:
             "customer_id": self.customer_id,
             "is_active": product["is_active"],
         }
-        if product["group_code"] is not None:
-            body["group_external_id"] = product["group_code"]
+        group = product["group_code"]
+        if group is not None and self.group_field == "group_external_id":
+            body["group_external_id"] = group
+        elif group is not None and self.group_field == "group_id" and group.isdigit():
+            body["group_id"] = int(group)
         barcode_field = BARCODE_FIELD.get(product["barcode_type"] or "")
         if product["barcode"] and barcode_field:
             body[barcode_field] = product["barcode"]
@@ -111,54 +111,8 @@ class KongAdapter:
         self._reject_unless_ok(response, payload["external_id"], "update")
         return True
 
-    @with_retries(attempts=6)
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        what = f"tenant {self.tenant}: Kong {method} {path.split('?')[0]}"
-        token: str | None = None
-        for _attempt in (1, 2):
-            token = self._token_for(refused=token)
-            try:
-                response = self._http.request(
-                    method, path, headers={"Authorization": f"Token {token}"}, **kwargs
-                )
-            except httpx.TransportError as exc:
-                raise as_retriable(exc, what) from None
-            if response.status_code != 401:
-                break
-        else:
-            # Refused even with a fresh token: the tenant's access, not this record.
-            raise RetriableError(f"{what}: HTTP 401 after logging in again", tenant=self.tenant)
-        raise_for_transient(response, what)
-        return response
-
-    def _token_for(self, *, refused: str | None) -> str:
-        """The current token, logging in when there is none or when `refused` (a token
-        Kong just answered 401 to) is still the current one: many threads meeting the
-        same expired token log in once."""
-        with self._token_lock:
-            if self._token is None or self._token == refused:
-                self._token = self._login()
-            return self._token
-
-    def _login(self) -> str:
-        what = f"tenant {self.tenant}: Kong login"
-        try:
-            response = self._http.post(
-                "/auth/token/login/",
-                json={
-                    "username": self.target.username.get(),
-                    "password": self.target.password.get(),
-                },
-            )
-        except httpx.TransportError as exc:
-            raise as_retriable(exc, what) from None
-        raise_for_transient(response, what)
-        if response.status_code not in (200, 201):
-            # Not this record's fault: the batch waits and is tried again.
-            raise RetriableError(
-                f"{what}: HTTP {response.status_code}: credentials refused", tenant=self.tenant
-            )
-        return str(response.json()["auth_token"])
+        return self.session.call(method, path, **kwargs)
 
     def _reject_unless_ok(self, response: httpx.Response, sku: str, action: str) -> None:
         if response.is_success:
@@ -182,3 +136,17 @@ def _required_ints(tenant: str, settings: dict[str, Any]) -> tuple[int, int]:
     if problems:
         raise ConfigError(problems)
     return values[0], values[1]
+
+
+GROUP_FIELDS = ("group_external_id", "group_id", "none")
+
+
+def _group_field(tenant: str, settings: dict[str, Any]) -> str:
+    """How the product's group goes to Kong: `group_external_id` (default, the group
+    code as is), `group_id` (the code as Kong's numeric group id) or `none`."""
+    value = settings.get("group_field", "group_external_id")
+    if value not in GROUP_FIELDS:
+        raise ConfigError(
+            f"tenant {tenant}: target.settings.group_field: one of {', '.join(GROUP_FIELDS)}"
+        )
+    return str(value)

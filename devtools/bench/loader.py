@@ -1,0 +1,229 @@
+"""Loader throughput against the Kong simulator, each figure against a raw httpx loop
+making the same calls at the same concurrency, in the same run:
+
+1. 20 ms simulator latency, no rate limit: loader products/s vs the raw loop's.
+2. The simulator limited to 100 requests/s (429 + Retry-After), the tenant's rate limit
+   set to 100/s: requests/s answered, and the share answered 429, vs the raw loop
+   (which waits out each 429's Retry-After and tries again).
+
+The loader runs as a real process on the real broker, fed CanonicalProducts directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devtools import procs
+from devtools.bench import Figure
+from devtools.stack import Stack
+from services.common import topics
+from services.common.kafka import make_producer
+from services.common.serde import default_serde
+from services.common.settings import KafkaSettings
+
+log = logging.getLogger("bench.loader")
+
+PRODUCTS = 2_000
+LIMITED_PRODUCTS = 1_000
+CONCURRENCY = 8
+LATENCY_MS = 20
+LIMIT_RPS = 100
+SETTINGS = {"type_id": 1, "customer_id": 100}
+
+
+def _product(tenant: str, sku: str) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "sku": sku,
+        "name": f"BENCH {sku}",
+        "display_name": None,
+        "reference": sku,
+        "group_code": "10",
+        "barcode": None,
+        "barcode_type": None,
+        "unit": "UNIT",
+        "is_active": True,
+        "weight_kg": None,
+        "volume_m3": None,
+        "attributes": {},
+        "op": "UPSERT",
+        "mapping_name": "bench",
+        "mapping_version": "1",
+        "sync_id": "bench",
+        "trace_id": uuid.uuid4().hex,
+        "source_fingerprint": "f",
+    }
+
+
+def _feed(kafka: KafkaSettings, products: list[dict[str, Any]]) -> None:
+    serde = default_serde()
+    producer = make_producer(kafka)
+    for product in products:
+        key = f"{product['tenant']}/{product['sku']}".encode()
+        while True:
+            try:
+                producer.produce(
+                    kafka.topic(topics.CANONICAL),
+                    key=key,
+                    value=serde.encode("CanonicalProduct", product),
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush(60)
+
+
+def _wait_skus(stack: Stack, want: int, timeout: float = 300) -> None:
+    def enough() -> bool:
+        stack.check_alive()
+        return int(stack.sim_stats(stack.kong_url)["skus"]) >= want
+
+    procs.wait_until(enough, timeout=timeout, interval=0.1, what=f"Kong holding {want} SKUs")
+
+
+def _loader_run(stack: Stack, prefix: str, count: int) -> float:
+    """Feed `count` products to a running loader; seconds until Kong holds them all."""
+    kafka = KafkaSettings(bootstrap_servers=stack.bootstrap, topic_prefix=stack.topic_prefix)
+    held = int(stack.sim_stats(stack.kong_url)["skus"])
+    tenant = stack.tenants[0]["id"]
+    products = [_product(tenant, f"{prefix}-{i:05d}") for i in range(count)]
+    started = time.monotonic()
+    _feed(kafka, products)
+    _wait_skus(stack, held + count)
+    return time.monotonic() - started
+
+
+def _raw_loop(stack: Stack, prefix: str, count: int) -> tuple[float, int]:
+    """The same calls as the loader's Kong adapter (log in; per product look up by
+    external_id, then POST), from CONCURRENCY threads on one httpx client; a 429 waits
+    out its Retry-After. Returns (seconds, 429s met)."""
+    creds = stack.credentials
+    throttled = 0
+    lock = threading.Lock()
+    with httpx.Client(
+        base_url=stack.kong_url,
+        timeout=30,
+        limits=httpx.Limits(max_connections=CONCURRENCY * 2),
+    ) as client:
+        token = client.post(
+            "/auth/token/login/",
+            json={"username": creds.kong_user, "password": creds.kong_password},
+        ).json()["auth_token"]
+        headers = {"Authorization": f"Token {token}"}
+
+        def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+            nonlocal throttled
+            while True:
+                response = client.request(method, path, headers=headers, **kwargs)
+                if response.status_code != 429:
+                    return response
+                with lock:
+                    throttled += 1
+                time.sleep(float(response.headers.get("Retry-After", "1")))
+
+        def upsert(i: int) -> None:
+            sku = f"{prefix}-{i:05d}"
+            call("GET", "/inventory/skus/", params={"external_id": sku, "customer_id": "100"})
+            body = {"external_id": sku, "name": f"BENCH {sku}", **SETTINGS, "is_active": True}
+            call("POST", "/inventory/skus/", json=body).raise_for_status()
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            list(pool.map(upsert, range(count)))
+        return time.monotonic() - started, throttled
+
+
+def _stack(bootstrap: str, workdir: Path, name: str, **target: Any) -> Stack:
+    stack = Stack(
+        bootstrap=bootstrap,
+        run_dir=workdir / name,
+        siesa_port=procs.free_port(),
+        kong_port=procs.free_port(),
+        wms_port=procs.free_port(),
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+    )
+    stack.tenants = [
+        stack.kong_tenant(name, 1, concurrency=CONCURRENCY, settings=SETTINGS, **target)
+    ]
+    return stack
+
+
+def _start(stack: Stack, **faults: Any) -> None:
+    stack.start_simulators()
+    stack.set_faults(stack.kong_url, **faults)
+    stack.create_topics()
+    stack.start_loader(max_in_flight=str(CONCURRENCY * 2))
+    _loader_run(stack, "warm", 1)  # the loader has joined its group and logged in
+
+
+def _unlimited(bootstrap: str, workdir: Path) -> list[Figure]:
+    stack = _stack(bootstrap, workdir, "fast")
+    try:
+        _start(stack, latency_ms=LATENCY_MS)
+        raw_s, _ = _raw_loop(stack, "raw", PRODUCTS)
+        loader_s = _loader_run(stack, "fast", PRODUCTS)
+    finally:
+        stack.stop_all()
+    log.info("unlimited: loader %.1fs, raw loop %.1fs for %d products", loader_s, raw_s, PRODUCTS)
+    return [
+        Figure(
+            f"loader products/s (Kong sim {LATENCY_MS} ms, concurrency {CONCURRENCY})",
+            PRODUCTS / loader_s,
+            "products/s",
+            "raw httpx loop, same calls and concurrency",
+            PRODUCTS / raw_s,
+        )
+    ]
+
+
+def _limited(bootstrap: str, workdir: Path) -> list[Figure]:
+    stack = _stack(bootstrap, workdir, "limited", rate_limit_rps=LIMIT_RPS)
+    try:
+        _start(stack, latency_ms=LATENCY_MS, rate_limit_rps=LIMIT_RPS)
+        raw_s, raw_429 = _raw_loop(stack, "raw", LIMITED_PRODUCTS)
+        before = stack.sim_stats(stack.kong_url)
+        loader_s = _loader_run(stack, "limited", LIMITED_PRODUCTS)
+        after = stack.sim_stats(stack.kong_url)
+    finally:
+        stack.stop_all()
+    total = sum(r["count"] for r in after["requests"]) - sum(r["count"] for r in before["requests"])
+    loader_429 = after["served_429"] - before["served_429"]
+    raw_total = 2 * LIMITED_PRODUCTS + raw_429
+    log.info(
+        "limited: loader %d requests (%d 429) in %.1fs; raw %d requests (%d 429) in %.1fs",
+        total,
+        loader_429,
+        loader_s,
+        raw_total,
+        raw_429,
+        raw_s,
+    )
+    return [
+        Figure(
+            f"loader requests/s answered (Kong sim limited to {LIMIT_RPS}/s)",
+            (total - loader_429) / loader_s,
+            "requests/s",
+            "raw httpx loop honouring Retry-After, same calls and concurrency",
+            (raw_total - raw_429) / raw_s,
+        ),
+        Figure(
+            f"loader share of requests answered 429 (limit {LIMIT_RPS}/s)",
+            100.0 * loader_429 / total,
+            "%",
+            "raw httpx loop honouring Retry-After",
+            100.0 * raw_429 / raw_total,
+        ),
+    ]
+
+
+def run(bootstrap: str, workdir: Path) -> list[Figure]:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no log line per call in the loop
+    return _unlimited(bootstrap, workdir) + _limited(bootstrap, workdir)
