@@ -46,7 +46,7 @@ TENANT_STATUS = Gauge(
     ["tenant", "stage"],
 )
 
-BREAKER_VALUES = {"closed": 0, "half-open": 1, "open": 2}
+BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 def count_records(stage: str, tenant: str | None, outcome: str, n: int = 1) -> None:

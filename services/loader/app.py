@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from functools import partial
 
-from services.common import topics
+from services.common import metrics, topics
+from services.common.alerts import Alerter
 from services.common.errors import ConfigError
 from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop, Stopper
@@ -15,6 +17,7 @@ from services.common.service import run_service
 from services.common.state import read_states
 from services.common.tenants import enabled, load_tenants
 from services.loader.adapters import ADAPTERS
+from services.loader.breaker import Breaker
 from services.loader.service import Loader
 from services.loader.settings import LoaderSettings
 
@@ -47,6 +50,11 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
     loader.restore([s for s in read_states(kafka, serde) if s["writer"] == writer])
     log.info("loader %s: tenants %s", writer, ", ".join(tenants), extra={"writer": writer})
 
+    for tenant_id, breaker in loader.breakers.items():
+        metrics.BREAKER_STATE.labels(
+            tenant=tenant_id, target=tenants[tenant_id].target.type
+        ).set_function(partial(breaker_value, breaker))
+
     try:
         RunLoop(
             stage="load",
@@ -59,9 +67,15 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             batch_size=settings.batch_size,
             holds=loader.holds,
             on_revoked=loader.revoked,
+            alerter=Alerter(settings.alert_webhook_url, "loader"),
+            alert_dlq_threshold=settings.alert_dlq_threshold,
         ).run()
     finally:
         loader.close()
+
+
+def breaker_value(breaker: Breaker) -> float:
+    return metrics.BREAKER_VALUES[str(breaker.state)]
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from services.common import metrics
 from services.common.errors import RetriableError
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
@@ -91,10 +92,15 @@ class TargetSession:
         if self.limiter is not None:
             self.limiter.acquire()
         headers = {"Authorization": f"{self.scheme} {token}"} if token else None
+        calls = metrics.TARGET_CALLS
         try:
             response: httpx.Response = self.http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as exc:
+            calls.labels(tenant=self.tenant, target=self.target.type, status="error").inc()
             raise as_retriable(exc, what) from None
+        calls.labels(
+            tenant=self.tenant, target=self.target.type, status=str(response.status_code)
+        ).inc()
         return response
 
     def _token_for(self, *, refused: str | None) -> str:
