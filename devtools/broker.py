@@ -227,8 +227,12 @@ class LocalBroker:
 
 
 def _cluster_id() -> str:
-    # KRaft cluster ids are 16 random bytes, base64url without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # KRaft cluster ids are 16 random bytes, base64url without padding. One that starts
+    # with "-" would be read as an option by StorageTool, so draw again.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def main() -> None:
