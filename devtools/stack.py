@@ -81,6 +81,8 @@ class Stack:
     # parallel tests never collide); empty = the services' defaults (9101-9103).
     health_ports: dict[str, int] = field(default_factory=dict)
     free_health_ports: bool = True
+    # Extra environment for every service, e.g. {"TRANSFORMER_MAPPINGS_DIR": ...}.
+    service_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def siesa_url(self) -> str:
@@ -149,6 +151,7 @@ class Stack:
             env[f"{service.upper()}_TENANTS_FILE"] = str(self.tenants_file)
         for tenant in self.tenants:
             env.update(self.credentials.tenant_env(tenant["id"]))
+        env.update(self.service_env)
         return env
 
     def write_tenants(self) -> Path:

@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from services.common.errors import SiesaSyncError
@@ -53,6 +54,12 @@ class TimeParam(click.ParamType[datetime, Any]):
 
 
 TIME = TimeParam()
+
+
+def progress_bar() -> Progress:
+    """A transient progress bar on a terminal; nothing when output is piped or captured."""
+    console = Console(stderr=True)
+    return Progress(console=console, transient=True, disable=not console.is_terminal)
 
 
 def echo_json(data: Any) -> None:

@@ -7,9 +7,15 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import click
-from rich.progress import Progress
 
-from services.cli.common import TIME, clean_errors, echo_json, echo_table, kafka_settings
+from services.cli.common import (
+    TIME,
+    clean_errors,
+    echo_json,
+    echo_table,
+    kafka_settings,
+    progress_bar,
+)
 from services.common.serde import default_serde
 from services.ops.dlq import DEFAULT_MAX_ATTEMPTS, Filters, dead_letters, redrive
 
@@ -83,7 +89,7 @@ def dlq_replay(
     dry_run: bool,
 ) -> None:
     """Send matching dead letters back to the stage that failed them, each once."""
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("redriving", total=None)
         report = redrive(
             kafka_settings(),

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-from rich.progress import Progress
 
-from services.cli.common import TIME, clean_errors, kafka_settings
+from services.cli.common import TIME, clean_errors, kafka_settings, progress_bar
 from services.ops.replay import STAGE_INPUTS, replay
 
 
@@ -27,7 +26,7 @@ def replay_command(tenant: str, since: datetime, until: datetime | None, stage: 
     """Reprocess what STAGE received for TENANT between --from and --to."""
     if until is not None and until <= since:
         raise click.UsageError("--to must be after --from")
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"reading {tenant}'s window", total=None)
         report = replay(
             kafka_settings(),

@@ -1,0 +1,118 @@
+"""Operating the pipeline, end to end on real processes: dead-letter redrive after a
+mapping fix, replay of a tenant's window, and status agreeing with the targets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from devtools import procs
+from devtools.stack import Stack
+from services.common.settings import ROOT
+from simulators.catalogue import generate_items
+
+COMPANY = 8585
+OTHER_COMPANY = 9090
+
+STRICT = """
+name: acme-barcodes
+version: "{version}"
+extends: siesa-items
+fields:
+  barcode:
+    source: f120_codigo_barras
+    pattern: "{pattern}"
+    on_mismatch: reject
+"""
+
+
+def write_mapping(directory: Path, version: str, pattern: str) -> None:
+    (directory / "acme-barcodes.yaml").write_text(
+        STRICT.format(version=version, pattern=pattern.replace("\\", "\\\\"))
+    )
+
+
+def mappings_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", directory)
+    return directory
+
+
+def rows(count: int, seed: int, barcode: Any) -> list[dict[str, Any]]:
+    items = generate_items(COMPANY, count, seed)
+    for n, row in enumerate(items):
+        row["f120_codigo_barras"] = barcode(n)
+    return items
+
+
+def dlq(stack: Stack, *args: str) -> Any:
+    return json.loads(stack.run_cli(["dlq", "list", "--tenant", "acme", "--json", *args]))
+
+
+def wait(stack: Stack, what: str, condition: Any, timeout: float = 120) -> None:
+    def check() -> bool:
+        stack.check_alive()
+        return bool(condition())
+
+    procs.wait_until(check, timeout=timeout, interval=0.5, what=what)
+
+
+def kong_ids(stack: Stack) -> set[str]:
+    return {s["external_id"] for s in stack.kong_skus()}
+
+
+def test_dead_letters_redriven_after_a_mapping_fix_land_once(stack: Stack, tmp_path: Path) -> None:
+    directory = mappings_dir(tmp_path)
+    write_mapping(directory, "1", r"\d{13}")  # 12-digit UPC barcodes are refused
+    stack.service_env["TRANSFORMER_MAPPINGS_DIR"] = str(directory)
+    stack.tenants = [{**stack.kong_tenant("acme", COMPANY), "mapping": "acme-barcodes"}]
+    stack.start_simulators()
+    good = rows(30, 1, lambda n: f"770{n:010d}")
+    upc = rows(10, 2, lambda n: f"07{n:010d}")
+    stack.upsert_items(COMPANY, good + upc)
+    stack.create_topics()
+    stack.start_services()
+
+    wait(
+        stack,
+        "30 in Kong, 10 dead letters",
+        lambda: len(kong_ids(stack)) == 30 and len(dlq(stack)) == 10,
+    )
+    letters = dlq(stack, "--error-class", "mapping")
+    assert sorted(d["key"] for d in letters) == sorted(
+        f"acme/{r['f120_referencia'].strip()}" for r in upc
+    )
+    assert all("field barcode" in d["headers"]["error.message"] for d in letters)
+
+    # The fix: UPC-A is fine after all. The transformer restarts with it.
+    write_mapping(directory, "2", r"\d{12,13}")
+    stack.stop("transformer")
+    stack.start_services(("transformer",))
+    out = stack.run_cli(["dlq", "replay", "--tenant", "acme", "--error-class", "mapping"])
+    assert out.startswith("sent 10;"), out
+
+    wait(stack, "all 40 in Kong", lambda: len(kong_ids(stack)) == 40)
+    assert {r["f120_referencia"].strip() for r in upc} <= kong_ids(stack)
+    again = stack.run_cli(["dlq", "replay", "--tenant", "acme", "--error-class", "mapping"])
+    assert again.startswith("sent 0;"), again
+    assert "10 already redriven" in again
+
+    # A record that fails again comes back one attempt higher, until the maximum.
+    bad = rows(1, 3, lambda n: "NOT-A-BARCODE")
+    stack.upsert_items(COMPANY, bad)
+    key = f"acme/{bad[0]['f120_referencia'].strip()}"
+
+    def attempts() -> list[int]:
+        return sorted(int(d["headers"]["error.attempts"]) for d in dlq(stack) if d["key"] == key)
+
+    wait(stack, "the bad record dead-lettered", lambda: attempts() == [1])
+    for expected in ([1, 2], [1, 2, 3]):
+        sent = stack.run_cli(["dlq", "replay", "--tenant", "acme"])
+        assert sent.startswith("sent 1;"), sent
+        wait(stack, f"attempts {expected}", lambda want=expected: attempts() == want)
+    final = stack.run_cli(["dlq", "replay", "--tenant", "acme"])
+    assert final.startswith("sent 0;"), final
+    assert "1 at max attempts (3)" in final
+    assert len(kong_ids(stack)) == 40
