@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,94 @@ def test_dead_letters_redriven_after_a_mapping_fix_land_once(stack: Stack, tmp_p
     assert final.startswith("sent 0;"), final
     assert "1 at max attempts (3)" in final
     assert len(kong_ids(stack)) == 40
+
+
+NAMES = """
+name: acme-names
+version: "{version}"
+extends: siesa-items
+fields:
+  name:
+    source: f120_descripcion
+    text: [{step}]
+"""
+
+
+def wms_writes(stack: Stack) -> int:
+    stats = stack.sim_stats(stack.wms_url)
+    return sum(
+        r["count"]
+        for r in stats["requests"]
+        if (r["method"], r["route"]) in {("POST", "/products"), ("PATCH", "/products/{id}")}
+    )
+
+
+def status(stack: Stack) -> dict[str, dict[str, Any]]:
+    rows = json.loads(
+        stack.run_cli(["status", "--json", "--tenants-file", str(stack.tenants_file)])
+    )
+    return {row["tenant"]: row for row in rows}
+
+
+def test_replay_remaps_one_tenant_while_another_keeps_syncing_and_status_agrees(
+    stack: Stack, tmp_path: Path
+) -> None:
+    directory = mappings_dir(tmp_path)
+    names = directory / "acme-names.yaml"
+    names.write_text(NAMES.format(version="1", step="trim"))
+    stack.service_env["TRANSFORMER_MAPPINGS_DIR"] = str(directory)
+    stack.tenants = [
+        {**stack.kong_tenant("acme", COMPANY), "mapping": "acme-names"},
+        stack.wms_tenant("beta", OTHER_COMPANY),
+    ]
+    stack.start_simulators()
+    start = (datetime.now(UTC) - timedelta(seconds=5)).isoformat(timespec="seconds")
+    stack.seed(COMPANY, 100, seed=5)
+    stack.seed(OTHER_COMPANY, 100, seed=6)
+    stack.create_topics()
+    stack.start_services()
+    wait(
+        stack,
+        "100 in Kong and 100 in WMS",
+        lambda: len(stack.kong_skus()) == 100 and len(stack.wms_products()) == 100,
+    )
+
+    # status agrees with what the targets hold once the pipeline is idle.
+    def settled() -> bool:
+        rows = status(stack)
+        return all(rows[t]["lag"] == 0 and rows[t]["loaded"] == 100 for t in ("acme", "beta"))
+
+    wait(stack, "status settled", settled, timeout=60)
+    rows = status(stack)
+    assert rows["acme"]["loaded"] == len(stack.kong_skus())
+    assert rows["beta"]["loaded"] == len(stack.wms_products())
+    assert (rows["acme"]["target"], rows["beta"]["target"]) == ("kong", "wms")
+    assert rows["acme"]["dead_lettered"] == rows["beta"]["dead_lettered"] == 0
+    assert rows["acme"]["transformed"] == 100
+    assert rows["acme"]["status"] != "failed"
+
+    # A mapping change for acme: names in lower case from now on.
+    names.write_text(NAMES.format(version="2", step="lower"))
+    stack.stop("transformer")
+    stack.start_services(("transformer",))
+    writes_before = wms_writes(stack)
+    live = generate_items(OTHER_COMPANY, 5, seed=6)
+    for row in live:
+        row["f120_descripcion"] = f"LIVE {row['f120_referencia'].strip()}"
+    stack.upsert_items(OTHER_COMPANY, live)
+
+    out = stack.run_cli(["replay", "--tenant", "acme", "--from", start, "--stage", "transform"])
+    assert "100 products of acme sent to transform" in out, out
+
+    def acme_lowered() -> bool:
+        skus = stack.kong_skus()
+        return len(skus) == 100 and all(s["name"] == s["name"].lower() for s in skus)
+
+    def beta_live() -> bool:
+        held = {p["external_id"]: p["name"] for p in stack.wms_products()}
+        return all(held.get(r["f120_referencia"].strip()) == r["f120_descripcion"] for r in live)
+
+    wait(stack, "acme re-mapped in Kong", acme_lowered)
+    wait(stack, "beta's live changes in WMS", beta_live)
+    wait(stack, "beta settled", lambda: status(stack)["beta"]["lag"] == 0, timeout=60)
+    assert wms_writes(stack) - writes_before == len(live)  # no replayed write reached WMS
