@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from services.cli.commands import pause, resume, resync
 from services.cli.run import run
 from services.cli.sim import sim
 from services.cli.topics import topics
@@ -14,5 +15,5 @@ def main() -> None:
     """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
 
 
-for command in (topics, run, sim):
+for command in (topics, run, sim, resync, pause, resume):
     main.add_command(command)

@@ -21,6 +21,9 @@ CANONICAL = "products.canonical.v1"
 DLQ = "products.dlq.v1"
 STATE = "sync.state.v1"
 COMMANDS = "sync.commands.v1"
+# The extractor's fingerprints: `<tenant>/<referencia>` -> fingerprint of the last row
+# emitted, written in the same transactions as the rows, read back at start-up.
+FINGERPRINTS = "siesa.fingerprints.v1"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,14 @@ SPECS = (
         },
     ),
     TopicSpec(COMMANDS, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}),
+    TopicSpec(
+        FINGERPRINTS,
+        {
+            "cleanup.policy": "compact",
+            "min.cleanable.dirty.ratio": "0.1",
+            "segment.ms": str(3600 * 1000),
+        },
+    ),
 )
 
 
