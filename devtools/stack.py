@@ -71,6 +71,8 @@ class Stack:
     credentials: Credentials = field(default_factory=Credentials)
     tenants: list[dict[str, Any]] = field(default_factory=list)
     processes: dict[str, procs.Process] = field(default_factory=dict)
+    # More environment for the services (e.g. EXTRACTOR_* settings, a wrong credential).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def siesa_url(self) -> str:
@@ -120,6 +122,7 @@ class Stack:
             env[f"{service.upper()}_TENANTS_FILE"] = str(self.tenants_file)
         for tenant in self.tenants:
             env.update(self.credentials.tenant_env(tenant["id"]))
+        env.update(self.extra_env)
         return env
 
     def write_tenants(self) -> Path:
@@ -143,6 +146,16 @@ class Stack:
         )
         for name, url in (("sim-siesa", self.siesa_url), ("sim-kong", self.kong_url)):
             self._wait_http(name, f"{url}/_admin/stats", timeout)
+
+    def start_siesa_simulator(self, timeout: float = 30.0) -> None:
+        """Only the Siesa simulator (extractor tests need no target)."""
+        creds = self.credentials
+        self._start(
+            "sim-siesa",
+            ["sim", "siesa", "--port", str(self.siesa_port)],
+            {"SIESA_SIM_CONNI_KEY": creds.conni_key, "SIESA_SIM_CONNI_TOKEN": creds.conni_token},
+        )
+        self._wait_http("sim-siesa", f"{self.siesa_url}/_admin/stats", timeout)
 
     def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
         self.write_tenants()
@@ -229,6 +242,16 @@ class Stack:
             f"{self.siesa_url}/_admin/companies/{company}/items/{referencia}", timeout=60
         )
         response.raise_for_status()
+
+    def siesa_faults(self, faults: dict[str, Any]) -> None:
+        """Replace the Siesa simulator's injected faults (``{}`` clears them)."""
+        httpx.post(f"{self.siesa_url}/_admin/faults", json=faults, timeout=10).raise_for_status()
+
+    def siesa_stats(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.siesa_url}/_admin/stats", timeout=60)
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
 
     def siesa_items(self, company: int) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.siesa_url}/_admin/companies/{company}/items", timeout=60)
