@@ -69,3 +69,34 @@ def test_diff_mode_emits_each_change_once_also_across_a_restart(
     state = state_of(kafka, "acme")
     assert state is not None
     assert (state["status"], state["changed"], state["deleted"]) == ("idle", 10_070, 5)
+
+
+def test_kill_9_mid_scan_loses_nothing_and_state_claims_only_what_was_committed(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    stack.tenants = [siesa_tenant(stack, "acme", COMPANY, mode="diff", poll_interval_s=1)]
+    stack.extra_env = {"EXTRACTOR_COMMIT_ROWS": "500"}
+    stack.start_siesa_simulator()
+    stack.seed(COMPANY, 10_000, seed=5)
+    stack.siesa_faults({"latency_ms": 50})  # a scan of 101 pages takes 5 s at least
+    stack.start_services(("extractor",))
+    wait_state(stack, kafka, "acme", "2,000 committed", lambda s: s["changed"] >= 2000, 120)
+
+    stack.processes.pop("extractor").kill()
+
+    state = state_of(kafka, "acme")
+    committed = raw_items(kafka, "acme")
+    assert state is not None
+    assert 2000 <= len(committed) < 10_000, "killed in the middle of the scan"
+    assert state["changed"] == len(committed)  # never more than what was committed
+    stack.siesa_faults({})
+    stack.start_services(("extractor",))
+    wait_state(stack, kafka, "acme", "all 10,000", lambda s: s["changed"] >= 10_000, 180)
+    items = raw_items(kafka, "acme")
+    assert {i["key"] for i in items} == {
+        r["f120_referencia"].strip() for r in stack.siesa_items(COMPANY)
+    }
+    assert len(items) == 10_000, "nothing emitted twice"
+    final = state_of(kafka, "acme")
+    assert final is not None
+    assert final["changed"] == len(items)
