@@ -123,3 +123,32 @@ def siesa_tenant(stack: Stack, tenant: str, company: int, **siesa: Any) -> dict[
 
 def start_extractor(stack: Stack, kafka: KafkaSettings) -> None:
     stack.start_services(("extractor",))
+
+
+class Tail:
+    """A reader of a topic's new committed records, from the moment it is built."""
+
+    def __init__(self, kafka: KafkaSettings, name: str) -> None:
+        topic = kafka.topic(name)
+        self.consumer = make_consumer(kafka, group_id=f"test-tail-{uuid.uuid4().hex}")
+        partitions = self.consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {}
+        for p in partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), 10)
+            ends[p] = high
+        self.consumer.assign([TopicPartition(topic, p, ends[p]) for p in partitions])
+
+    def wait_for(self, predicate: Any, timeout: float) -> list[Record]:
+        """Records until one matches `predicate` (TimeoutError after `timeout`)."""
+        seen: list[Record] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msg in self.consumer.consume(100, 0.1):
+                if msg.error() is None:
+                    seen.append(Record(msg.key(), msg.value(), dict(msg.headers() or [])))
+                    if predicate(seen[-1]):
+                        return seen
+        raise TimeoutError(f"no matching record in {timeout}s")
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections import Counter
 from datetime import datetime
 
 from devtools.stack import Stack
+from services.common import topics
 from services.common.settings import KafkaSettings
 from tests.e2e.extractor_support import (
+    Tail,
+    consultas,
     raw_items,
+    read_topic,
     siesa_tenant,
     state_of,
     wait_scan_after,
@@ -17,6 +23,7 @@ from tests.e2e.extractor_support import (
 )
 
 COMPANY = 8585
+OTHER_COMPANY = 8020
 
 
 def test_diff_mode_emits_each_change_once_also_across_a_restart(
@@ -100,3 +107,121 @@ def test_kill_9_mid_scan_loses_nothing_and_state_claims_only_what_was_committed(
     final = state_of(kafka, "acme")
     assert final is not None
     assert final["changed"] == len(items)
+
+
+def test_429s_and_503s_slow_a_scan_down_but_lose_nothing(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    stack.tenants = [siesa_tenant(stack, "acme", COMPANY, mode="diff", poll_interval_s=30)]
+    stack.start_siesa_simulator()
+    stack.seed(COMPANY, 2000, seed=9)
+    stack.siesa_faults(
+        {
+            "errors": [
+                {"rate": 0.2, "status": 429, "retry_after_s": 1},
+                {"rate": 0.05, "status": 503},
+            ],
+            "seed": 11,
+        }
+    )
+    stack.start_services(("extractor",))
+
+    wait_state(stack, kafka, "acme", "a complete scan", lambda s: s["last_scan_ended_at"], 180)
+
+    items = raw_items(kafka, "acme")
+    assert sorted(i["key"] for i in items) == sorted(
+        r["f120_referencia"].strip() for r in stack.siesa_items(COMPANY)
+    )
+    log = consultas(stack, COMPANY)
+    statuses = Counter(status for _, status, _ in log)
+    assert statuses[429] > 0, statuses
+    assert statuses[503] > 0, statuses
+    # After each 429 (Retry-After: 1) the next request came at least 1 s later.
+    gaps = [log[n + 1][0] - t for n, (t, status, _) in enumerate(log[:-1]) if status == 429]
+    assert min(gaps) >= 0.95, sorted(gaps)[:5]
+
+
+def test_codigo_error_in_http_200_degrades_the_tenant_until_a_good_poll(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    mensaje = "Error en la consulta: la base de datos no responde"
+    stack.tenants = [siesa_tenant(stack, "acme", COMPANY, mode="diff", poll_interval_s=1)]
+    stack.start_siesa_simulator()
+    stack.seed(COMPANY, 300, seed=1)
+    stack.siesa_faults({"codigo_error_rate": 1.0, "codigo": 7, "mensaje": mensaje})
+    stack.start_services(("extractor",))
+
+    state = wait_state(
+        stack, kafka, "acme", "degraded", lambda s: s["status"] == "degraded", timeout=60
+    )
+    assert mensaje in state["last_error"]
+    assert "codigo 7" in state["last_error"]
+    assert raw_items(kafka, "acme") == []
+
+    stack.siesa_faults({})
+    state = wait_state(stack, kafka, "acme", "recovered", lambda s: s["status"] == "idle", 60)
+    assert state["last_error"] is None
+    assert len(raw_items(kafka, "acme")) == 300
+
+
+def test_a_tenant_with_wrong_credentials_fails_alone_and_no_secret_leaks(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    stack.tenants = [
+        siesa_tenant(stack, "good", COMPANY, mode="diff", poll_interval_s=2),
+        siesa_tenant(stack, "bad", OTHER_COMPANY, mode="diff", poll_interval_s=2),
+    ]
+    wrong_key, wrong_token = secrets.token_hex(16), f"eyJ.{secrets.token_urlsafe(24)}"
+    stack.extra_env = {
+        "BAD_SIESA_CONNI_KEY": wrong_key,
+        "BAD_SIESA_CONNI_TOKEN": wrong_token,
+        "EXTRACTOR_MAX_FIELD_LENGTH": "300",
+    }
+    stack.start_siesa_simulator()
+    stack.seed(COMPANY, 200, seed=2)
+    stack.seed(OTHER_COMPANY, 200, seed=3)
+    stack.start_services(("extractor",))
+    first = wait_state(stack, kafka, "good", "first scan", lambda s: s["changed"] >= 200, 60)
+    bad = wait_state(stack, kafka, "bad", "failed", lambda s: s["status"] == "failed", 60)
+    assert "HTTP 401" in bad["last_error"]
+    assert "ConniKey/ConniToken refused" in bad["last_error"]
+
+    # The good tenant's change arrives within its poll interval + 2 s.
+    row = stack.siesa_items(COMPANY)[7]
+    tail = Tail(kafka, topics.RAW)
+    try:
+        changed_at = time.monotonic()
+        stack.upsert_items(COMPANY, [{**row, "f120_descripcion": 'CAMBIO & "URGENTE"'}])
+        tail.wait_for(lambda r: r.key == f"good/{row['f120_referencia'].strip()}".encode(), 4)
+        took = time.monotonic() - changed_at
+    finally:
+        tail.close()
+    assert took <= 2 + 2, f"took {took:.1f}s"
+    # An over-long row goes to the DLQ with the reason; the others go on.
+    too_long = {
+        **row,
+        "f120_referencia": "LARGO-1",
+        "f120_rowid": 9999,
+        "f120_descripcion": "X" * 301,
+    }
+    stack.upsert_items(COMPANY, [too_long])
+    wait_state(stack, kafka, "good", "dead letter", lambda s: s["dead_lettered"] >= 1, 30)
+    (dead,) = read_topic(kafka, topics.DLQ)
+    assert dead.key == b"good/LARGO-1"
+    assert dead.headers["error.class"] == b"invalid_row"
+    assert b"field f120_descripcion is 301 characters long" in dead.headers["error.message"]
+    assert first["status"] == "idle"
+    assert state_of(kafka, "bad")["status"] == "failed"  # type: ignore[index]
+
+    # No credential anywhere: logs, topics (keys, values, headers), DLQ headers.
+    stack.stop_all()
+    creds = stack.credentials
+    leaks = [creds.conni_key, creds.conni_token, wrong_key, wrong_token]
+    texts = [p.read_text(errors="replace") for p in (stack.run_dir / "logs").glob("*.log")]
+    assert any("tenant bad" in t for t in texts)  # the logs were captured
+    for name in (topics.RAW, topics.DLQ, topics.STATE, topics.FINGERPRINTS):
+        for record in read_topic(kafka, name):
+            parts = [record.key or b"", record.value or b"", *record.headers.values()]
+            texts.append(b" ".join(parts).decode(errors="replace"))
+    found = [(secret[:4], text[:80]) for secret in leaks for text in texts if secret in text]
+    assert found == []
