@@ -12,6 +12,7 @@ from devtools.stack import Stack
 from services.common import topics
 from services.common.settings import KafkaSettings
 from tests.e2e.extractor_support import (
+    SERDE,
     Tail,
     consultas,
     raw_items,
@@ -225,3 +226,138 @@ def test_a_tenant_with_wrong_credentials_fails_alone_and_no_secret_leaks(
             texts.append(b" ".join(parts).decode(errors="replace"))
     found = [(secret[:4], text[:80]) for secret in leaks for text in texts if secret in text]
     assert found == []
+
+
+def test_filter_mode_emits_rows_sharing_a_timestamp_once_each(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    stack.tenants = [
+        siesa_tenant(
+            stack,
+            "acme",
+            COMPANY,
+            mode="filter",
+            change_date_column="f120_fecha_actualizacion",
+            page_size=7,
+            poll_interval_s=1,
+        )
+    ]
+    stack.start_siesa_simulator()
+    stack.seed(COMPANY, 10, seed=4)  # dated 2024-2025: the first scan sets the watermark
+    stack.start_services(("extractor",))
+    wait_state(stack, kafka, "acme", "first scan", lambda s: s["changed"] >= 10, 60)
+    stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    template = stack.siesa_items(COMPANY)[0]
+    same_time = [
+        {
+            **template,
+            "f120_referencia": f"MISMA-HORA-{n:03d}",
+            "f120_rowid": 1000 + n,
+            "f120_fecha_actualizacion": stamp,
+        }
+        for n in range(300)
+    ]
+    stack.upsert_items(COMPANY, same_time, keep_dates=True)
+
+    wait_state(stack, kafka, "acme", "300 more", lambda s: s["changed"] >= 310, 60)
+    # Later polls get the same 300 rows back (the filter is by day): none is re-emitted.
+    settled = wait_scan_after(stack, kafka, "acme", None, 10)["last_scan_ended_at"]
+    again = wait_scan_after(stack, kafka, "acme", settled, 30)
+    wait_scan_after(stack, kafka, "acme", again["last_scan_ended_at"], 30)
+    items = raw_items(kafka, "acme")
+    assert sorted(i["key"] for i in items if i["key"].startswith("MISMA-HORA-")) == sorted(
+        r["f120_referencia"] for r in same_time
+    )
+    assert len(items) == 310
+    # A change of one of them is emitted once.
+    stack.upsert_items(COMPANY, [{**same_time[150], "f120_descripcion": "CAMBIADO"}])
+    wait_state(stack, kafka, "acme", "one more", lambda s: s["changed"] >= 311, 30)
+    later = wait_scan_after(stack, kafka, "acme", None, 10)
+    wait_scan_after(stack, kafka, "acme", later["last_scan_ended_at"], 30)
+    items = raw_items(kafka, "acme")
+    assert len(items) == 311
+    assert Counter(i["key"] for i in items)["MISMA-HORA-150"] == 2
+    # Only the first scan read the whole consulta; the others asked for changed rows.
+    log = consultas(stack, COMPANY)
+    unfiltered = [n for n, (_, _, filtered) in enumerate(log) if not filtered]
+    assert unfiltered == [0, 1], "the first scan: 10 rows in pages of 7"
+
+
+def test_hybrid_mode_filters_each_poll_and_reconciles_deletions(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    reconcile_s = 15.0
+    stack.tenants = [
+        siesa_tenant(
+            stack,
+            "acme",
+            COMPANY,
+            change_date_column="f120_fecha_actualizacion",  # hybrid by default then
+            poll_interval_s=1,
+            reconcile_interval_s=reconcile_s,
+        )
+    ]
+    stack.start_siesa_simulator()
+    stack.seed(COMPANY, 500, seed=6)
+    stack.start_services(("extractor",))
+    wait_state(stack, kafka, "acme", "reconciled", lambda s: s["changed"] >= 500, 60)
+    rows = stack.siesa_items(COMPANY)
+
+    tail = Tail(kafka, topics.RAW)
+    try:
+        edited_at = time.monotonic()
+        stack.upsert_items(COMPANY, [{**rows[42], "f120_descripcion": "EDITADO"}])
+        key = f"acme/{rows[42]['f120_referencia'].strip()}".encode()
+        tail.wait_for(lambda r: r.key == key, 10)
+        took = time.monotonic() - edited_at
+        gone = rows[99]["f120_referencia"].strip()
+        stack.delete_item(COMPANY, gone)
+        deleted = tail.wait_for(lambda r: r.key == f"acme/{gone}".encode(), reconcile_s + 15)
+    finally:
+        tail.close()
+    assert took <= 1 + 2, f"the edit took {took:.1f}s"
+    assert SERDE.decode_as("RawItem", deleted[-1].value)["op"] == "DELETE"
+
+    # Full reads of the catalogue (6 pages of 100 each) only every reconcile interval.
+    log = consultas(stack, COMPANY)
+    scans: list[list[float]] = []
+    previous_filtered = True
+    for at, _, filtered in log:
+        if not filtered:
+            if previous_filtered:
+                scans.append([])
+            scans[-1].append(at)
+        previous_filtered = filtered
+    assert len(scans) == 2, [len(s) for s in scans]
+    assert [len(s) for s in scans] == [6, 5]  # 500 rows, then 499
+    assert scans[1][0] - scans[0][0] >= reconcile_s
+    assert sum(1 for _, _, filtered in log if filtered) >= 5
+
+
+def test_a_budget_of_60_requests_a_minute_holds_during_a_full_scan(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    stack.tenants = [
+        siesa_tenant(
+            stack,
+            "acme",
+            COMPANY,
+            mode="diff",
+            page_size=1,
+            poll_interval_s=300,
+            request_budget_per_min=60,
+        )
+    ]
+    stack.start_siesa_simulator()
+    stack.seed(COMPANY, 70, seed=8)  # 71 requests: more than one minute's budget
+    stack.start_services(("extractor",))
+
+    state = wait_state(stack, kafka, "acme", "a full scan", lambda s: s["changed"] >= 70, 150)
+
+    assert state["pages"] == 71
+    assert len(raw_items(kafka, "acme")) == 70
+    times = [at for at, _, _ in consultas(stack, COMPANY)]
+    assert len(times) == 71
+    busiest = max(sum(1 for t in times if start <= t < start + 60) for start in times)
+    assert busiest <= 60
+    assert busiest >= 55, "the budget was used, not wasted"
