@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # name -> module; each is run in this order by `python -m devtools.bench [NAME ...]`.
-BENCHES: dict[str, str] = {}
+BENCHES: dict[str, str] = {
+    "extractor": "devtools.bench.extractor",
+}
 
 RESULTS_FILE = Path(__file__).resolve().parents[2] / "bench-results.json"
 

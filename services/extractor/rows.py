@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from services.common.errors import SkippableError
@@ -33,7 +34,11 @@ def normalize(row: dict[str, Any]) -> dict[str, str | None]:
             out[name] = value.rstrip(" ")
         elif isinstance(value, bool):
             out[name] = "1" if value else "0"
-        elif isinstance(value, int | float):
+        elif isinstance(value, int):
+            out[name] = str(value)  # as json.dumps writes it, without its cost
+        elif isinstance(value, float) and math.isfinite(value):
+            out[name] = repr(value)  # as json.dumps writes it
+        elif isinstance(value, float):
             out[name] = json.dumps(value)
         else:
             out[name] = json.dumps(value, ensure_ascii=False, sort_keys=True)
