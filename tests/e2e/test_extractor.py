@@ -78,6 +78,14 @@ def test_diff_mode_emits_each_change_once_also_across_a_restart(
     assert state is not None
     assert (state["status"], state["changed"], state["deleted"]) == ("idle", 10_070, 5)
 
+    # `resync` re-emits the whole catalogue once.
+    stack.run_cli(["resync", "--tenant", "acme"])
+    wait_state(stack, kafka, "acme", "resynced", lambda s: s["changed"] >= 20_085, timeout=120)
+    before = first_scan | {i["sync_id"] for i in later}
+    again = [i for i in raw_items(kafka, "acme") if i["sync_id"] not in before]
+    assert len(again) == 10_015
+    assert {i["op"] for i in again} == {"UPSERT"}
+
 
 def test_kill_9_mid_scan_loses_nothing_and_state_claims_only_what_was_committed(
     stack: Stack, kafka: KafkaSettings
