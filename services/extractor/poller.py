@@ -86,7 +86,7 @@ class TenantPoller:
                     delay = self._failed(failures, error)
                 self._sleep(stopper, max(0.0, delay))
         finally:
-            self.scanner.client.close()
+            self.scanner.close()
 
     def poll_once(self, stopper: Stopper | None = None) -> ScanResult:
         """The scan due now (see the module's doc)."""
