@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from services.common.errors import ConfigError, FatalError
+from services.common.errors import ConfigError, FatalError, RetriableError
 from services.common.kafka import make_producer
 from services.common.runloop import Stopper
 from services.common.serde import default_serde
@@ -37,13 +37,18 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
         )
         for tenant in tenants
     }
-    memories = restore(kafka, serde, [t.id for t in tenants])
+    try:
+        memories = restore(kafka, serde, [t.id for t in tenants])
+    except RetriableError as exc:  # e.g. the topics were never created
+        raise FatalError(f"cannot restore the extractor's state: {exc.message}") from exc
     pollers = {
         tenant.id: TenantPoller(
             Scanner(
                 tenant=tenant,
                 client=SiesaClient(
-                    tenant.siesa, tenant=tenant.id, limiter=budget_limiter(tenant.siesa)
+                    tenant.siesa,
+                    tenant=tenant.id,
+                    limiter=budget_limiter(tenant.siesa, stopper, tenant=tenant.id),
                 ),
                 producer=producers[tenant.id],
                 serde=serde,

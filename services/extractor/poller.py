@@ -25,7 +25,7 @@ from services.common.runloop import Stopper
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
 from services.extractor.scan import ScanKind, Scanner, ScanResult, commit_state
-from services.extractor.siesa import SiesaAuthError
+from services.extractor.siesa import SiesaAuthError, StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ class TenantPoller:
                     delay = self.tenant.siesa.poll_interval_s - (time.monotonic() - started)
                 except FatalError:
                     raise
+                except StopRequested:
+                    break
                 except SiesaSyncError as exc:
                     failures += 1
                     delay = self._failed(failures, exc)

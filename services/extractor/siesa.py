@@ -19,6 +19,7 @@ import httpx
 from services.common.errors import SiesaSyncError
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
+from services.common.runloop import Stopper
 from services.common.tenants import SiesaSource
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,28 @@ class SiesaAuthError(SiesaError):
     error_class = "siesa_auth"
 
 
-def budget_limiter(source: SiesaSource) -> RateLimiter | None:
-    """The tenant's request budget as a limiter, or None when it has none."""
+class StopRequested(SiesaSyncError):
+    """The process is stopping while a request waited for its slot of the budget."""
+
+    error_class = "stopped"
+
+
+def budget_limiter(
+    source: SiesaSource, stopper: Stopper | None = None, *, tenant: str = ""
+) -> RateLimiter | None:
+    """The tenant's request budget as a limiter, or None when it has none. Its waits end
+    early (StopRequested, no request sent) when `stopper` is set."""
     if source.request_budget_per_min is None:
         return None
-    return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S)
+    if stopper is None:
+        return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S)
+    halt = stopper
+
+    def sleep(seconds: float) -> None:
+        if halt.wait(seconds):
+            raise StopRequested(f"tenant {tenant}: stopping", tenant=tenant)
+
+    return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S, sleep=sleep)
 
 
 class SiesaClient:

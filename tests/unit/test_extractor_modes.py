@@ -260,3 +260,28 @@ def test_the_cli_refuses_a_malformed_tenant_id_before_touching_kafka() -> None:
     result = CliRunner().invoke(main, ["resync", "--tenant", "Not A Tenant"])
     assert result.exit_code == 2
     assert "is not a tenant id" in result.output
+
+
+def test_a_stop_ends_a_budget_wait_without_sending_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.common.runloop import Stopper
+    from services.extractor.siesa import StopRequested, budget_limiter
+
+    tenant = make_tenant(monkeypatch, request_budget_per_min=1)
+    stopper = Stopper()
+    limiter = budget_limiter(tenant.siesa, stopper, tenant="acme")
+    assert limiter is not None
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"codigo": 0, "mensaje": "ok", "detalle": {"Table": []}})
+
+    client = SiesaClient(tenant.siesa, tenant="acme", limiter=limiter)
+    client._http = httpx.Client(transport=httpx.MockTransport(answer), base_url="http://s.test")
+    client.page(1)
+    stopper.stop()
+    with pytest.raises(StopRequested):
+        client.page(2)  # would wait ~61 s for the budget; the stop ends the wait
+    assert len(sent) == 1
