@@ -234,3 +234,30 @@ def test_an_empty_answer_is_not_taken_for_a_wholesale_deletion(
 
     assert len(producer.transactions) == 1
     assert poller.fingerprints == known
+
+
+def test_a_row_shifted_past_a_page_boundary_mid_scan_is_not_taken_for_deleted(
+    admin: TestClient,
+    poller: ScanOnce,
+    producer: FakeTransactionalProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poller.scan_once()  # pages of 3: CAM, PAN, SHP | TUB
+    real_page = poller.client.page
+    deleted: list[str] = []
+
+    def page(number: int, parametros: str | None = None) -> Any:
+        if number == 2 and not deleted:
+            # CAM (already read) goes while the scan runs: TUB moves onto page 1, which
+            # was read too, so this scan never sees TUB.
+            admin.delete(f"/_admin/companies/{COMPANY}/items/CAM-OXF-001")
+            deleted.append("CAM-OXF-001")
+        return real_page(number, parametros)
+
+    monkeypatch.setattr(poller.client, "page", page)
+
+    poller.scan_once()
+
+    assert emitted(producer.transactions[-1]) == []  # TUB, missed by this read, stays
+    poller.scan_once()
+    assert emitted(producer.transactions[-1]) == [("raw", "CAM-OXF-001", "DELETE")]
