@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from tests.e2e.extractor_support import (
 )
 
 COMPANY = 8585
+log_figures = logging.getLogger("figures").info  # shown with --log-cli-level=INFO
 OTHER_COMPANY = 8020
 
 
@@ -147,6 +149,12 @@ def test_429s_and_503s_slow_a_scan_down_but_lose_nothing(
     assert statuses[503] > 0, statuses
     # After each 429 (Retry-After: 1) the next request came at least 1 s later.
     gaps = [log[n + 1][0] - t for n, (t, status, _) in enumerate(log[:-1]) if status == 429]
+    log_figures(
+        "429/503: %d requests, statuses %s, shortest wait after a 429 %.2fs",
+        len(log),
+        dict(statuses),
+        min(gaps),
+    )
     assert min(gaps) >= 0.95, sorted(gaps)[:5]
 
 
@@ -205,6 +213,7 @@ def test_a_tenant_with_wrong_credentials_fails_alone_and_no_secret_leaks(
         took = time.monotonic() - changed_at
     finally:
         tail.close()
+    log_figures("two tenants: the good tenant's change arrived in %.2fs", took)
     assert took <= 2 + 2, f"took {took:.1f}s"
     # An over-long row goes to the DLQ with the reason; the others go on.
     too_long = {
@@ -323,6 +332,7 @@ def test_hybrid_mode_filters_each_poll_and_reconciles_deletions(
         deleted = tail.wait_for(lambda r: r.key == f"acme/{gone}".encode(), reconcile_s + 15)
     finally:
         tail.close()
+    log_figures("hybrid: the edit arrived in %.2fs", took)
     assert took <= 1 + 2, f"the edit took {took:.1f}s"
     assert SERDE.decode_as("RawItem", deleted[-1].value)["op"] == "DELETE"
 
@@ -336,6 +346,7 @@ def test_hybrid_mode_filters_each_poll_and_reconciles_deletions(
                 scans.append([])
             scans[-1].append(at)
         previous_filtered = filtered
+    log_figures("hybrid: full reads started at %s s", [round(s[0], 1) for s in scans])
     assert len(scans) == 2, [len(s) for s in scans]
     # 500 rows; then 499, read twice: a deletion is confirmed by a second read.
     assert [len(s) for s in scans] == [6, 10]
@@ -368,5 +379,6 @@ def test_a_budget_of_60_requests_a_minute_holds_during_a_full_scan(
     times = [at for at, _, _ in consultas(stack, COMPANY)]
     assert len(times) == 71
     busiest = max(sum(1 for t in times if start <= t < start + 60) for start in times)
+    log_figures("budget: %d requests, at most %d in any 60 s", len(times), busiest)
     assert busiest <= 60
     assert busiest >= 55, "the budget was used, not wasted"
