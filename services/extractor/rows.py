@@ -45,8 +45,12 @@ def normalize(row: dict[str, Any]) -> dict[str, str | None]:
     return out
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def fingerprint(row: dict[str, str | None]) -> str:
-    canonical = json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = _CANONICAL.encode(row)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
