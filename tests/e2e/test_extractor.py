@@ -71,6 +71,9 @@ def test_diff_mode_emits_each_change_once_also_across_a_restart(
     first_scan = {i["sync_id"] for i in items}
     later = [i for i in raw_items(kafka, "acme") if i["sync_id"] not in first_scan]
     assert len({i["sync_id"] for i in later}) == 1, "all of it in one scan"
+    log_figures(
+        "diff: the scan after the changes emitted %s", dict(Counter(i["op"] for i in later))
+    )
     assert Counter(i["op"] for i in later) == {"UPSERT": 70, "DELETE": 5}
     assert {i["key"] for i in later if i["op"] == "DELETE"} == set(deleted)
     assert {i["key"] for i in later if i["op"] == "UPSERT"} == {
@@ -106,6 +109,7 @@ def test_kill_9_mid_scan_loses_nothing_and_state_claims_only_what_was_committed(
     committed = raw_items(kafka, "acme")
     assert state is not None
     assert 2000 <= len(committed) < 10_000, "killed in the middle of the scan"
+    log_figures("kill -9: %d rows committed, state claims %d", len(committed), state["changed"])
     assert state["changed"] == len(committed)  # never more than what was committed
     stack.siesa_faults({})
     stack.start_services(("extractor",))
@@ -117,6 +121,7 @@ def test_kill_9_mid_scan_loses_nothing_and_state_claims_only_what_was_committed(
     assert len(items) == 10_000, "nothing emitted twice"
     final = state_of(kafka, "acme")
     assert final is not None
+    log_figures("kill -9: after the restart %d rows, state claims %d", len(items), final["changed"])
     assert final["changed"] == len(items)
 
 
@@ -171,6 +176,7 @@ def test_codigo_error_in_http_200_degrades_the_tenant_until_a_good_poll(
     state = wait_state(
         stack, kafka, "acme", "degraded", lambda s: s["status"] == "degraded", timeout=60
     )
+    log_figures("codigo: state %s, last_error %r", state["status"], state["last_error"])
     assert mensaje in state["last_error"]
     assert "codigo 7" in state["last_error"]
     assert raw_items(kafka, "acme") == []
@@ -286,6 +292,7 @@ def test_filter_mode_emits_rows_sharing_a_timestamp_once_each(
         r["f120_referencia"] for r in same_time
     )
     assert len(items) == 310
+    log_figures("filter: %d rows emitted after several polls of the same day", len(items))
     # A change of one of them is emitted once.
     stack.upsert_items(COMPANY, [{**same_time[150], "f120_descripcion": "CAMBIADO"}])
     wait_state(stack, kafka, "acme", "one more", lambda s: s["changed"] >= 311, 30)
