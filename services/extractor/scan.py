@@ -83,10 +83,21 @@ class Batch:
         }
 
 
+def _is_change_date(value: str) -> bool:
+    """``YYYYMMDD[HHMMSS]``: a date the day filter can start from."""
+    if len(value) < 8 or not value.isdigit():
+        return False
+    try:
+        datetime.strptime(value[:8], "%Y%m%d")
+    except ValueError:
+        return False
+    return True
+
+
 def filter_parametros(tenant: Tenant, cursor: Cursor) -> str | None:
     """``FechaInicio=YYYYMMDD`` for the watermark's day minus the lookback; None (read
     everything) while there is no watermark yet."""
-    if cursor.watermark is None:
+    if cursor.watermark is None or not _is_change_date(cursor.watermark[0]):
         return None
     source = tenant.siesa
     day = datetime.strptime(cursor.watermark[0][:8], "%Y%m%d")
@@ -223,6 +234,8 @@ class Scanner:
             return exc.key, None
         column = self.tenant.siesa.change_date_column
         changed_at = row.get(column) if column else None
+        if changed_at is not None and not _is_change_date(changed_at):
+            changed_at = None  # never a watermark: the filter could not start from it
         fp = rows.fingerprint(row)
         known = batch.fingerprints.get(key, MISSING)
         if known is MISSING and self._inflight is not None:

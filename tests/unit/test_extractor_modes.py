@@ -93,6 +93,29 @@ def test_the_filter_starts_at_the_watermark_day_minus_the_lookback(
     assert filter_parametros(tenant, Cursor()) is None  # no watermark yet: read all
     cursor = Cursor(("20260301093000", "K"))
     assert filter_parametros(tenant, cursor) == "FechaInicio=20260227"
+    # A stored watermark that is no date (e.g. a bad row from before) reads everything.
+    assert filter_parametros(tenant, Cursor(("2026-03-01", "K"))) is None
+
+
+def test_a_row_with_a_malformed_change_date_never_becomes_the_watermark(
+    monkeypatch: pytest.MonkeyPatch, app: Any, admin: TestClient
+) -> None:
+    tenant = make_tenant(monkeypatch, mode="filter", change_date_column="f120_fecha_actualizacion")
+    row = admin.get(f"/_admin/companies/{COMPANY}/items").json()[0]
+    bad = {
+        **row,
+        "f120_referencia": "BAD-DATE",
+        "f120_rowid": 999,
+        "f120_fecha_actualizacion": "99999999",
+    }
+    admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=[bad])
+    poller = poller_for(tenant, app, FakeTransactionalProducer())
+
+    assert poller.poll_once().changed == 26
+    watermark = poller.memory.cursor.watermark
+    assert watermark is not None
+    assert watermark[0] != "99999999"
+    poller.poll_once()  # the next (filtered) poll works
 
 
 def test_the_default_mode_is_hybrid_only_where_a_change_date_column_is_declared(
