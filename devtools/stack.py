@@ -194,6 +194,16 @@ class Stack:
         env = {**self.env(), **{f"LOADER_{k.upper()}": v for k, v in settings.items()}}
         self._start(name, ["run", "loader"], env)
 
+    def start_siesa_simulator(self, timeout: float = 30.0) -> None:
+        """Only the Siesa simulator (extractor tests need no target)."""
+        creds = self.credentials
+        self._start(
+            "sim-siesa",
+            ["sim", "siesa", "--port", str(self.siesa_port)],
+            {"SIESA_SIM_CONNI_KEY": creds.conni_key, "SIESA_SIM_CONNI_TOKEN": creds.conni_token},
+        )
+        self._wait_http("sim-siesa", f"{self.siesa_url}/_admin/stats", timeout)
+
     def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
         self.write_tenants()
         for name in names:
@@ -288,6 +298,16 @@ class Stack:
             f"{self.siesa_url}/_admin/companies/{company}/items/{referencia}", timeout=60
         )
         response.raise_for_status()
+
+    def siesa_faults(self, faults: dict[str, Any]) -> None:
+        """Replace the Siesa simulator's injected faults (``{}`` clears them)."""
+        httpx.post(f"{self.siesa_url}/_admin/faults", json=faults, timeout=10).raise_for_status()
+
+    def siesa_stats(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.siesa_url}/_admin/stats", timeout=60)
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
 
     def siesa_items(self, company: int) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.siesa_url}/_admin/companies/{company}/items", timeout=60)

@@ -8,19 +8,24 @@ exactly as stored (padding kept, native types).
 from __future__ import annotations
 
 import logging
+import random
 import secrets
+import time
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeGuard
 from urllib.parse import unquote
 
+from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulators.catalogue import DATE_FORMAT, generate_items
-from simulators.faults import Faults
+from simulators.faults import Faults, FaultSettings
 from simulators.stats import RequestStats
 from simulators.web import BodyError, read_json, simulator_app
 
@@ -31,6 +36,7 @@ MAX_PAGE_SIZE = 100
 MAX_SEED_COUNT = 1_000_000
 OK_MESSAGE = "transacción exitosa"
 FILTER_PARAMETERS = ("FechaInicio", "FechaFin")
+MAX_LOGGED_REQUESTS = 200_000
 
 Row = dict[str, Any]
 DayRange = tuple[str | None, str | None]
@@ -40,9 +46,29 @@ class ConsultaError(ValueError):
     """A consulta request answered with ``codigo != 0`` inside an HTTP 200."""
 
 
-def envelope_error(message: str, status_code: int = 200) -> JSONResponse:
-    """The Siesa envelope of an error: ``codigo`` 1, the reason, no ``detalle``."""
-    return JSONResponse({"codigo": 1, "mensaje": message, "detalle": None}, status_code=status_code)
+def envelope_error(
+    message: str, status_code: int = 200, codigo: int = 1, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The Siesa envelope of an error: ``codigo`` (1 by default), the reason, no ``detalle``."""
+    return JSONResponse(
+        {"codigo": codigo, "mensaje": message, "detalle": None},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def siesa_error_answer(status: int, headers: dict[str, str], reason: str) -> Response:
+    """Injected HTTP errors (429, 5xx...) in Siesa's envelope, ``codigo`` = the status."""
+    return envelope_error(reason, status_code=status, codigo=status, headers=headers)
+
+
+class SiesaFaultSettings(FaultSettings):
+    """The generic faults plus Siesa's own: a share ``codigo_error_rate`` of consultas
+    answered HTTP 200 with ``codigo`` != 0 and ``mensaje`` (no rows)."""
+
+    codigo_error_rate: float = Field(default=0, ge=0, le=1)
+    codigo: int = Field(default=99, ge=1)
+    mensaje: str = "Error ejecutando la consulta: tiempo de espera agotado en el servidor SQL"
 
 
 def _referencia_key(row: Row) -> str:
@@ -216,7 +242,12 @@ class SiesaSimulator:
         self.companies: dict[int, Catalogue] = {}
         self.pages_served = 0
         self.stats = RequestStats()
-        self.faults = Faults()
+        self.faults = Faults(SiesaFaultSettings)
+        self._codigo_random = random.Random()  # noqa: S311 - not for security
+        self.started = time.monotonic()
+        # Per company: (seconds since start, status, filtered) of every consulta request,
+        # so tests can check request budgets and Retry-After over time.
+        self.request_log: dict[str, deque[tuple[float, int, bool]]] = {}
 
     def authorized(self, request: Request) -> bool:
         """True when ConniKey and ConniToken both match; ``Authorization`` is ignored."""
@@ -233,6 +264,11 @@ class SiesaSimulator:
             company, page, size, days = parse_query(request.query_params)
         except ConsultaError as exc:
             return envelope_error(str(exc))
+        faults = self.faults.settings
+        if isinstance(faults, SiesaFaultSettings) and faults.codigo_error_rate > 0:
+            if self._codigo_random.random() < faults.codigo_error_rate:
+                self.faults.counts["codigo"] = self.faults.counts.get("codigo", 0) + 1
+                return envelope_error(faults.mensaje, codigo=faults.codigo)
         catalogue = self.companies.get(company)
         rows = catalogue.select(days)[(page - 1) * size : page * size] if catalogue else []
         self.pages_served += 1
@@ -290,6 +326,10 @@ class SiesaSimulator:
                 **self.stats.snapshot(),
                 "rows_by_company": rows_by_company,
                 "pages_served": self.pages_served,
+                "consultas": {
+                    company: [[round(t, 4), status, filtered] for t, status, filtered in log]
+                    for company, log in sorted(self.request_log.items())
+                },
             }
         )
 
@@ -298,6 +338,7 @@ class SiesaSimulator:
         self.companies.clear()
         self.pages_served = 0
         self.stats.reset()
+        self.request_log.clear()
         self.faults.set(self.faults.settings_class())
         return JSONResponse({"reset": True})
 
@@ -316,4 +357,37 @@ def create_app(conni_key: str, conni_token: str, base_path: str = "/api/siesa/v3
         Route("/_admin/stats", sim.stats_view, methods=["GET"]),
         Route("/_admin/reset", sim.reset, methods=["POST"]),
     ]
-    return simulator_app(sim, routes, sim.stats, sim.faults)
+    app = simulator_app(sim, routes, sim.stats, sim.faults, siesa_error_answer)
+    app.add_middleware(RequestLogMiddleware, simulator=sim)  # outermost: sees every answer
+    return app
+
+
+class RequestLogMiddleware:
+    """Records every consulta request (injected answers included) in `request_log`."""
+
+    def __init__(self, app: ASGIApp, simulator: SiesaSimulator) -> None:
+        self.app = app
+        self.sim = simulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not path.endswith("/ejecutarconsultaestandar"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        company = request.query_params.get("idCompania", "")
+        filtered = bool(request.query_params.get("parametros", "").strip())
+        at = time.monotonic() - self.sim.started
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            log = self.sim.request_log.setdefault(company, deque(maxlen=MAX_LOGGED_REQUESTS))
+            log.append((at, status, filtered))

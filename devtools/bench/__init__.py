@@ -13,6 +13,7 @@ from pathlib import Path
 
 # name -> module; each is run in this order by `python -m devtools.bench [NAME ...]`.
 BENCHES: dict[str, str] = {
+    "extractor": "devtools.bench.extractor",
     "transformer": "devtools.bench.transformer",
     "loader": "devtools.bench.loader",
 }

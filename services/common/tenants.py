@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -78,7 +78,21 @@ class Secret(BaseModel):
         return self.value.get_secret_value()
 
 
+SiesaMode = Literal["diff", "filter", "hybrid"]
+
+
 class SiesaSource(BaseModel):
+    """Where and how a tenant's items are read (external-apis.md, design.md).
+
+    ``mode``: ``diff`` reads the whole catalogue every poll; ``filter`` asks only for
+    rows changed since the watermark (``change_date_column`` through ``parametros``,
+    day-granular, minus ``lookback_days``); ``hybrid`` filters every poll and runs a full
+    ``diff`` reconcile every ``reconcile_interval_s``. Default: ``hybrid`` when the
+    tenant's consulta has a change-date column (``change_date_column`` set, e.g.
+    ``f120_fecha_actualizacion``; *assumed* in Siesa, so not on by default), else ``diff``.
+    ``request_budget_per_min``: requests to Siesa in any 60 s (retries included).
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str
@@ -89,6 +103,24 @@ class SiesaSource(BaseModel):
     conni_key: Secret
     conni_token: Secret
     timeout_s: float = Field(default=30.0, gt=0)
+    mode: SiesaMode | None = None
+    change_date_column: str | None = None
+    filter_start_param: str = "FechaInicio"
+    lookback_days: int = Field(default=1, ge=0, le=366)
+    reconcile_interval_s: float = Field(default=3600.0, gt=0)
+    request_budget_per_min: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _mode_needs_a_date_column(self) -> SiesaSource:
+        if self.mode in ("filter", "hybrid") and not self.change_date_column:
+            raise ValueError(f"mode {self.mode} needs a change_date_column")
+        return self
+
+    @property
+    def effective_mode(self) -> SiesaMode:
+        if self.mode is not None:
+            return self.mode
+        return "hybrid" if self.change_date_column else "diff"
 
 
 class Target(BaseModel):

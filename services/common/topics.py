@@ -22,6 +22,9 @@ DLQ = "products.dlq.v1"
 STATE = "sync.state.v1"
 COMMANDS = "sync.commands.v1"
 DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
+# The extractor's fingerprints: `<tenant>/<referencia>` -> fingerprint of the last row
+# emitted, written in the same transactions as the rows, read back at start-up.
+FINGERPRINTS = "siesa.fingerprints.v1"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,14 @@ SPECS = (
     ),
     TopicSpec(COMMANDS, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}),
     TopicSpec(DLQ_REDRIVEN, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}),
+    TopicSpec(
+        FINGERPRINTS,
+        {
+            "cleanup.policy": "compact",
+            "min.cleanable.dirty.ratio": "0.1",
+            "segment.ms": str(3600 * 1000),
+        },
+    ),
 )
 
 

@@ -1,20 +1,23 @@
-"""Wiring of the extractor: one polling thread per enabled tenant."""
+"""Wiring of the extractor: state restored, one polling thread per enabled tenant, one
+thread listening for operator commands."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from services.common import topics
-from services.common.errors import ConfigError, FatalError
+from services.common.errors import ConfigError, FatalError, RetriableError
 from services.common.kafka import make_producer
 from services.common.runloop import Stopper
 from services.common.serde import default_serde
 from services.common.service import run_service
 from services.common.tenants import enabled, load_tenants
+from services.extractor import commands
+from services.extractor.memory import restore
 from services.extractor.poller import TenantPoller
+from services.extractor.scan import Scanner
 from services.extractor.settings import ExtractorSettings
-from services.extractor.siesa import SiesaClient
+from services.extractor.siesa import SiesaClient, budget_limiter
 
 log = logging.getLogger(__name__)
 
@@ -26,39 +29,79 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
     serde = default_serde()
     kafka = settings.kafka
     failures: list[str] = []
+    # One transactional producer per tenant: a second extractor for the same tenant
+    # fences the first (and aborts what a killed one left open) before state is read.
+    producers = {
+        tenant.id: make_producer(
+            kafka,
+            transactional_id=f"{kafka.topic_prefix}siesa-sync-extractor-{tenant.id}",
+            # A scan produces in bursts of thousands: fewer, fuller requests to the broker.
+            **{"linger.ms": 20, "batch.size": 1_000_000},
+        )
+        for tenant in tenants
+    }
+    try:
+        memories = restore(kafka, serde, [t.id for t in tenants])
+    except RetriableError as exc:  # e.g. the topics were never created
+        raise FatalError(f"cannot restore the extractor's state: {exc.message}") from exc
+    pollers = {
+        tenant.id: TenantPoller(
+            Scanner(
+                tenant=tenant,
+                client=SiesaClient(
+                    tenant.siesa,
+                    tenant=tenant.id,
+                    limiter=budget_limiter(tenant.siesa, stopper, tenant=tenant.id),
+                ),
+                producer=producers[tenant.id],
+                serde=serde,
+                kafka=kafka,
+                memory=memories[tenant.id],
+                max_field_length=settings.max_field_length,
+                commit_rows=settings.commit_rows,
+                commit_interval_s=settings.commit_interval_s,
+            ),
+            max_backoff_s=settings.max_backoff_s,
+        )
+        for tenant in tenants
+    }
 
-    def guarded(poller: TenantPoller) -> None:
+    def guarded(name: str, target: object, *args: object) -> threading.Thread:
         # A poller rides out its tenant's failures; it ends by itself only on a fatal
         # error (e.g. its producer fenced): then stop the whole process (exit 1) rather
         # than leave that tenant silently unpolled.
-        try:
-            poller.run(stopper)
-        except FatalError as exc:
-            failures.append(f"tenant {poller.tenant.id}: {exc.message}")
-            stopper.stop()
+        def body() -> None:
+            try:
+                target(*args)  # type: ignore[operator]
+            except FatalError as exc:
+                failures.append(f"{name}: {exc.message}")
+                stopper.stop()
 
-    threads = []
-    for tenant in tenants:
-        poller = TenantPoller(
-            tenant=tenant,
-            client=SiesaClient(tenant.siesa, tenant=tenant.id),
-            # One transactional producer per tenant: a second extractor for the same
-            # tenant fences the first, so two never interleave a tenant's scans.
-            producer=make_producer(
-                kafka, transactional_id=f"{kafka.topic_prefix}siesa-sync-extractor-{tenant.id}"
-            ),
-            serde=serde,
-            raw_topic=kafka.topic(topics.RAW),
-            dlq_topic=kafka.topic(topics.DLQ),
-            max_field_length=settings.max_field_length,
-            max_backoff_s=settings.max_backoff_s,
-        )
-        thread = threading.Thread(target=guarded, args=(poller,), name=f"poll-{tenant.id}")
+        thread = threading.Thread(target=body, name=name)
         thread.start()
-        threads.append(thread)
-    log.info("extractor polling %d tenants: %s", len(tenants), ", ".join(t.id for t in tenants))
+        return thread
+
+    threads = [guarded(f"poll-{t}", p.run, stopper) for t, p in pollers.items()]
+    threads.append(
+        guarded(
+            "commands",
+            commands.listen,
+            kafka,
+            serde,
+            pollers,
+            stopper,
+            settings.command_max_age_s,
+        )
+    )
+    log.info(
+        "extractor polling %d tenants: %s",
+        len(tenants),
+        ", ".join(f"{t.id} ({t.siesa.effective_mode})" for t in tenants),
+    )
     for thread in threads:
         thread.join()
+    for producer in producers.values():
+        producer.flush(10)
     if failures:
         raise FatalError("; ".join(failures))
 

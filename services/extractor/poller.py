@@ -1,183 +1,163 @@
-"""One tenant's polling loop: scan Siesa, emit what changed, in one transaction a scan.
+"""One tenant's polling loop: pick the scan the tenant's mode asks for, run it, record
+how it went, back off on failure; operator commands (resync, pause, resume) arrive
+through `command` and are applied between scans, on this loop's own thread.
 
-This first cut is `diff` mode with fingerprints kept in memory: every poll reads the
-whole catalogue, emits new and changed rows as UPSERT and rows gone from a complete
-scan as DELETE. (After a restart the first scan re-emits everything; downstream upserts
-are idempotent, so that costs time, not correctness.)
+- ``diff``: a full scan every ``poll_interval_s``;
+- ``filter``: a filtered scan every ``poll_interval_s``;
+- ``hybrid``: a filtered scan every ``poll_interval_s`` and a full (diff) reconcile
+  every ``reconcile_interval_s`` (also the first scan, when nothing was reconciled yet).
+
+A failing tenant shows ``failed`` (Siesa refused its credentials) or ``degraded`` (any
+other error: ``codigo != 0``, an outage past the retries...) with the reason in
+``last_error``; its next successful scan sets it back to ``idle``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import queue
+import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
-from confluent_kafka import Producer
-
-from services.common.dlq import dead_letter_record
-from services.common.errors import FatalError, SiesaSyncError
-from services.common.kafka import produce_in_transaction
-from services.common.records import OutRecord, trace_headers
+from services.common.errors import FatalError, RetriableError, SiesaSyncError
 from services.common.runloop import Stopper
-from services.common.serde import Serde
 from services.common.tenants import Tenant
-from services.extractor import rows
-from services.extractor.siesa import SiesaClient, SiesaError
+from services.extractor.memory import TenantMemory
+from services.extractor.scan import ScanKind, Scanner, ScanResult, commit_state
+from services.extractor.siesa import SiesaAuthError, StopRequested
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class ScanResult:
-    pages: int = 0
-    seen: int = 0
-    changed: int = 0
-    deleted: int = 0
-    rejected: int = 0
+COMMANDS = ("resync", "pause", "resume")
+MAX_ERROR_LENGTH = 1000
 
 
 @dataclass
 class TenantPoller:
-    tenant: Tenant
-    client: SiesaClient
-    producer: Producer
-    serde: Serde
-    raw_topic: str
-    dlq_topic: str
-    max_field_length: int = 4000
+    scanner: Scanner
     max_backoff_s: float = 60.0
-    fingerprints: dict[str, str] = field(default_factory=dict)
+    resync_requested: bool = False
+    _commands: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
+    _wake: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.scanner.tenant
+
+    @property
+    def memory(self) -> TenantMemory:
+        return self.scanner.memory
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.memory.state.get("paused"))
+
+    def command(self, name: str) -> None:
+        """Queue an operator command (any thread); the loop applies it before its next scan."""
+        if name not in COMMANDS:
+            raise ValueError(f"unknown command {name!r}")
+        self._commands.put(name)
+        self._wake.set()
 
     def run(self, stopper: Stopper) -> None:
         failures = 0
-        while not stopper.stopped:
-            started = time.monotonic()
-            try:
-                self.scan_once(stopper)
-                failures = 0
-                delay = self.tenant.siesa.poll_interval_s - (time.monotonic() - started)
-            except FatalError:
-                raise
-            except SiesaSyncError as exc:
-                failures += 1
-                delay = self._backoff(failures, exc.message, exc.error_class)
-            except Exception as exc:  # this tenant's scan failed; the others go on
-                failures += 1
-                log.exception("tenant %s: unexpected error in a scan", self.tenant.id)
-                delay = self._backoff(failures, f"{type(exc).__name__}: {exc}", "unexpected")
-            stopper.wait(max(0.0, delay))
-        self.client.close()
+        try:
+            while not stopper.stopped:
+                self._apply_commands()
+                if self.paused:
+                    self._sleep(stopper, 3600.0)
+                    continue
+                started = time.monotonic()
+                try:
+                    self.poll_once(stopper)
+                    failures = 0
+                    delay = self.tenant.siesa.poll_interval_s - (time.monotonic() - started)
+                except FatalError:
+                    raise
+                except StopRequested:
+                    break
+                except SiesaSyncError as exc:
+                    failures += 1
+                    delay = self._failed(failures, exc)
+                except Exception as exc:  # this tenant's scan failed; the others go on
+                    failures += 1
+                    log.exception("tenant %s: unexpected error in a scan", self.tenant.id)
+                    error = SiesaSyncError(f"unexpected {type(exc).__name__}: {exc}")
+                    error.error_class = "unexpected"
+                    delay = self._failed(failures, error)
+                self._sleep(stopper, max(0.0, delay))
+        finally:
+            self.scanner.close()
 
-    def _backoff(self, failures: int, reason: str, error_class: str) -> float:
+    def poll_once(self, stopper: Stopper | None = None) -> ScanResult:
+        """The scan due now (see the module's doc)."""
+        kind = self.next_kind()
+        reemit = self.resync_requested
+        result = self.scanner.scan(kind, reemit=reemit, stopper=stopper)
+        if reemit and result.complete:
+            self.resync_requested = False
+        return result
+
+    def next_kind(self) -> ScanKind:
+        mode = self.tenant.siesa.effective_mode
+        if mode == "diff" or self.resync_requested:
+            return "diff"
+        if mode == "filter":
+            return "filter"
+        reconciled = self.memory.cursor.reconciled_at_ms
+        interval_ms = self.tenant.siesa.reconcile_interval_s * 1000
+        if reconciled is None or time.time() * 1000 - reconciled >= interval_ms:
+            return "diff"
+        return "filter"
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                name = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            log.info(
+                "tenant %s: command %s", self.tenant.id, name, extra={"tenant": self.tenant.id}
+            )
+            if name == "resync":
+                self.resync_requested = True
+            elif (name == "pause") != self.paused:
+                self._store_state(paused=name == "pause")
+
+    def _failed(self, failures: int, exc: SiesaSyncError) -> float:
+        status = "failed" if isinstance(exc, SiesaAuthError) else "degraded"
+        self._store_state(
+            status=status, last_error=f"{exc.error_class}: {exc.message}"[:MAX_ERROR_LENGTH]
+        )
         delay = min(self.max_backoff_s, self.tenant.siesa.poll_interval_s * 2.0**failures)
+        if isinstance(exc, RetriableError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
         log.error(
-            "tenant %s: scan failed (%d in a row), next try in %.0fs: %s",
+            "tenant %s: %s (%d in a row), next try in %.1fs: %s",
             self.tenant.id,
+            status,
             failures,
             delay,
-            reason,
-            extra={"tenant": self.tenant.id, "error_class": error_class},
+            exc.message,
+            extra={"tenant": self.tenant.id, "error_class": exc.error_class},
         )
         return delay
 
-    def scan_once(self, stopper: Stopper | None = None) -> ScanResult | None:
-        """One complete scan, emitted in one transaction; None if stopped half-way (then
-        nothing is emitted and the next scan starts over)."""
-        sync_id = uuid.uuid4().hex
-        started = time.monotonic()
-        result = ScanResult()
-        outputs: list[OutRecord] = []
-        seen: dict[str, str] = {}
-        for page in self.client.scan():
-            if stopper is not None and stopper.stopped:
-                log.info("tenant %s: scan interrupted by shutdown", self.tenant.id)
-                return None
-            result.pages += 1
-            for raw in page:
-                record = self._record(raw, sync_id, seen, result)
-                if record is not None:
-                    outputs.append(record)
-        if not seen and self.fingerprints:
-            raise SiesaError(
-                f"tenant {self.tenant.id}: Siesa returned no rows while {len(self.fingerprints)} "
-                "were known; not taking the whole catalogue for deleted",
-                tenant=self.tenant.id,
-            )
-        for key in self.fingerprints.keys() - seen.keys():
-            result.deleted += 1
-            outputs.append(self._raw_item(key, {rows.KEY_FIELD: key}, "", "DELETE", sync_id))
-        self._commit(outputs)
-        self.fingerprints = seen
-        log.info(
-            "tenant %s: scan done: %d pages, %d rows, %d changed, %d deleted, %d rejected, %.2fs",
-            self.tenant.id,
-            result.pages,
-            result.seen,
-            result.changed,
-            result.deleted,
-            result.rejected,
-            time.monotonic() - started,
-            extra={"tenant": self.tenant.id, "sync_id": sync_id},
-        )
-        return result
-
-    def _record(
-        self, raw: dict[str, object], sync_id: str, seen: dict[str, str], result: ScanResult
-    ) -> OutRecord | None:
-        result.seen += 1
-        row = rows.normalize(raw)
+    def _store_state(self, **update: object) -> None:
+        s = self.scanner
         try:
-            key = rows.row_key(row, tenant=self.tenant.id, max_field_length=self.max_field_length)
-        except rows.RowError as exc:
-            result.rejected += 1
-            if exc.key is not None:
-                # Still in Siesa: keep what the target has, never take it for a deletion.
-                seen[exc.key] = self.fingerprints.get(exc.key, "")
-            return dead_letter_record(
-                key=f"{self.tenant.id}/{exc.key}".encode() if exc.key else None,
-                value=json.dumps(raw, ensure_ascii=False, default=str).encode(),
-                error=exc,
-                stage="extract",
-                dlq_topic=self.dlq_topic,
-                tenant=self.tenant.id,
-            )
-        fp = rows.fingerprint(row)
-        seen[key] = fp
-        if self.fingerprints.get(key) == fp:
-            return None
-        result.changed += 1
-        return self._raw_item(key, row, fp, "UPSERT", sync_id)
+            commit_state(s.producer, s.kafka, s.serde, s.memory, **update)
+        except RetriableError as exc:
+            log.warning("tenant %s: could not store its state: %s", self.tenant.id, exc.message)
 
-    def _raw_item(
-        self, key: str, row: dict[str, str | None], fp: str, op: str, sync_id: str
-    ) -> OutRecord:
-        trace_id = uuid.uuid4().hex
-        value = self.serde.encode(
-            "RawItem",
-            {
-                "tenant": self.tenant.id,
-                "source_system": "siesa",
-                "company": str(self.tenant.siesa.company),
-                "consulta": self.tenant.siesa.consulta,
-                "key": key,
-                "row": row,
-                "fingerprint": fp,
-                "op": op,
-                "sync_id": sync_id,
-                "extracted_at": int(time.time() * 1000),
-                "trace_id": trace_id,
-            },
-        )
-        return OutRecord(
-            topic=self.raw_topic,
-            key=f"{self.tenant.id}/{key}".encode(),
-            value=value,
-            headers=trace_headers(self.tenant.id, trace_id, sync_id),
-        )
-
-    def _commit(self, outputs: list[OutRecord]) -> None:
-        """All of a scan's records in one transaction: all land, or none do."""
-        if outputs:
-            produce_in_transaction(self.producer, outputs)
+    def _sleep(self, stopper: Stopper, seconds: float) -> None:
+        """Wait `seconds`, or less when stopped or woken by a command."""
+        deadline = time.monotonic() + seconds
+        while not stopper.stopped:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._wake.wait(min(0.2, left)):
+                self._wake.clear()
+                return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from services.common.errors import SkippableError
@@ -33,15 +34,23 @@ def normalize(row: dict[str, Any]) -> dict[str, str | None]:
             out[name] = value.rstrip(" ")
         elif isinstance(value, bool):
             out[name] = "1" if value else "0"
-        elif isinstance(value, int | float):
+        elif isinstance(value, int):
+            out[name] = str(value)  # as json.dumps writes it, without its cost
+        elif isinstance(value, float) and math.isfinite(value):
+            out[name] = repr(value)  # as json.dumps writes it
+        elif isinstance(value, float):
             out[name] = json.dumps(value)
         else:
             out[name] = json.dumps(value, ensure_ascii=False, sort_keys=True)
     return out
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def fingerprint(row: dict[str, str | None]) -> str:
-    canonical = json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = _CANONICAL.encode(row)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 

@@ -1,20 +1,35 @@
-"""The Siesa "consultas estándar" client (external-apis.md)."""
+"""The Siesa "consultas estándar" client (external-apis.md).
+
+Every request, retries included, first takes a slot of the tenant's request budget
+(`RateLimiter`), so Siesa never sees more than the budget from one tenant. 429 and 5xx
+answers and transport errors are retried with exponential backoff and jitter, honouring
+`Retry-After` (services/common/http.py); ``codigo != 0`` inside an HTTP 200 is an error
+with Siesa's ``mensaje``; 401 means the tenant's ConniKey/ConniToken are refused.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
 from services.common.errors import SiesaSyncError
 from services.common.http import as_retriable, raise_for_transient, with_retries
+from services.common.ratelimit import RateLimiter
+from services.common.runloop import Stopper
 from services.common.tenants import SiesaSource
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+
+# The budget's window is a little longer than Siesa's minute, so that a request sent
+# just over 60 s after another never reaches Siesa just under 60 s after it.
+BUDGET_WINDOW_S = 61.0
+ATTEMPTS = 8
 
 
 class SiesaError(SiesaSyncError):
@@ -23,14 +38,53 @@ class SiesaError(SiesaSyncError):
     error_class = "siesa_error"
 
 
+class SiesaCodigoError(SiesaError):
+    """``codigo != 0`` in the envelope of an HTTP 200: ``mensaje`` says why."""
+
+    error_class = "siesa_codigo"
+
+    def __init__(self, message: str, *, tenant: str, codigo: object, mensaje: object) -> None:
+        super().__init__(message, tenant=tenant)
+        self.codigo = codigo
+        self.mensaje = mensaje
+
+
 class SiesaAuthError(SiesaError):
     error_class = "siesa_auth"
 
 
+class StopRequested(SiesaSyncError):
+    """The process is stopping while a request waited for its slot of the budget."""
+
+    error_class = "stopped"
+
+
+def budget_limiter(
+    source: SiesaSource, stopper: Stopper | None = None, *, tenant: str = ""
+) -> RateLimiter | None:
+    """The tenant's request budget as a limiter, or None when it has none. Its waits end
+    early (StopRequested, no request sent) when `stopper` is set."""
+    if source.request_budget_per_min is None:
+        return None
+    if stopper is None:
+        return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S)
+    halt = stopper
+
+    def sleep(seconds: float) -> None:
+        if halt.wait(seconds):
+            raise StopRequested(f"tenant {tenant}: stopping", tenant=tenant)
+
+    return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S, sleep=sleep)
+
+
 class SiesaClient:
-    def __init__(self, source: SiesaSource, *, tenant: str) -> None:
+    def __init__(
+        self, source: SiesaSource, *, tenant: str, limiter: RateLimiter | None = None
+    ) -> None:
         self.source = source
         self.tenant = tenant
+        self.limiter = limiter
+        self.requests = 0
         self._http = httpx.Client(
             base_url=source.base_url.rstrip("/"),
             timeout=source.timeout_s,
@@ -43,15 +97,20 @@ class SiesaClient:
     def close(self) -> None:
         self._http.close()
 
-    @with_retries(attempts=5)
-    def page(self, number: int) -> list[Row]:
+    @with_retries(attempts=ATTEMPTS, max_delay_s=60.0)
+    def page(self, number: int, parametros: str | None = None) -> list[Row]:
         """Rows of page `number` (from 1); the last page is the short or empty one."""
         params = {
             "idCompania": str(self.source.company),
             "descripcion": self.source.consulta,
             "paginacion": f"numPag={number}|tamPag={self.source.page_size}",
         }
+        if parametros:
+            params["parametros"] = parametros
         what = f"tenant {self.tenant}: Siesa page {number}"
+        if self.limiter is not None:
+            self.limiter.acquire()
+        self.requests += 1
         try:
             response = self._http.get("/ejecutarconsultaestandar", params=params)
         except httpx.TransportError as exc:
@@ -70,19 +129,35 @@ class SiesaClient:
         if not isinstance(body, dict) or body.get("codigo") != 0:
             message = body.get("mensaje") if isinstance(body, dict) else None
             code = body.get("codigo") if isinstance(body, dict) else None
-            raise SiesaError(f"{what}: codigo {code}: {message}", tenant=self.tenant)
+            raise SiesaCodigoError(
+                f"{what}: codigo {code}: {message}",
+                tenant=self.tenant,
+                codigo=code,
+                mensaje=message,
+            )
         detalle = body.get("detalle") or {}
         rows = (detalle.get("Table") or []) if isinstance(detalle, dict) else None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise SiesaError(f"{what}: detalle.Table is not a list of rows", tenant=self.tenant)
         return rows
 
-    def scan(self) -> Iterator[list[Row]]:
-        """Every page of the consulta, in order, until the short (or empty) one."""
-        number = 1
-        while True:
-            rows = self.page(number)
-            yield rows
-            if len(rows) < self.source.page_size:
-                return
-            number += 1
+    def scan(self, parametros: str | None = None) -> Iterator[list[Row]]:
+        """Every page of the consulta, in order, until the short (or empty) one.
+
+        While the caller handles a full page, the next one is already being fetched (one
+        page ahead, never more), so Siesa's answer time and ours overlap."""
+        size = self.source.page_size
+        with ThreadPoolExecutor(1, thread_name_prefix=f"siesa-{self.tenant}") as pool:
+            number = 1
+            ahead: Future[list[Row]] | None = pool.submit(self.page, number, parametros)
+            try:
+                while ahead is not None:
+                    rows = ahead.result()
+                    ahead = None
+                    if len(rows) >= size:
+                        ahead = pool.submit(self.page, number + 1, parametros)
+                    yield rows
+                    number += 1
+            finally:
+                if ahead is not None:
+                    ahead.cancel()

@@ -1,5 +1,5 @@
-"""The diff-mode poller on the in-process Siesa simulator, with a fake transactional
-producer: what each scan emits, and that a scan's records go out in one transaction."""
+"""Scans on the in-process Siesa simulator, with a fake transactional producer: what
+each scan emits, and that rows, fingerprints and state go out in one transaction."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.serde import default_serde
-from services.common.settings import ROOT
+from services.common.settings import ROOT, KafkaSettings
 from services.common.tenants import Tenant
-from services.extractor.poller import TenantPoller
+from services.extractor.memory import TenantMemory
+from services.extractor.scan import Scanner
 from services.extractor.siesa import SiesaClient, SiesaError
 from simulators.siesa import create_app
 from tests.unit.fakes import (
@@ -59,23 +60,50 @@ def producer() -> FakeTransactionalProducer:
     return FakeTransactionalProducer()
 
 
+KAFKA = KafkaSettings()
+TOPICS = {"siesa.items.raw.v1": "raw", "products.dlq.v1": "dlq"}
+
+
+class ScanOnce:
+    """A diff-mode scanner with the old poller's face: `scan_once()`, `fingerprints`."""
+
+    def __init__(self, scanner: Scanner) -> None:
+        self.scanner = scanner
+        self.client = scanner.client
+
+    def scan_once(self) -> Any:
+        return self.scanner.scan("diff")
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        return self.scanner.memory.fingerprints
+
+
 @pytest.fixture
-def poller(tenant: Tenant, app: Any, producer: FakeTransactionalProducer) -> TenantPoller:
-    return TenantPoller(
-        tenant=tenant,
-        client=on_simulator(SiesaClient(tenant.siesa, tenant=tenant.id), app),
-        producer=producer,  # type: ignore[arg-type]
-        serde=SERDE,
-        raw_topic="raw",
-        dlq_topic="dlq",
-        max_field_length=200,
+def poller(tenant: Tenant, app: Any, producer: FakeTransactionalProducer) -> ScanOnce:
+    return ScanOnce(
+        Scanner(
+            tenant=tenant,
+            client=on_simulator(SiesaClient(tenant.siesa, tenant=tenant.id), app),
+            producer=producer,  # type: ignore[arg-type]
+            serde=SERDE,
+            kafka=KAFKA,
+            memory=TenantMemory("acme"),
+            max_field_length=200,
+        )
     )
+
+
+def rows_of(transaction: list[Any]) -> list[Any]:
+    """The raw and DLQ records of a transaction (not fingerprints or state), topics
+    shortened to raw/dlq."""
+    return [(TOPICS[t], k, v, h) for t, k, v, h in transaction if t in TOPICS]
 
 
 def emitted(transaction: list[Any]) -> list[tuple[str, str, str]]:
     """(topic, key, op) of each record; op is the DLQ's error.class for dead letters."""
     out = []
-    for topic, key, value, headers in transaction:
+    for topic, key, value, headers in rows_of(transaction):
         if topic == "dlq":
             out.append((topic, (key or b"").decode(), headers["error.class"]))
         else:
@@ -86,7 +114,7 @@ def emitted(transaction: list[Any]) -> list[tuple[str, str, str]]:
 
 
 def test_the_first_scan_emits_every_row_in_one_transaction(
-    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
 
@@ -97,7 +125,7 @@ def test_the_first_scan_emits_every_row_in_one_transaction(
         ("raw", "SHP-ACD-400", "UPSERT"),
         ("raw", "TUB-PVC-2030", "UPSERT"),
     ]
-    items = [SERDE.decode_as("RawItem", value) for _, _, value, _ in transaction]
+    items = [SERDE.decode_as("RawItem", value) for _, _, value, _ in rows_of(transaction)]
     assert len({item["sync_id"] for item in items}) == 1
     assert len({item["trace_id"] for item in items}) == 4
     shampoo = items[2]
@@ -108,22 +136,26 @@ def test_the_first_scan_emits_every_row_in_one_transaction(
         str(COMPANY),
         "API_v2_Items",
     )
-    headers = transaction[2][3]
+    headers = rows_of(transaction)[2][3]
     assert headers["trace_id"] == shampoo["trace_id"].encode()
     assert headers["tenant"] == b"acme"
 
 
 def test_an_unchanged_catalogue_emits_nothing(
-    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     poller.scan_once()
 
-    assert len(producer.transactions) == 1
+    first, second = producer.transactions
+    assert len(rows_of(first)) == 4
+    assert rows_of(second) == []  # the state alone: counts, scan times
+    (state,) = [SERDE.decode_as("SyncState", v) for t, _, v, _ in second if t == "sync.state.v1"]
+    assert (state["status"], state["seen"], state["changed"], state["pages"]) == ("idle", 8, 4, 4)
 
 
 def test_a_changed_row_and_a_vanished_row_are_emitted(
-    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     changed = {**ROWS[0], "f120_descripcion": "CAMISA OXFORD MANGA LARGA AZUL & BLANCO"}
@@ -136,12 +168,12 @@ def test_a_changed_row_and_a_vanished_row_are_emitted(
         ("raw", "CAM-OXF-001", "UPSERT"),
         ("raw", "TUB-PVC-2030", "DELETE"),
     ]
-    deleted = SERDE.decode_as("RawItem", producer.transactions[1][1][2])
+    deleted = SERDE.decode_as("RawItem", rows_of(producer.transactions[1])[1][2])
     assert deleted["row"] == {"f120_referencia": "TUB-PVC-2030"}
 
 
 def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
-    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
 ) -> None:
     too_long = {**ROWS[1], "f120_descripcion": "X" * 201}
     admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=[too_long])
@@ -150,7 +182,7 @@ def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
 
     (transaction,) = producer.transactions
     assert ("dlq", "acme/PAN-DRL-032", "invalid_row") in emitted(transaction)
-    (dead,) = [t for t in transaction if t[0] == "dlq"]
+    (dead,) = [t for t in rows_of(transaction) if t[0] == "dlq"]
     assert json.loads(dead[2])["f120_referencia"] == "PAN-DRL-032"  # the row, as Siesa sent it
     assert dead[3]["error.stage"] == "extract"
     assert "f120_descripcion is 201 characters long" in dead[3]["error.message"]
@@ -162,7 +194,7 @@ def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
 
 
 def test_a_failed_scan_emits_nothing_and_keeps_what_it_knew(
-    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     known = dict(poller.fingerprints)
@@ -178,7 +210,7 @@ def test_a_failed_scan_emits_nothing_and_keeps_what_it_knew(
 
 
 def test_a_rejected_row_is_not_taken_for_a_vanished_one(
-    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     too_long = {**ROWS[1], "f120_descripcion": "X" * 201}
@@ -190,7 +222,7 @@ def test_a_rejected_row_is_not_taken_for_a_vanished_one(
 
 
 def test_an_empty_answer_is_not_taken_for_a_wholesale_deletion(
-    admin: TestClient, poller: TenantPoller, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
 ) -> None:
     poller.scan_once()
     known = dict(poller.fingerprints)
@@ -202,3 +234,30 @@ def test_an_empty_answer_is_not_taken_for_a_wholesale_deletion(
 
     assert len(producer.transactions) == 1
     assert poller.fingerprints == known
+
+
+def test_a_row_shifted_past_a_page_boundary_mid_scan_is_not_taken_for_deleted(
+    admin: TestClient,
+    poller: ScanOnce,
+    producer: FakeTransactionalProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poller.scan_once()  # pages of 3: CAM, PAN, SHP | TUB
+    real_page = poller.client.page
+    deleted: list[str] = []
+
+    def page(number: int, parametros: str | None = None) -> Any:
+        if number == 2 and not deleted:
+            # CAM (already read) goes while the scan runs: TUB moves onto page 1, which
+            # was read too, so this scan never sees TUB.
+            admin.delete(f"/_admin/companies/{COMPANY}/items/CAM-OXF-001")
+            deleted.append("CAM-OXF-001")
+        return real_page(number, parametros)
+
+    monkeypatch.setattr(poller.client, "page", page)
+
+    poller.scan_once()
+
+    assert emitted(producer.transactions[-1]) == []  # TUB, missed by this read, stays
+    poller.scan_once()
+    assert emitted(producer.transactions[-1]) == [("raw", "CAM-OXF-001", "DELETE")]

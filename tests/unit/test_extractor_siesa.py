@@ -242,7 +242,7 @@ def test_a_lasting_outage_ends_in_a_retriable_error(no_sleep: list[float]) -> No
     with pytest.raises(RetriableError, match="HTTP 502"):
         client.page(1)
 
-    assert len(calls) == 5
+    assert len(calls) == 8  # ATTEMPTS
 
 
 def test_a_transport_failure_is_retried(no_sleep: list[float]) -> None:

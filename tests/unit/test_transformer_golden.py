@@ -20,10 +20,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.serde import default_serde
-from services.common.settings import ROOT
+from services.common.settings import ROOT, KafkaSettings
 from services.common.tenants import Tenant
 from services.extractor import rows
-from services.extractor.poller import TenantPoller
+from services.extractor.memory import TenantMemory
+from services.extractor.scan import Scanner
 from services.extractor.siesa import SiesaClient
 from services.transformer.compiler import compile_mapping
 from services.transformer.service import Transformer
@@ -149,22 +150,23 @@ def test_the_page_served_by_siesa_reaches_the_same_canonical_products(tenant: Te
         assert loaded.status_code == 200
     client = on_simulator(SiesaClient(tenant.siesa, tenant=TENANT), app)
     producer = FakeTransactionalProducer()
-    poller = TenantPoller(
+    scanner = Scanner(
         tenant=tenant,
         client=client,
         producer=producer,  # type: ignore[arg-type]
         serde=SERDE,
-        raw_topic="raw",
-        dlq_topic="dlq",
+        kafka=KafkaSettings(),
+        memory=TenantMemory(TENANT),
     )
     transformer = Transformer(serde=SERDE, mappings={TENANT: MAPPING}, out_topic="canon")
 
-    poller.scan_once()
+    scanner.scan("diff")
 
     (committed,) = producer.transactions
-    transaction = [(topic, key, value) for topic, key, value, _headers in committed]
+    raw_topic = KafkaSettings().topic("siesa.items.raw.v1")
+    transaction = [(t, key, value) for t, key, value, _headers in committed if t == raw_topic]
     assert [(topic, key) for topic, key, _ in transaction] == [
-        ("raw", f"{TENANT}/{sku}".encode())
+        (raw_topic, f"{TENANT}/{sku}".encode())
         for sku in ("CAM-OXF-001", "PAN-DRL-032", "SHP-ACD-400", "TUB-PVC-2030")
     ]
     products = []
