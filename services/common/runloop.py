@@ -29,6 +29,7 @@ from services.common.errors import FatalError, RetriableError, SiesaSyncError, S
 from services.common.kafka import produce_all, produce_in_transaction
 from services.common.records import OutRecord, coordinates
 from services.common.tenants import tenant_of_key
+from services.common.topics import STATE
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,8 @@ class RunLoop:
         for msg in batch:
             counts[tenant_of_key(msg.key()), "in"] += 1
         for out in result.outputs:
-            counts[tenant_of_key(out.key), "out"] += 1
+            if not out.topic.endswith(STATE):  # state records are bookkeeping, not output
+                counts[tenant_of_key(out.key), "out"] += 1
         for _msg, err in result.failures:
             counts[err.tenant or tenant_of_key(_msg.key()), "dead_lettered"] += 1
         for (tenant, outcome), n in counts.items():

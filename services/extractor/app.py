@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from services.common import health
+from services.common.alerts import Alerter
 from services.common.errors import ConfigError, FatalError, RetriableError
 from services.common.kafka import make_producer
 from services.common.runloop import Stopper
@@ -44,6 +46,11 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
         memories = restore(kafka, serde, [t.id for t in tenants])
     except RetriableError as exc:  # e.g. the topics were never created
         raise FatalError(f"cannot restore the extractor's state: {exc.message}") from exc
+    alerter = Alerter(
+        settings.alert_webhook_url,
+        "extractor",
+        secrets=[s.get() for t in tenants for s in (t.siesa.conni_key, t.siesa.conni_token)],
+    )
     pollers = {
         tenant.id: TenantPoller(
             Scanner(
@@ -62,6 +69,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
                 commit_interval_s=settings.commit_interval_s,
             ),
             max_backoff_s=settings.max_backoff_s,
+            alerter=alerter,
         )
         for tenant in tenants
     }
@@ -82,6 +90,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
         return thread
 
     threads = [guarded(f"poll-{t}", p.run, stopper) for t, p in pollers.items()]
+    health.current().set_ready()  # state restored, producers ready, tenants polling
     threads.append(
         guarded(
             "commands",

@@ -20,6 +20,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from services.common import metrics
+from services.common.alerts import Alerter
 from services.common.errors import FatalError, RetriableError, SiesaSyncError
 from services.common.runloop import Stopper
 from services.common.tenants import Tenant
@@ -37,6 +39,9 @@ MAX_ERROR_LENGTH = 1000
 class TenantPoller:
     scanner: Scanner
     max_backoff_s: float = 60.0
+    alerter: Alerter | None = None
+    # Passing faults alert only once they last this many scans in a row.
+    alert_after_failures: int = 3
     resync_requested: bool = False
     _commands: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     _wake: threading.Event = field(default_factory=threading.Event)
@@ -72,6 +77,7 @@ class TenantPoller:
                 try:
                     self.poll_once(stopper)
                     failures = 0
+                    self._healthy()
                     delay = self.tenant.siesa.poll_interval_s - (time.monotonic() - started)
                 except FatalError:
                     raise
@@ -94,7 +100,8 @@ class TenantPoller:
         """The scan due now (see the module's doc)."""
         kind = self.next_kind()
         reemit = self.resync_requested
-        result = self.scanner.scan(kind, reemit=reemit, stopper=stopper)
+        with metrics.POLL_SECONDS.labels(tenant=self.tenant.id, mode=kind).time():
+            result = self.scanner.scan(kind, reemit=reemit, stopper=stopper)
         if reemit and result.complete:
             self.resync_requested = False
         return result
@@ -130,6 +137,11 @@ class TenantPoller:
         self._store_state(
             status=status, last_error=f"{exc.error_class}: {exc.message}"[:MAX_ERROR_LENGTH]
         )
+        metrics.TENANT_STATUS.labels(tenant=self.tenant.id, stage="extract").set(1)
+        if self.alerter is not None and (
+            status == "failed" or failures >= self.alert_after_failures
+        ):
+            self.alerter.fire(self.tenant.id, "sync_failed", f"{status}: {exc.message}")
         delay = min(self.max_backoff_s, self.tenant.siesa.poll_interval_s * 2.0**failures)
         if isinstance(exc, RetriableError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
@@ -143,6 +155,11 @@ class TenantPoller:
             extra={"tenant": self.tenant.id, "error_class": exc.error_class},
         )
         return delay
+
+    def _healthy(self) -> None:
+        metrics.TENANT_STATUS.labels(tenant=self.tenant.id, stage="extract").set(0)
+        if self.alerter is not None:
+            self.alerter.clear(self.tenant.id, "sync_failed")
 
     def _store_state(self, **update: object) -> None:
         s = self.scanner

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from services.common import metrics
 from services.common.errors import SiesaSyncError
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
@@ -111,10 +112,13 @@ class SiesaClient:
         if self.limiter is not None:
             self.limiter.acquire()
         self.requests += 1
+        calls = metrics.TARGET_CALLS
         try:
             response = self._http.get("/ejecutarconsultaestandar", params=params)
         except httpx.TransportError as exc:
+            calls.labels(tenant=self.tenant, target="siesa", status="error").inc()
             raise as_retriable(exc, what) from None
+        calls.labels(tenant=self.tenant, target="siesa", status=str(response.status_code)).inc()
         if response.status_code == 401:
             raise SiesaAuthError(
                 f"{what}: HTTP 401: ConniKey/ConniToken refused", tenant=self.tenant

@@ -1,34 +1,81 @@
-"""Every service serves /healthz, /readyz and /metrics (Prometheus text), on the real
-broker, as a real process."""
+"""Every service serves /healthz, /readyz and /metrics (Prometheus text, parsed with the
+Prometheus parser) as a real process, and the metrics count what really happened."""
 
 from __future__ import annotations
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools import procs
 from devtools.stack import SERVICES, Stack
 
+COMPANY = 8585
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_service_serves_health_readiness_and_parsable_metrics(stack: Stack, service: str) -> None:
-    stack.tenants = [stack.kong_tenant("acme", 8585)]
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ``url``/metrics by (name, sorted labels)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_each_service_is_healthy_ready_and_its_metrics_count_the_sync(stack: Stack) -> None:
+    stack.tenants = [stack.kong_tenant("acme", COMPANY)]
+    stack.start_simulators()
+    stack.seed(COMPANY, 5)
     stack.create_topics()
-    stack.start_services((service,))
-    url = stack.health_url(service)
+    stack.start_services()
 
-    def ready() -> bool:
+    def ready(service: str) -> bool:
         stack.check_alive()
         try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            return httpx.get(f"{stack.health_url(service)}/readyz", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
 
-    procs.wait_until(ready, timeout=60, what=f"{service} ready")
-    assert httpx.get(f"{url}/healthz", timeout=2).json()["alive"] is True
-    metrics = httpx.get(f"{url}/metrics", timeout=2)
-    assert metrics.status_code == 200
-    families = {f.name: f for f in text_string_to_metric_families(metrics.text)}
-    for name in ("siesa_sync_records", "siesa_sync_batch_seconds", "siesa_sync_consumer_lag"):
-        assert name in families, sorted(families)
+    for service in SERVICES:
+        procs.wait_until(lambda s=service: ready(s), timeout=60, what=f"{service} ready")
+        health = httpx.get(f"{stack.health_url(service)}/healthz", timeout=2).json()
+        assert health == {"service": service, "alive": True}
+    procs.wait_until(lambda: len(stack.kong_skus()) == 5, timeout=90, what="5 SKUs in Kong")
+
+    def counted() -> bool:
+        loader = scrape(stack.health_url("loader"))
+        return (
+            value(loader, "siesa_sync_records_total", stage="load", tenant="acme", outcome="in")
+            >= 5
+        )
+
+    procs.wait_until(counted, timeout=30, what="the loader's metrics counting 5 records")
+    extractor = scrape(stack.health_url("extractor"))
+    transformer = scrape(stack.health_url("transformer"))
+    loader = scrape(stack.health_url("loader"))
+    assert (
+        value(
+            extractor, "siesa_sync_target_calls_total", tenant="acme", target="siesa", status="200"
+        )
+        >= 1
+    )
+    assert value(extractor, "siesa_sync_poll_seconds_count", tenant="acme", mode="diff") >= 1
+    assert (
+        value(
+            transformer, "siesa_sync_records_total", stage="transform", tenant="acme", outcome="out"
+        )
+        == 5
+    )
+    assert value(transformer, "siesa_sync_batch_seconds_count", stage="transform") >= 1
+    assert (
+        value(loader, "siesa_sync_target_calls_total", tenant="acme", target="kong", status="201")
+        >= 5
+    )
+    assert value(loader, "siesa_sync_breaker_state", tenant="acme", target="kong") == 0
+    assert any(name == "siesa_sync_consumer_lag" for name, _ in loader)
