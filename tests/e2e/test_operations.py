@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from devtools import procs
 from devtools.stack import Stack
 from services.common.settings import ROOT
 from simulators.catalogue import generate_items
+from tests.webhook import Receiver
 
 COMPANY = 8585
 OTHER_COMPANY = 9090
@@ -208,3 +212,54 @@ def test_replay_remaps_one_tenant_while_another_keeps_syncing_and_status_agrees(
     wait(stack, "beta's live changes in WMS", beta_live)
     wait(stack, "beta settled", lambda: status(stack)["beta"]["lag"] == 0, timeout=60)
     assert wms_writes(stack) - writes_before == len(live)  # no replayed write reached WMS
+
+
+def test_a_tenant_with_bad_credentials_raises_exactly_one_alert_without_secrets(
+    stack: Stack,
+) -> None:
+    poll_s = 2.0
+    stack.tenants = [stack.kong_tenant("bad", COMPANY, poll_interval_s=poll_s)]
+    wrong_key, wrong_token = "wrong-key-4711", "wrong-token-0815"
+    stack.start_simulators()
+    stack.seed(COMPANY, 3)
+    stack.create_topics()
+    with Receiver() as receiver:
+        stack.service_env.update(
+            {
+                "BAD_SIESA_CONNI_KEY": wrong_key,
+                "BAD_SIESA_CONNI_TOKEN": wrong_token,
+                "EXTRACTOR_ALERT_WEBHOOK_URL": receiver.url,
+            }
+        )
+        stack.start_services(("extractor",))
+        url = f"{stack.health_url('extractor')}/readyz"
+
+        def ready() -> bool:
+            stack.check_alive()
+            try:
+                return bool(receiver.bodies) or httpx.get(url, timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        procs.wait_until(ready, timeout=60, interval=0.1, what="the extractor ready")
+        ready_at = time.time()
+        procs.wait_until(lambda: bool(receiver.bodies), timeout=30, interval=0.1, what="alert")
+        first_alert_after = receiver.received_at[0] - ready_at
+        # The extractor keeps failing for three more poll intervals: no second alert.
+        until = receiver.received_at[0] + 3 * poll_s + 2
+        procs.wait_until(lambda: time.time() >= until, timeout=30, what="3 more polls")
+        bodies = list(receiver.bodies)
+
+    assert len(bodies) == 1, bodies
+    assert first_alert_after <= 2 * poll_s
+    alert = bodies[0]
+    assert (alert["tenant"], alert["condition"]) == ("bad", "sync_failed")
+    assert "401" in alert["reason"]
+    sent = json.dumps(bodies)
+    for secret in (
+        wrong_key,
+        wrong_token,
+        stack.credentials.conni_key,
+        stack.credentials.conni_token,
+    ):
+        assert secret not in sent
