@@ -175,6 +175,53 @@ def summary(stack: Stack, tenant: dict[str, Any], elapsed: float, changes: list[
     )
 
 
+def dead_letter_fixed_and_redriven(stack: Stack, tenant: dict[str, Any]) -> None:
+    """Kong refuses one product for good (a 400): it lands in the DLQ; the cause is fixed
+    in Kong; `siesa-sync dlq replay` sends it again and it arrives."""
+    company = tenant["siesa"]["company"]
+    row = dict(next(r for r in stack.siesa_items(company) if r["f120_ind_estado"] == 1))
+    sku = row["f120_referencia"].strip()
+    row["f120_descripcion"] = "PRODUCTO CORREGIDO TRAS RECHAZO"
+    say("")
+    say(f"dead letters: Kong is told to refuse {sku} (HTTP 400), and the item changes in Siesa")
+    stack.set_faults(stack.kong_url, reject_external_ids=[sku], reject_message="blocked SKU")
+    stack.upsert_items(company, [row])
+
+    def dead_lettered() -> bool:
+        stack.check_alive()
+        listed = json.loads(stack.run_cli(["dlq", "list", "--tenant", tenant["id"], "--json"]))
+        return any(d["key"] == f"{tenant['id']}/{sku}" for d in listed)
+
+    procs.wait_until(dead_lettered, timeout=120, interval=1.0, what="the dead letter")
+    say(stack.run_cli(["dlq", "list", "--tenant", tenant["id"]]).rstrip())
+    say(f"fix in Kong (block lifted), then: siesa-sync dlq replay --tenant {tenant['id']}")
+    stack.set_faults(stack.kong_url)
+    say(stack.run_cli(["dlq", "replay", "--tenant", tenant["id"]]).rstrip())
+
+    def arrived() -> bool:
+        stack.check_alive()
+        return any(
+            s["external_id"] == sku and s["name"] == row["f120_descripcion"]
+            for s in stack.kong_skus()
+        )
+
+    started = time.monotonic()
+    procs.wait_until(arrived, timeout=120, interval=0.5, what="the redriven product in Kong")
+    say(f"  {sku} is in Kong with its new name {time.monotonic() - started:.1f}s later")
+    again = stack.run_cli(["dlq", "replay", "--tenant", tenant["id"]]).rstrip()
+    say(f"a second replay sends nothing again: {again}")
+
+
+def show_status(stack: Stack) -> None:
+    def settled() -> bool:
+        rows = json.loads(stack.run_cli(["status", "--json"]))
+        return all(r["lag"] == 0 for r in rows)
+
+    procs.wait_until(settled, timeout=120, interval=1.0, what="every stage caught up")
+    say("")
+    say(stack.run_cli(["status"]).rstrip())
+
+
 def demo() -> None:
     broker, stack = start_all()
     try:
@@ -183,6 +230,9 @@ def demo() -> None:
         changes = [live_changes(stack, tenant) for tenant in stack.tenants]
         for tenant, elapsed, changed in zip(stack.tenants, took, changes, strict=True):
             summary(stack, tenant, elapsed, changed)
+        kong = next(t for t in stack.tenants if t["target"]["type"] == "kong")
+        dead_letter_fixed_and_redriven(stack, kong)
+        show_status(stack)
     finally:
         say("stopping everything...")
         stack.stop_all()

@@ -16,9 +16,9 @@ from services.common.kafka import make_consumer
 from services.common.scan import end_offsets, reader, scan
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
-from services.common.state import read_states
+from services.common.state import read_compacted, read_states
 from services.common.tenants import tenant_of_key
-from services.common.topics import CANONICAL, DLQ, RAW
+from services.common.topics import CANONICAL, DLQ, DLQ_REDRIVEN, RAW
 
 SEVERITY = {"idle": 0, "syncing": 1, "degraded": 2, "failed": 3}
 SUMMED = ("extracted", "changed", "transformed", "loaded", "failed")
@@ -50,14 +50,19 @@ def configured_tenants(path: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def dead_letter_counts(kafka: KafkaSettings) -> Counter[str]:
+def dead_letter_counts(kafka: KafkaSettings) -> tuple[Counter[str], Counter[str]]:
+    """Per tenant: dead letters not redriven yet, and all of them."""
+    redriven = read_compacted(kafka, kafka.topic(DLQ_REDRIVEN))
     consumer = reader(kafka)
     try:
-        counts: Counter[str] = Counter()
+        open_, total = Counter[str](), Counter[str]()
         for msg in scan(consumer, kafka.topic(DLQ)):
             tenant = dict(msg.headers() or []).get("tenant") or b""
-            counts[tenant.decode() if isinstance(tenant, bytes) else str(tenant)] += 1
-        return counts
+            name = tenant.decode() if isinstance(tenant, bytes) else str(tenant)
+            total[name] += 1
+            if f"{msg.partition()}/{msg.offset()}".encode() not in redriven:
+                open_[name] += 1
+        return open_, total
     finally:
         consumer.close()
 
@@ -117,7 +122,7 @@ def tenant_status(
     by_tenant: dict[str, list[dict[str, Any]]] = {}
     for state in read_states(kafka, serde):
         by_tenant.setdefault(state["tenant"], []).append(state)
-    dead = dead_letter_counts(kafka)
+    dead, dead_total = dead_letter_counts(kafka)
     lags = {stage.name: lag_by_tenant(kafka, stage) for stage in stages}
     rows = []
     for tenant in sorted(set(configured) | set(by_tenant)):
@@ -129,7 +134,8 @@ def tenant_status(
         row["enabled"] = config.get("enabled", False)
         if not config:
             row["status"] = f"{row['status']} (not configured)"
-        row["dead_lettered"] = dead.get(tenant, 0)
+        row["dead_lettered"] = dead.get(tenant, 0)  # still to fix and redrive
+        row["dead_lettered_total"] = dead_total.get(tenant, 0)
         row["lag_by_stage"] = {name: lag.get(tenant, 0) for name, lag in lags.items()}
         row["lag"] = sum(row["lag_by_stage"].values())
         rows.append(row)

@@ -47,7 +47,6 @@ class TenantProgress:
                 state = self.states.setdefault(tenant, new_state(tenant, self.writer))
                 state["transformed"] += out[tenant]
                 state["dead_lettered"] += failed[tenant]
-                state["status"] = "syncing"
                 result.outputs.append(self._record(state))
             return result
 

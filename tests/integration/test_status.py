@@ -98,7 +98,7 @@ def test_status_json_merges_writers_and_counts_dead_letters_and_lag(
     acme, beta = rows["acme"], rows["beta"]
     assert (acme["target"], acme["status"]) == ("kong", "degraded")
     assert (acme["extracted"], acme["changed"], acme["loaded"], acme["failed"]) == (100, 7, 98, 2)
-    assert acme["dead_lettered"] == 2
+    assert (acme["dead_lettered"], acme["dead_lettered_total"]) == (2, 2)
     assert acme["last_error"] == "Kong answered 503"
     assert acme["lag"] == 0
     assert (beta["target"], beta["status"], beta["last_error"]) == (
