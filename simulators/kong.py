@@ -25,6 +25,7 @@ from simulators.kong_skus import (
     validate,
 )
 from simulators.stats import RequestStats
+from simulators.target_admin import TargetAdmin
 from simulators.target_faults import rejected, target_faults
 from simulators.web import BodyError, read_json, simulator_app
 
@@ -46,8 +47,10 @@ def _positive_int(raw: str | None) -> int | None:
     return value if value is not None and value > 0 else None
 
 
-class KongSimulator:
+class KongSimulator(TargetAdmin):
     """The simulator's state (users, issued tokens, SKUs, stats) and endpoints."""
+
+    store_name = "skus"
 
     def __init__(self, users: dict[str, str]) -> None:
         self._users = dict(users)
@@ -159,20 +162,6 @@ class KongSimulator:
     async def admin_skus(self, request: Request) -> Response:
         """``GET /_admin/skus``: every stored SKU by id, with ``_stored_at``."""
         return JSONResponse(self.skus.all())
-
-    async def admin_stats(self, request: Request) -> Response:
-        """``GET /_admin/stats``: request stats plus SKU and token counts."""
-        return JSONResponse(
-            {**self.stats.snapshot(), "skus": len(self.skus), "tokens": len(self._tokens)}
-        )
-
-    async def admin_reset(self, request: Request) -> Response:
-        """``POST /_admin/reset``: forget SKUs, tokens and stats; users stay."""
-        self.skus.clear()
-        self._tokens.clear()
-        self.faults.set(self.faults.settings_class())
-        self.stats.reset()
-        return JSONResponse({"reset": True})
 
 
 def create_app(users: dict[str, str]) -> Starlette:

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.stats import RequestStats
+from simulators.target_admin import TargetAdmin
 from simulators.target_faults import rejected, target_faults
 from simulators.web import BodyError, read_json, simulator_app
 from simulators.wms_products import Invalid, ProductStore, public, summary, validate
@@ -47,8 +48,10 @@ def _jwt(username: str) -> str:
     return f"{header}.{claims}.{secrets.token_urlsafe(32)}"
 
 
-class WmsSimulator:
+class WmsSimulator(TargetAdmin):
     """The simulator's state (users, issued tokens, products, stats) and endpoints."""
+
+    store_name = "products"
 
     def __init__(self, users: dict[str, str], auth_scheme: str = "Bearer") -> None:
         self._users = dict(users)
@@ -97,15 +100,9 @@ class WmsSimulator:
             return JSONResponse(UNAUTHORIZED, status_code=401)
         if request.method == "GET":
             return self._list(request)
-        try:
-            fields = validate(await read_json(request), partial=False)
-        except BodyError as exc:
-            return JSONResponse({"message": str(exc)}, status_code=400)
-        except Invalid as exc:
-            return JSONResponse({"message": "Validation error", "errors": exc.errors}, 422)
-        refusal = rejected(self.faults, fields["external_id"])
-        if refusal:
-            return JSONResponse({"message": refusal[1]}, status_code=refusal[0])
+        fields = await self._write(request, partial=False)
+        if isinstance(fields, Response):
+            return fields
         try:
             product = self.products.create(fields, user)
         except KeyError:
@@ -155,6 +152,19 @@ class WmsSimulator:
             }
         )
 
+    async def _write(self, request: Request, *, partial: bool) -> dict[str, Any] | Response:
+        """A write's validated fields, or the answer refusing it (400, 422, a fault)."""
+        try:
+            fields = validate(await read_json(request), partial=partial)
+        except BodyError as exc:
+            return JSONResponse({"message": str(exc)}, status_code=400)
+        except Invalid as exc:
+            return JSONResponse({"message": "Validation error", "errors": exc.errors}, 422)
+        refusal = rejected(self.faults, fields["external_id"])
+        if refusal:
+            return JSONResponse({"message": refusal[1]}, status_code=refusal[0])
+        return fields
+
     async def product_detail(self, request: Request) -> Response:
         """``GET|PATCH /products/{id}``; a PATCH body must carry ``external_id``."""
         user = self._user(request)
@@ -165,15 +175,9 @@ class WmsSimulator:
             return JSONResponse(NOT_FOUND, status_code=404)
         if request.method == "GET":
             return JSONResponse(public(product))
-        try:
-            fields = validate(await read_json(request), partial=True)
-        except BodyError as exc:
-            return JSONResponse({"message": str(exc)}, status_code=400)
-        except Invalid as exc:
-            return JSONResponse({"message": "Validation error", "errors": exc.errors}, 422)
-        refusal = rejected(self.faults, fields["external_id"])
-        if refusal:
-            return JSONResponse({"message": refusal[1]}, status_code=refusal[0])
+        fields = await self._write(request, partial=True)
+        if isinstance(fields, Response):
+            return fields
         try:
             product = self.products.update(product, fields, user)
         except KeyError:
@@ -183,20 +187,6 @@ class WmsSimulator:
     async def admin_products(self, request: Request) -> Response:
         """``GET /_admin/products``: every stored product, with ``_stored_at``."""
         return JSONResponse(self.products.all())
-
-    async def admin_stats(self, request: Request) -> Response:
-        """``GET /_admin/stats``: request stats plus product and token counts."""
-        return JSONResponse(
-            {**self.stats.snapshot(), "products": len(self.products), "tokens": len(self._tokens)}
-        )
-
-    async def admin_reset(self, request: Request) -> Response:
-        """``POST /_admin/reset``: forget products, tokens, stats and faults; users stay."""
-        self.products.clear()
-        self._tokens.clear()
-        self.faults.set(self.faults.settings_class())
-        self.stats.reset()
-        return JSONResponse({"reset": True})
 
 
 def create_app(users: dict[str, str], auth_scheme: str = "Bearer") -> Starlette:

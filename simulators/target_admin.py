@@ -1,0 +1,50 @@
+"""The admin endpoints the target simulators (Kong, WMS) share: stats and reset."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from simulators.faults import Faults
+from simulators.stats import RequestStats
+
+
+class Store(Protocol):
+    def __len__(self) -> int: ...
+
+    def clear(self) -> None: ...
+
+
+class TargetAdmin:
+    """Mixed into a target simulator that has ``stats``, ``faults``, ``_tokens`` and a
+    store named by ``store_name`` (its attribute, and its count's key in the stats)."""
+
+    store_name: str
+    stats: RequestStats
+    faults: Faults
+    _tokens: dict[str, Any]
+
+    @property
+    def _store(self) -> Store:
+        store: Store = getattr(self, self.store_name)
+        return store
+
+    async def admin_stats(self, request: Request) -> Response:
+        """``GET /_admin/stats``: request stats plus stored items and issued tokens."""
+        return JSONResponse(
+            {
+                **self.stats.snapshot(),
+                self.store_name: len(self._store),
+                "tokens": len(self._tokens),
+            }
+        )
+
+    async def admin_reset(self, request: Request) -> Response:
+        """``POST /_admin/reset``: forget the store, tokens, stats and faults; users stay."""
+        self._store.clear()
+        self._tokens.clear()
+        self.faults.set(self.faults.settings_class())
+        self.stats.reset()
+        return JSONResponse({"reset": True})
