@@ -23,10 +23,8 @@ import httpx
 
 from devtools import procs
 from devtools.bench import Figure
+from devtools.canonical import canonical, feed
 from devtools.stack import Stack
-from services.common import topics
-from services.common.kafka import make_producer
-from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 
 log = logging.getLogger("bench.loader")
@@ -37,48 +35,6 @@ CONCURRENCY = 8
 LATENCY_MS = 20
 LIMIT_RPS = 100
 SETTINGS = {"type_id": 1, "customer_id": 100}
-
-
-def _product(tenant: str, sku: str) -> dict[str, Any]:
-    return {
-        "tenant": tenant,
-        "sku": sku,
-        "name": f"BENCH {sku}",
-        "display_name": None,
-        "reference": sku,
-        "group_code": "10",
-        "barcode": None,
-        "barcode_type": None,
-        "unit": "UNIT",
-        "is_active": True,
-        "weight_kg": None,
-        "volume_m3": None,
-        "attributes": {},
-        "op": "UPSERT",
-        "mapping_name": "bench",
-        "mapping_version": "1",
-        "sync_id": "bench",
-        "trace_id": uuid.uuid4().hex,
-        "source_fingerprint": "f",
-    }
-
-
-def _feed(kafka: KafkaSettings, products: list[dict[str, Any]]) -> None:
-    serde = default_serde()
-    producer = make_producer(kafka)
-    for product in products:
-        key = f"{product['tenant']}/{product['sku']}".encode()
-        while True:
-            try:
-                producer.produce(
-                    kafka.topic(topics.CANONICAL),
-                    key=key,
-                    value=serde.encode("CanonicalProduct", product),
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
-    producer.flush(60)
 
 
 def _wait_skus(stack: Stack, want: int, timeout: float = 300) -> None:
@@ -94,9 +50,9 @@ def _loader_run(stack: Stack, prefix: str, count: int) -> float:
     kafka = KafkaSettings(bootstrap_servers=stack.bootstrap, topic_prefix=stack.topic_prefix)
     held = int(stack.sim_stats(stack.kong_url)["skus"])
     tenant = stack.tenants[0]["id"]
-    products = [_product(tenant, f"{prefix}-{i:05d}") for i in range(count)]
+    products = [canonical(tenant, f"{prefix}-{i:05d}", "BENCH") for i in range(count)]
     started = time.monotonic()
-    _feed(kafka, products)
+    feed(kafka, products)
     _wait_skus(stack, held + count)
     return time.monotonic() - started
 

@@ -5,98 +5,23 @@ target simulator to hold what it should."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from devtools import procs
+from devtools.canonical import canonical, feed
 from devtools.stack import Stack
-from services.common import topics
-from services.common.kafka import make_producer
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.common.state import read_states
+from services.ops import dlq
 
 SERDE = default_serde()
 
 
-def canonical(tenant: str, sku: str, name: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {
-        "tenant": tenant,
-        "sku": sku,
-        "name": name or f"PRODUCT {sku}",
-        "display_name": None,
-        "reference": sku,
-        "group_code": "10",
-        "barcode": None,
-        "barcode_type": None,
-        "unit": "UNIT",
-        "is_active": True,
-        "weight_kg": 0.5,
-        "volume_m3": None,
-        "attributes": {},
-        "op": "UPSERT",
-        "mapping_name": "siesa-items",
-        "mapping_version": "1",
-        "sync_id": "sync-e2e",
-        "trace_id": uuid.uuid4().hex,
-        "source_fingerprint": "f",
-        **fields,
-    }
-
-
-def feed(kafka: KafkaSettings, products: list[dict[str, Any]]) -> None:
-    """Produce `products` in this order to the canonical topic, keyed `<tenant>/<sku>`."""
-    producer = make_producer(kafka)
-    topic = kafka.topic(topics.CANONICAL)
-    for product in products:
-        value = SERDE.encode("CanonicalProduct", product)
-        key = f"{product['tenant']}/{product['sku']}".encode()
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    assert producer.flush(60) == 0, "not every product reached the broker"
-
-
-def dead_letters(kafka: KafkaSettings, timeout: float = 30.0) -> list[dict[str, Any]]:
+def dead_letters(kafka: KafkaSettings) -> list[dict[str, Any]]:
     """Every record on the DLQ: key and headers (decoded)."""
-    topic = kafka.topic(topics.DLQ)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"dlq-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        ends = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-        found: list[dict[str, Any]] = []
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or (msg.error() and msg.error().code() == KafkaError._PARTITION_EOF):
-                continue
-            assert msg.error() is None, msg.error()
-            headers = {k: (v or b"").decode() for k, v in msg.headers() or []}
-            found.append({"key": (msg.key() or b"").decode(), "headers": headers})
-            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                ends.pop(msg.partition(), None)
-        assert not ends, "timed out reading the DLQ"
-        return found
-    finally:
-        consumer.close()
+    return [{"key": (d.key or b"").decode(), "headers": d.headers} for d in dlq.dead_letters(kafka)]
 
 
 def loader_states(kafka: KafkaSettings, tenant: str) -> list[dict[str, Any]]:
@@ -150,3 +75,13 @@ def requests_by(stats: dict[str, Any], status: int | None = None, route: str = "
         for r in stats["requests"]
         if (status is None or r["status"] == status) and r["route"].startswith(route)
     )
+
+
+__all__ = [
+    "canonical",
+    "dead_letters",
+    "feed",
+    "loader_states",
+    "wait_for_count",
+    "wait_until_held",
+]
