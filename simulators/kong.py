@@ -85,12 +85,7 @@ class KongSimulator(TargetAdmin):
         if missing:
             return JSONResponse(missing, status_code=400)
         username, password = body["username"], body["password"]
-        expected = self._users.get(username) if isinstance(username, str) else None
-        if (
-            expected is None
-            or not isinstance(password, str)
-            or not secrets.compare_digest(password.encode(), expected.encode())
-        ):
+        if not self._password_ok(username, password):
             logger.info("login refused")
             return JSONResponse(LOGIN_FAILED, status_code=400)
         token = secrets.token_hex(20)

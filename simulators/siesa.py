@@ -22,11 +22,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulators.catalogue import DATE_FORMAT, generate_items
 from simulators.faults import Faults, FaultSettings
-from simulators.stats import RequestStats
+from simulators.stats import Answered, RequestStats
 from simulators.web import BodyError, read_json, simulator_app
 
 logger = logging.getLogger(__name__)
@@ -378,16 +378,9 @@ class RequestLogMiddleware:
         company = request.query_params.get("idCompania", "")
         filtered = bool(request.query_params.get("parametros", "").strip())
         at = time.monotonic() - self.sim.started
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        answered = Answered(send)
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, answered)
         finally:
             log = self.sim.request_log.setdefault(company, deque(maxlen=MAX_LOGGED_REQUESTS))
-            log.append((at, status, filtered))
+            log.append((at, answered.status, filtered))

@@ -75,6 +75,20 @@ def route_template(scope: Scope) -> str:
     return str(scope.get("path", ""))
 
 
+class Answered:
+    """A `send` wrapper that notes the status of the answer it passes on (500 until an
+    answer starts, e.g. when the app raised)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        await self._send(message)
+
+
 class StatsMiddleware:
     """Pure-ASGI middleware that records every HTTP request into a `RequestStats`.
 
@@ -106,19 +120,12 @@ class StatsMiddleware:
             await self.app(scope, receive, send)
             return
 
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
         self.stats.enter()
+        answered = Answered(send)
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, answered)
         finally:
-            self.stats.leave(route_template(scope), str(scope["method"]), status)
+            self.stats.leave(route_template(scope), str(scope["method"]), answered.status)
 
 
 def stats_middleware(stats: RequestStats) -> Middleware:

@@ -1,7 +1,9 @@
-"""The admin endpoints the target simulators (Kong, WMS) share: stats and reset."""
+"""What the target simulators (Kong, WMS) share: the password check, and the admin
+endpoints stats and reset."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -18,13 +20,23 @@ class Store(Protocol):
 
 
 class TargetAdmin:
-    """Mixed into a target simulator that has ``stats``, ``faults``, ``_tokens`` and a
+    """Mixed into a target simulator that has ``_users``, ``stats``, ``faults``, ``_tokens`` and a
     store named by ``store_name`` (its attribute, and its count's key in the stats)."""
 
     store_name: str
+    _users: dict[str, str]
     stats: RequestStats
     faults: Faults
     _tokens: dict[str, Any]
+
+    def _password_ok(self, username: object, password: object) -> bool:
+        """Whether ``username`` is a user and ``password`` is theirs (constant time)."""
+        expected = self._users.get(username) if isinstance(username, str) else None
+        return (
+            expected is not None
+            and isinstance(password, str)
+            and secrets.compare_digest(password.encode(), expected.encode())
+        )
 
     @property
     def _store(self) -> Store:

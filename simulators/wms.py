@@ -80,12 +80,7 @@ class WmsSimulator(TargetAdmin):
             return JSONResponse({"message": str(exc)}, status_code=400)
         username = body.get("username") if isinstance(body, dict) else None
         password = body.get("password") if isinstance(body, dict) else None
-        expected = self._users.get(username) if isinstance(username, str) else None
-        if (
-            expected is None
-            or not isinstance(password, str)
-            or not secrets.compare_digest(password.encode(), expected.encode())
-        ):
+        if not self._password_ok(username, password):
             logger.info("login refused")
             return JSONResponse({"message": "Incorrect username or password."}, status_code=401)
         assert isinstance(username, str)  # noqa: S101 - checked above
