@@ -21,7 +21,7 @@ from datetime import datetime
 from confluent_kafka import KafkaError, Message
 
 from services.common.errors import RetriableError
-from services.common.kafka import make_producer, produce_in_transaction
+from services.common.kafka import make_producer, produce_all, produce_in_transaction
 from services.common.records import OutRecord, header_value
 from services.common.scan import Offsets, end_offsets, offsets_at, reader, scan
 from services.common.settings import KafkaSettings
@@ -169,14 +169,7 @@ def _requeue_live(
         records = [OutRecord(topic, m.key(), m.value(), _headers(m)) for m in late]
         producer = make_producer(kafka)
         failed: list[KafkaError] = []
-        for record in records:
-            producer.produce(
-                record.topic,
-                key=record.key,
-                value=record.value,
-                headers=record.headers,
-                on_delivery=lambda err, _m: failed.append(err) if err else None,
-            )
+        produce_all(producer, records, lambda err, _msg: failed.append(err) if err else None)
         producer.flush(30)
         if failed:
             raise RetriableError(f"could not requeue {len(failed)} live records: {failed[0]}")

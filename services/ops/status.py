@@ -13,6 +13,7 @@ from confluent_kafka import TopicPartition
 
 from services.common.errors import ConfigError
 from services.common.kafka import make_consumer
+from services.common.records import header_value
 from services.common.scan import end_offsets, reader, scan
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
@@ -57,8 +58,7 @@ def dead_letter_counts(kafka: KafkaSettings) -> tuple[Counter[str], Counter[str]
     try:
         open_, total = Counter[str](), Counter[str]()
         for msg in scan(consumer, kafka.topic(DLQ)):
-            tenant = dict(msg.headers() or []).get("tenant") or b""
-            name = tenant.decode() if isinstance(tenant, bytes) else str(tenant)
+            name = header_value(msg, "tenant") or ""
             total[name] += 1
             if f"{msg.partition()}/{msg.offset()}".encode() not in redriven:
                 open_[name] += 1
