@@ -97,19 +97,18 @@ def raw_items(
             )
             continue
         items.append(
-            {
-                "tenant": tenant,
-                "source_system": "siesa",
-                "company": "preview",
-                "consulta": "API_v2_Items",
-                "key": key,
-                "row": row,
-                "fingerprint": rows.fingerprint(row),
-                "op": "UPSERT",
-                "sync_id": "preview",
-                "extracted_at": 0,
-                "trace_id": "preview",
-            }
+            rows.raw_item(
+                tenant=tenant,
+                company="preview",
+                consulta="API_v2_Items",
+                key=key,
+                row=row,
+                fingerprint=rows.fingerprint(row),
+                op="UPSERT",
+                sync_id="preview",
+                trace_id="preview",
+                extracted_at=0,
+            )
         )
     return items, rejected
 

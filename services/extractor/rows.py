@@ -68,3 +68,32 @@ def row_key(row: dict[str, str | None], *, tenant: str, max_field_length: int) -
                 key=key,
             )
     return key
+
+
+def raw_item(
+    *,
+    tenant: str,
+    company: str,
+    consulta: str,
+    key: str,
+    row: dict[str, str | None],
+    fingerprint: str,
+    op: str,
+    sync_id: str,
+    trace_id: str,
+    extracted_at: int,
+) -> dict[str, Any]:
+    """The `RawItem` record of one Siesa row (schemas/RawItem.avsc)."""
+    return {
+        "tenant": tenant,
+        "source_system": "siesa",
+        "company": company,
+        "consulta": consulta,
+        "key": key,
+        "row": row,
+        "fingerprint": fingerprint,
+        "op": op,
+        "sync_id": sync_id,
+        "extracted_at": extracted_at,
+        "trace_id": trace_id,
+    }

@@ -284,19 +284,18 @@ class Scanner:
         trace_id = f"{random.getrandbits(128):032x}"
         value = self.serde.encode(
             "RawItem",
-            {
-                "tenant": self.tenant.id,
-                "source_system": "siesa",
-                "company": str(self.tenant.siesa.company),
-                "consulta": self.tenant.siesa.consulta,
-                "key": key,
-                "row": row,
-                "fingerprint": fp,
-                "op": op,
-                "sync_id": sync_id,
-                "extracted_at": int(time.time() * 1000),
-                "trace_id": trace_id,
-            },
+            rows.raw_item(
+                tenant=self.tenant.id,
+                company=str(self.tenant.siesa.company),
+                consulta=self.tenant.siesa.consulta,
+                key=key,
+                row=row,
+                fingerprint=fp,
+                op=op,
+                sync_id=sync_id,
+                trace_id=trace_id,
+                extracted_at=int(time.time() * 1000),
+            ),
         )
         return OutRecord(
             topic=self.kafka.topic(topics.RAW),
