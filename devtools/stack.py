@@ -81,6 +81,8 @@ class Stack:
     # parallel tests never collide); empty = the services' defaults (9101-9103).
     health_ports: dict[str, int] = field(default_factory=dict)
     free_health_ports: bool = True
+    # How each process was started (CLI args, env), so `restart` can start it again.
+    launches: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     # Extra environment for every service, e.g. {"TRANSFORMER_MAPPINGS_DIR": ...}.
     service_env: dict[str, str] = field(default_factory=dict)
 
@@ -211,6 +213,11 @@ class Stack:
             if self.free_health_ports:
                 self.health_ports[name] = procs.free_port()
                 env[f"{name.upper()}_HEALTH_PORT"] = str(self.health_ports[name])
+            if name != "extractor":
+                # A stable transactional id and state writer: a restarted transformer
+                # fences its killed predecessor's open transaction at once, instead of
+                # downstream readers waiting for that transaction to time out.
+                env.setdefault(f"{name.upper()}_INSTANCE_ID", name)
             self._start(name, ["run", name], env)
 
     def health_url(self, name: str) -> str:
@@ -239,6 +246,15 @@ class Stack:
         process = self.processes.pop(name, None)
         return process.stop() if process else None
 
+    def kill(self, name: str) -> None:
+        """`kill -9` process `name` (fault tests); `restart` starts it again."""
+        self.processes.pop(name).kill()
+
+    def restart(self, name: str) -> None:
+        """Start process `name` again, as it was started the first time."""
+        cli_args, env = self.launches[name]
+        self._start(name, cli_args, env)
+
     def stop_all(self) -> None:
         for name in reversed(list(self.processes)):
             self.stop(name)
@@ -258,6 +274,7 @@ class Stack:
                 )
 
     def _start(self, name: str, cli_args: list[str], env: dict[str, str]) -> None:
+        self.launches[name] = (cli_args, env)
         self.processes[name] = procs.start(
             name,
             procs.python_module("services.cli", *cli_args),

@@ -7,11 +7,11 @@ import json
 from typing import Any
 
 from devtools import procs
+from devtools.expected import expected_sku, held_sku, mismatches
 from devtools.stack import Stack
 from tests.conftest import FIXTURES
 
 COMPANY = 8585
-KONG_SETTINGS = {"type_id": 1, "customer_id": 100}
 
 
 def wait_for_kong(stack: Stack, want: int, timeout: float) -> list[dict[str, Any]]:
@@ -27,46 +27,17 @@ def wait_for_kong(stack: Stack, want: int, timeout: float) -> list[dict[str, Any
     return skus
 
 
-def expected_sku(row: dict[str, Any]) -> dict[str, Any]:
-    """What Kong must hold for one Siesa row, written out independently of the mapping."""
-    name = row["f120_descripcion"].rstrip(" ")
-    commercial = (row["f120_descripcion_comercial"] or "").strip()
-    referencia = row["f120_referencia"].strip()
-    barcode = row["f120_codigo_barras"]
-    unit = row["f120_unidad_medida"].strip()
-    return {
-        "external_id": referencia,
-        "name": name,
-        "display_name": commercial or name,
-        "reference": referencia,
-        "group_external_id": str(row["f120_id_grupo"]),
-        "is_active": row["f120_ind_estado"] == 1,
-        "ean": barcode if barcode and len(barcode) in (8, 13) else None,
-        "upc": barcode if barcode and len(barcode) == 12 else None,
-        "unit": {"UND": "UNIT", "UN": "UNIT"}.get(unit, unit),
-        "weight_kg": row["f120_peso"],
-        "volume_m3": row["f120_volumen"],
-        **KONG_SETTINGS,
-    }
-
-
-def held(sku: dict[str, Any]) -> dict[str, Any]:
-    """A stored Kong SKU, its properties flattened, for comparison with `expected_sku`."""
-    properties = sku.get("properties") or {}
-    return {**sku, **{k: properties.get(k) for k in ("unit", "weight_kg", "volume_m3")}}
-
-
 def assert_kong_holds(skus: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    by_id = {s["external_id"]: held(s) for s in skus}
+    by_id = {s["external_id"]: held_sku(s) for s in skus}
     assert len(by_id) == len(skus), "Kong holds duplicate external_ids"
     assert sorted(by_id) == sorted(e["external_id"] for e in expected)
-    mismatches = [
+    mismatched = [
         (e["external_id"], field, by_id[e["external_id"]].get(field), value)
         for e in expected
         for field, value in e.items()
         if by_id[e["external_id"]].get(field) != value
     ]
-    assert not mismatches, f"{len(mismatches)} fields differ, first: {mismatches[:5]}"
+    assert not mismatched, f"{len(mismatched)} fields differ, first: {mismatched[:5]}"
 
 
 def test_golden_page_reaches_kong_verbatim(stack: Stack) -> None:
@@ -97,7 +68,8 @@ def test_seeded_catalogue_of_1000_items_lands_in_kong_mapped(stack: Stack) -> No
 
     skus = wait_for_kong(stack, 1000, timeout=300)
 
-    assert_kong_holds(skus, [expected_sku(r) for r in rows])
+    problems = mismatches("kong", rows, skus)
+    assert not problems, f"{len(problems)} differences, first: {problems[:5]}"
     # A change in Siesa reaches Kong: rename one item, deactivate another.
     renamed, deactivated = dict(rows[10]), dict(rows[20])
     renamed["f120_descripcion"] = 'NUEVO NOMBRE & "COMILLAS" -- 20x30; Drop'
@@ -109,7 +81,7 @@ def test_seeded_catalogue_of_1000_items_lands_in_kong_mapped(stack: Stack) -> No
 
     def changed() -> bool:
         stack.check_alive()
-        now = {s["external_id"]: held(s) for s in stack.kong_skus()}
+        now = {s["external_id"]: held_sku(s) for s in stack.kong_skus()}
         return all(all(now[k].get(f) == v for f, v in e.items()) for k, e in want.items())
 
     procs.wait_until(changed, timeout=120, interval=0.5, what="the two changes in Kong")
