@@ -163,6 +163,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of process `pid` in MB, from /proc (Linux): VmRSS and
+    VmHWM, the kernel's high-water mark of the resident set."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024  # kB
+    return fields["VmRSS"], fields["VmHWM"]
+
+
 def _cmdline(pid: int) -> str:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
