@@ -8,14 +8,20 @@ and writes ``bench-results.json`` at the project root (design.md's format).
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from devtools import procs
+from devtools.stack import Stack
 
 # name -> module; each is run in this order by `python -m devtools.bench [NAME ...]`.
 BENCHES: dict[str, str] = {
     "extractor": "devtools.bench.extractor",
     "transformer": "devtools.bench.transformer",
     "loader": "devtools.bench.loader",
+    "pipelining": "devtools.bench.pipelining",
+    "freshness": "devtools.bench.freshness",
 }
 
 RESULTS_FILE = Path(__file__).resolve().parents[2] / "bench-results.json"
@@ -35,6 +41,18 @@ class Figure:
     def __post_init__(self) -> None:
         ratio = self.value / self.baseline_value if self.baseline_value else 0.0
         object.__setattr__(self, "ratio", round(ratio, 3))
+
+
+def bench_stack(bootstrap: str, run_dir: Path) -> Stack:
+    """A `Stack` on free ports with its own topic prefix (no tenants yet)."""
+    return Stack(
+        bootstrap=bootstrap,
+        run_dir=run_dir,
+        siesa_port=procs.free_port(),
+        kong_port=procs.free_port(),
+        wms_port=procs.free_port(),
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+    )
 
 
 def table(figures: list[Figure]) -> str:

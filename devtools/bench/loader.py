@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 
 from devtools import procs
-from devtools.bench import Figure
+from devtools.bench import Figure, bench_stack
 from devtools.canonical import canonical, feed
 from devtools.stack import Stack
 from services.common.settings import KafkaSettings
@@ -98,14 +97,7 @@ def _raw_loop(stack: Stack, prefix: str, count: int) -> tuple[float, int]:
 
 
 def _stack(bootstrap: str, workdir: Path, name: str, **target: Any) -> Stack:
-    stack = Stack(
-        bootstrap=bootstrap,
-        run_dir=workdir / name,
-        siesa_port=procs.free_port(),
-        kong_port=procs.free_port(),
-        wms_port=procs.free_port(),
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-    )
+    stack = bench_stack(bootstrap, workdir / name)
     stack.tenants = [
         stack.kong_tenant(name, 1, concurrency=CONCURRENCY, settings=SETTINGS, **target)
     ]
