@@ -166,8 +166,17 @@ class RunLoop:
             log.info("%s stopped", self.stage)
 
     def _poll(self) -> list[Message]:
+        """What the consumer holds now, up to a batch; if nothing, wait up to
+        `poll_timeout` for the first record and take what arrived with it. (One
+        `consume(batch_size, timeout)` would hold a trickle of changes back for the
+        whole timeout at every stage; under load the prefetched queue fills batches.)"""
+        msgs = self.consumer.consume(self.batch_size, 0)
+        if not msgs:
+            msgs = self.consumer.consume(1, self.poll_timeout)
+            if msgs and self.batch_size > 1:
+                msgs += self.consumer.consume(self.batch_size - 1, 0)
         batch = []
-        for msg in self.consumer.consume(self.batch_size, self.poll_timeout):
+        for msg in msgs:
             error = msg.error()
             if error is None:
                 batch.append(msg)
