@@ -53,14 +53,16 @@ def _timed(stack: Stack, names: tuple[str, ...], done: Callable[[], int]) -> flo
     """Start services `names`; seconds until `done()` counts every item."""
     started = time.monotonic()
     stack.start_services(names)
-    last = [0, started]
+    shown = started
 
     def finished() -> bool:
+        nonlocal shown
         stack.check_alive()
         count = done()
-        if time.monotonic() - last[1] >= 10:
-            log.info("  %s: %d of %d (%.0fs)", "+".join(names), count, ITEMS, last[1] - started)
-            last[1] = time.monotonic()
+        now = time.monotonic()
+        if now - shown >= 10:
+            log.info("  %s: %d of %d (%.0fs)", "+".join(names), count, ITEMS, now - started)
+            shown = now
         return count >= ITEMS
 
     procs.wait_until(finished, timeout=120 + ITEMS / 50, interval=0.5, what=f"{names} done")
