@@ -257,6 +257,7 @@ def down() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo")
     parser.add_argument("command", choices=["demo", "up", "down"])
+    procs.interrupt_on_sigterm()
     {"demo": demo, "up": up, "down": down}[parser.parse_args().command]()
 
 

@@ -163,6 +163,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt, as Ctrl-C does, so a long run (bench, demo,
+    soak) killed by PID still runs its `finally` blocks and stops what it started."""
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) of process `pid` in MB, from /proc (Linux): VmRSS and
     VmHWM, the kernel's high-water mark of the resident set."""

@@ -26,6 +26,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {list(BENCHES)}")
     names = args.names or list(BENCHES)
+    procs.interrupt_on_sigterm()
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="siesa-bench-") as tmp:
         workdir = Path(tmp)
