@@ -125,6 +125,10 @@ def produce_in_transaction(
         raise RetriableError(f"transaction aborted: {error.str()}") from exc
 
 
+OFFSETS_TIMEOUT_S = 30.0
+OFFSETS_GRACE_S = 15.0
+
+
 class ProducerWedged(RetriableError):
     """The transactional producer is stuck in a call that will never return: drop it and
     make a new one with the same transactional id (which fences the stuck transaction)."""
@@ -134,13 +138,15 @@ def send_offsets(
     producer: Producer,
     offsets: list[TopicPartition],
     group_metadata: Any,
-    timeout_s: float = 30.0,
-    grace_s: float = 15.0,
+    timeout_s: float | None = None,
+    grace_s: float | None = None,
 ) -> None:
     """`send_offsets_to_transaction`, but never blocking for ever: librdkafka ignores its
     timeout when the group coordinator went away mid-transaction (a broker restart) and
     can wait for good (confluentinc/librdkafka#5456, #5511). The call runs on a helper
     thread; if it has not returned ``grace_s`` after its own timeout, ProducerWedged."""
+    timeout_s = OFFSETS_TIMEOUT_S if timeout_s is None else timeout_s
+    grace_s = OFFSETS_GRACE_S if grace_s is None else grace_s
     done = threading.Event()
     failure: list[KafkaException] = []
 

@@ -277,7 +277,10 @@ class RunLoop:
             if self.new_producer is None:
                 raise FatalError(f"{exc.message}; no way to replace the producer") from exc
             log.warning("%s: %s; replacing the transactional producer", self.stage, exc.message)
-            self.producer = self.new_producer()  # fences the stuck transaction
+            try:
+                self.producer = self.new_producer()  # fences the stuck transaction
+            except KafkaException as new_exc:
+                raise FatalError(f"{exc.message}; no new producer: {new_exc}") from new_exc
             raise
 
     def _produce_then_commit(self, batch: list[Message], outputs: list[OutRecord]) -> None:
