@@ -39,6 +39,7 @@ from devtools.soak_plan import Planned, memory_verdict, schedule
 from devtools.stack import SERVICES, Stack
 from services.common.settings import KafkaSettings
 from services.ops.dlq import dead_letters
+from simulators.catalogue import with_check_digit
 
 RESULTS = procs.ROOT / "soak-results.json"
 SEEDED = 5000
@@ -235,7 +236,8 @@ class Soak:
         row = {k: v for k, v in template.items() if k not in ("f120_rowid",)}
         row.update(f120_referencia=ref, f120_id_item=900_000 + tenant.new)
         row["f120_descripcion"] = f"ARTICULO NUEVO DEL SOAK {tenant.new}"
-        row["f120_codigo_barras"] = f"{7_700_000_000_000 + tenant.company * 100_000 + tenant.new}"
+        # A valid EAN-13 (an invalid check digit is not an EAN: Kong keeps it elsewhere).
+        row["f120_codigo_barras"] = with_check_digit(f"77{tenant.company:05d}{tenant.new:05d}")
         self._upsert(tenant, [row])
 
     def delete_item(self, tenant: Tenant, tick: int) -> None:
