@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup kafka-fetch kafka-up kafka-down up down demo test test-unit bench lint format clean
+.PHONY: help setup kafka-fetch kafka-up kafka-down up down demo test test-unit bench soak lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ test-unit: $(STAMP) ## unit tests only (no broker)
 
 bench: $(STAMP) ## benchmarks, each against its baseline in the same run (BENCH="a b" to pick)
 	$(PY) -m devtools.bench $(BENCH)
+
+SOAK_MINUTES ?= 30
+soak: $(STAMP) ## mixed load and periodic faults for SOAK_MINUTES (30), then target == source; soak-results.json
+	$(PY) -m devtools.soak --minutes $(SOAK_MINUTES)
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) on services/
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,7 @@ into Python logging."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -109,7 +110,7 @@ def produce_in_transaction(
         producer.begin_transaction()
         produce_all(producer, outputs)
         if offsets:
-            producer.send_offsets_to_transaction(offsets, group_metadata, 30)
+            send_offsets(producer, offsets, group_metadata)
         _commit_transaction(producer)
     except KafkaException as exc:
         error = exc.args[0]
@@ -122,6 +123,48 @@ def produce_in_transaction(
                 f"could not abort a failed transaction ({error.str()}): {abort_exc.args[0].str()}"
             ) from abort_exc
         raise RetriableError(f"transaction aborted: {error.str()}") from exc
+
+
+OFFSETS_TIMEOUT_S = 30.0
+OFFSETS_GRACE_S = 15.0
+
+
+class ProducerWedged(RetriableError):
+    """The transactional producer is stuck in a call that will never return: drop it and
+    make a new one with the same transactional id (which fences the stuck transaction)."""
+
+
+def send_offsets(
+    producer: Producer,
+    offsets: list[TopicPartition],
+    group_metadata: Any,
+    timeout_s: float | None = None,
+    grace_s: float | None = None,
+) -> None:
+    """`send_offsets_to_transaction`, but never blocking for ever: librdkafka ignores its
+    timeout when the group coordinator went away mid-transaction (a broker restart) and
+    can wait for good (confluentinc/librdkafka#5456, #5511). The call runs on a helper
+    thread; if it has not returned ``grace_s`` after its own timeout, ProducerWedged."""
+    timeout_s = OFFSETS_TIMEOUT_S if timeout_s is None else timeout_s
+    grace_s = OFFSETS_GRACE_S if grace_s is None else grace_s
+    done = threading.Event()
+    failure: list[KafkaException] = []
+
+    def call() -> None:
+        try:
+            producer.send_offsets_to_transaction(offsets, group_metadata, timeout_s)
+        except KafkaException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name="send-offsets", daemon=True).start()
+    if not done.wait(timeout_s + grace_s):
+        raise ProducerWedged(
+            f"send_offsets_to_transaction did not return in {timeout_s + grace_s:.0f} s"
+        )
+    if failure:
+        raise failure[0]
 
 
 def _commit_transaction(producer: Producer, attempts: int = 5) -> None:

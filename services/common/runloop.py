@@ -26,7 +26,7 @@ from services.common import health, metrics
 from services.common.alerts import Alerter
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SiesaSyncError, SkippableError
-from services.common.kafka import produce_all, produce_in_transaction
+from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
 from services.common.records import OutRecord, coordinates
 from services.common.tenants import tenant_of_key
 from services.common.topics import STATE
@@ -147,6 +147,9 @@ class RunLoop:
     # Told which partitions left this consumer, so such a handler drops what it holds of
     # them (the new owner reads them again from the committed offset).
     on_revoked: Callable[[list[TopicPartition]], None] | None = None
+    # Makes a new transactional producer (same transactional id) when the current one is
+    # wedged (kafka.ProducerWedged); without it, a wedged producer stops the service.
+    new_producer: Callable[[], Producer] | None = None
     _failures_in_row: int = 0
     _dead_lettered: Counter[str] = field(default_factory=Counter)
     _positions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -275,9 +278,19 @@ class RunLoop:
                 ).set(max(0, high - tp.offset))
 
     def _commit_in_transaction(self, batch: list[Message], outputs: list[OutRecord]) -> None:
-        produce_in_transaction(
-            self.producer, outputs, next_offsets(batch), self.consumer.consumer_group_metadata()
-        )
+        try:
+            produce_in_transaction(
+                self.producer, outputs, next_offsets(batch), self.consumer.consumer_group_metadata()
+            )
+        except ProducerWedged as exc:
+            if self.new_producer is None:
+                raise FatalError(f"{exc.message}; no way to replace the producer") from exc
+            log.warning("%s: %s; replacing the transactional producer", self.stage, exc.message)
+            try:
+                self.producer = self.new_producer()  # fences the stuck transaction
+            except KafkaException as new_exc:
+                raise FatalError(f"{exc.message}; no new producer: {new_exc}") from new_exc
+            raise
 
     def _produce_then_commit(self, batch: list[Message], outputs: list[OutRecord]) -> None:
         failed: list[KafkaError] = []

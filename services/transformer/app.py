@@ -36,10 +36,12 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
     instance = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     progress = TenantProgress(kafka, serde, f"transformer-{instance}")
     progress.restore(read_states(kafka, serde))
+    transactional_id = f"{group_id}-{instance}"
     RunLoop(
         stage="transform",
         consumer=make_consumer(kafka, group_id=group_id),
-        producer=make_producer(kafka, transactional_id=f"{group_id}-{instance}"),
+        producer=make_producer(kafka, transactional_id=transactional_id),
+        new_producer=lambda: make_producer(kafka, transactional_id=transactional_id),
         topics=[kafka.topic(topics.RAW)],
         handler=progress.wrap(per_record(transformer.handle)),
         dlq_topic=kafka.topic(topics.DLQ),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from services.common.errors import FatalError, RetriableError
-from services.common.kafka import produce_in_transaction
+from services.common.kafka import ProducerWedged, produce_in_transaction, send_offsets
 from services.common.records import OutRecord
 
 
@@ -95,3 +97,33 @@ def test_a_fatal_error_is_fatal_without_an_abort() -> None:
         produce_in_transaction(producer, OUT)  # type: ignore[arg-type]
 
     assert "abort" not in producer.calls
+
+
+class StuckOffsets:
+    """send_offsets_to_transaction that never returns, as librdkafka's can after a
+    broker restart (confluentinc/librdkafka#5456)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def send_offsets_to_transaction(self, *_args: object) -> None:
+        self.release.wait()
+
+
+def test_send_offsets_that_never_returns_is_reported_as_a_wedged_producer() -> None:
+    producer = StuckOffsets()
+    started = time.monotonic()
+    with pytest.raises(ProducerWedged) as raised:
+        send_offsets(producer, [], None, timeout_s=0.1, grace_s=0.2)  # type: ignore[arg-type]
+    producer.release.set()
+    assert 0.3 <= time.monotonic() - started < 5
+    assert isinstance(raised.value, RetriableError)  # the batch is redone, not lost
+
+
+def test_send_offsets_errors_come_through_as_they_are() -> None:
+    class Failing:
+        def send_offsets_to_transaction(self, *_args: object) -> None:
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+
+    with pytest.raises(KafkaException):
+        send_offsets(Failing(), [], None, timeout_s=0.1, grace_s=1)  # type: ignore[arg-type]

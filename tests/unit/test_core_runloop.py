@@ -3,7 +3,8 @@ produced, dead-lettered, committed or rewound for a batch. No broker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -433,3 +434,66 @@ def test_with_holds_offsets_stay_below_the_oldest_held_record_until_it_is_done()
         {(TOPIC, 0, 6), (TOPIC, 1, 3)},  # not past the held record
         {(TOPIC, 0, 8)},  # then past it; only the partition that moved
     ]
+
+
+WEDGED = threading.Event()
+
+
+@dataclass
+class WedgedProducer(FakeProducer):
+    """send_offsets_to_transaction never returns, as librdkafka's can after a broker
+    restart (confluentinc/librdkafka#5456)."""
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, _timeout: float) -> None:
+        self.log.events.append(("wedged", None))
+        WEDGED.wait(30)
+
+
+@pytest.fixture
+def quick_wedge(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr("services.common.kafka.OFFSETS_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("services.common.kafka.OFFSETS_GRACE_S", 0.1)
+    WEDGED.clear()
+    yield
+    WEDGED.set()  # let the stuck helper threads end
+
+
+@pytest.mark.usefixtures("quick_wedge")
+def test_a_wedged_transactional_producer_is_replaced_and_the_batch_redone() -> None:
+    log = Log()
+    stopper = Stopper()
+    fresh = FakeProducer(log)
+    RunLoop(
+        stage="transform",
+        consumer=ReplayingConsumer(log, stopper, [[msg(0, 1), msg(0, 2)]]),  # type: ignore[arg-type]
+        producer=WedgedProducer(log),  # type: ignore[arg-type]
+        new_producer=lambda: fresh,  # type: ignore[arg-type,return-value]
+        topics=[TOPIC],
+        handler=per_record(echo),
+        dlq_topic="dlq",
+        stopper=stopper,
+        transactional=True,
+        max_backoff=0.0,
+    ).run()
+
+    assert log.names().count("wedged") == 1
+    assert log.of("seek") == [(TOPIC, 0, 1)]
+    assert log.of("commit_transaction") == [None]  # the redone batch, on the new producer
+    assert log.of("send_offsets") == [({(TOPIC, 0, 3)}, "group-metadata")]
+
+
+@pytest.mark.usefixtures("quick_wedge")
+def test_a_wedged_producer_without_a_way_to_replace_it_stops_the_service() -> None:
+    log = Log()
+    stopper = Stopper()
+    with pytest.raises(FatalError, match="no way to replace"):
+        RunLoop(
+            stage="transform",
+            consumer=FakeConsumer(log, stopper, [[msg(0, 1)]]),  # type: ignore[arg-type]
+            producer=WedgedProducer(log),  # type: ignore[arg-type]
+            topics=[TOPIC],
+            handler=per_record(echo),
+            dlq_topic="dlq",
+            stopper=stopper,
+            transactional=True,
+        ).run()
