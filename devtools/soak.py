@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -27,7 +26,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -479,15 +477,11 @@ def print_summary(result: dict[str, Any]) -> None:
     say(f"soak {'passed' if result['ok'] else 'FAILED'}; results in {RESULTS.name}")
 
 
-def _interrupted(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devtools.soak")
     parser.add_argument("--minutes", type=float, default=30.0, help="length of the load (30)")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _interrupted)
+    procs.interrupt_on_sigterm()
     home = Path(tempfile.mkdtemp(prefix="siesa-soak-"))
     broker = LocalBroker(port=procs.free_port(), home=home / "kafka", run_dir=home)
     stack = Stack(
