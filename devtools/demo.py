@@ -83,7 +83,7 @@ def _start_all(broker: LocalBroker, stack: Stack) -> None:
 
 def held(stack: Stack, tenant: dict[str, Any]) -> list[dict[str, Any]]:
     """What the tenant's target holds (the demo gives each target one tenant)."""
-    return stack.wms_products() if tenant["target"]["type"] == "wms" else stack.kong_skus()
+    return stack.held(tenant["target"]["type"])
 
 
 def inactive(tenant: dict[str, Any]) -> tuple[str, Any]:

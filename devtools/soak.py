@@ -72,7 +72,7 @@ class Tenant:
         return stack.kong_url if self.target == "kong" else stack.wms_url
 
     def held(self, stack: Stack) -> list[dict[str, Any]]:
-        return stack.kong_skus() if self.target == "kong" else stack.wms_products()
+        return stack.held(self.target)
 
     def held_count(self, stack: Stack) -> int:
         return int(

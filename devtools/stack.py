@@ -344,6 +344,10 @@ class Stack:
         products: list[dict[str, Any]] = response.json()
         return products
 
+    def held(self, target: str) -> list[dict[str, Any]]:
+        """What target simulator `kong` or `wms` stores now."""
+        return self.kong_skus() if target == "kong" else self.wms_products()
+
     def set_faults(self, url: str, **faults: Any) -> dict[str, Any]:
         """`POST {url}/_admin/faults` (a simulator's base URL): replaces its faults."""
         response = httpx.post(f"{url}/_admin/faults", json=faults, timeout=30)

@@ -42,7 +42,7 @@ def _tenants(stack: Stack) -> list[dict[str, Any]]:
 
 
 def _held(stack: Stack, tenant: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    items = stack.wms_products() if tenant["target"]["type"] == "wms" else stack.kong_skus()
+    items = stack.held(tenant["target"]["type"])
     return {item["external_id"]: item for item in items}
 
 

@@ -74,7 +74,7 @@ class Flow:
         found: list[str] = []
         for target, company in self.targets.items():
             rows = self.stack.siesa_items(company)
-            held = self.stack.kong_skus() if target == "kong" else self.stack.wms_products()
+            held = self.stack.held(target)
             found.extend(f"{target}: {p}" for p in mismatches(target, rows, held))
         return found
 
