@@ -1,8 +1,13 @@
 """`GET /healthz`, `/readyz` and `/metrics` for every service, on a small HTTP thread.
 
 ``/healthz`` answers 200 while the process runs; ``/readyz`` 200 once the service says
-it is ready (connected, assigned) and 503 before; ``/metrics`` is Prometheus' text
-format from the default registry (services/common/metrics.py).
+it is ready (connected, assigned) and no problem is reported, 503 otherwise, naming the
+problems; ``/metrics`` is Prometheus' text format from the default registry
+(services/common/metrics.py).
+
+A problem is a named condition that makes the service unready while it lasts (the
+broker unreachable, an authorization refused...): `report(key, message)` when it
+starts, `resolve(key)` when it ends; several parts of a service can report their own.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class Health:
     def __init__(self, name: str) -> None:
         self.name = name
         self._ready = threading.Event()
+        self._problems: dict[str, str] = {}
+        self._lock = threading.Lock()
         self.detail: dict[str, object] = {}
 
     def set_ready(self, ready: bool = True) -> None:
@@ -34,9 +41,23 @@ class Health:
         else:
             self._ready.clear()
 
+    def report(self, key: str, message: str) -> None:
+        """A condition that keeps the service unready until `resolve(key)`."""
+        with self._lock:
+            self._problems[key] = message
+
+    def resolve(self, key: str) -> None:
+        with self._lock:
+            self._problems.pop(key, None)
+
+    @property
+    def problems(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._problems)
+
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        return self._ready.is_set() and not self.problems
 
 
 _current: Health | None = None
@@ -59,8 +80,11 @@ def _handler(health: Health) -> type[BaseHTTPRequestHandler]:
             elif path == "/healthz":
                 self._json(200, {"service": health.name, "alive": True})
             elif path == "/readyz":
-                status = 200 if health.ready else 503
-                self._json(status, {"service": health.name, "ready": health.ready, **health.detail})
+                ready, problems = health.ready, health.problems
+                body = {"service": health.name, "ready": ready, **health.detail}
+                if problems:
+                    body["problems"] = problems
+                self._json(200 if ready else 503, body)
             else:
                 self._json(404, {"detail": "not found"})
 
