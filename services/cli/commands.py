@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import click
 
 from services.common import topics
-from services.common.errors import SiesaSyncError
+from services.common.errors import SyncError
 from services.common.kafka import make_producer
 from services.common.serde import default_serde
 from services.common.service import load_settings
@@ -44,9 +44,9 @@ def send_command(kafka: KafkaSettings, tenant: str, command: str) -> None:
         on_delivery=lambda err, _msg: failures.append(err.str()) if err else None,
     )
     if producer.flush(30) > 0:
-        raise SiesaSyncError(f"the broker did not take the {command} command in 30 s")
+        raise SyncError(f"the broker did not take the {command} command in 30 s")
     if failures:
-        raise SiesaSyncError(f"the {command} command was not delivered: {failures[0]}")
+        raise SyncError(f"the {command} command was not delivered: {failures[0]}")
 
 
 def _command(name: str, doc: str) -> click.Command:
@@ -57,7 +57,7 @@ def _command(name: str, doc: str) -> click.Command:
             raise click.BadParameter(f"{tenant!r} is not a tenant id", param_hint="--tenant")
         try:
             send_command(load_settings(KafkaSettings), tenant, name)
-        except SiesaSyncError as exc:
+        except SyncError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"{name} requested for tenant {tenant}")
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from services.common.errors import SiesaSyncError
+from services.common.errors import SyncError
 from services.common.service import load_settings
 from services.common.settings import KafkaSettings
 from services.ops.times import parse_time
@@ -29,7 +29,7 @@ def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except SiesaSyncError as exc:
+        except SyncError as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from services.common.errors import SiesaSyncError
+from services.common.errors import SyncError
 from services.common.service import load_settings
 from services.common.settings import KafkaSettings
 from services.common.topics import create_topics
@@ -21,7 +21,7 @@ def topics_create() -> None:
     try:
         kafka = load_settings(KafkaSettings)
         outcome = create_topics(kafka)
-    except SiesaSyncError as exc:
+    except SyncError as exc:
         raise click.ClickException(str(exc)) from None
     for name, what in sorted(outcome.items()):
         click.echo(f"{name}: {what}")

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from services.product import NAME
+
 log = logging.getLogger(__name__)
 
 MASK = "***"
@@ -77,7 +79,7 @@ class Alerter:
 
     def body(self, tenant: str, condition: str, reason: str) -> dict[str, Any]:
         return {
-            "text": f":rotating_light: siesa-sync {self.service}: tenant *{tenant}* "
+            "text": f":rotating_light: {NAME} {self.service}: tenant *{tenant}* "
             f"{condition}: {reason}",
             "tenant": tenant,
             "condition": condition,

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
-from services.common.errors import SiesaSyncError
+from services.common.errors import SyncError
 from services.common.records import OutRecord, coordinates, header_value
 from services.common.tenants import tenant_of_key
 
 
-def dead_letter(msg: Message, error: SiesaSyncError, *, stage: str, dlq_topic: str) -> OutRecord:
+def dead_letter(msg: Message, error: SyncError, *, stage: str, dlq_topic: str) -> OutRecord:
     """The DLQ record for consumed `msg`, which failed at `stage` with `error`."""
     return dead_letter_record(
         key=msg.key(),
@@ -30,7 +30,7 @@ def dead_letter_record(
     *,
     key: bytes | None,
     value: bytes | None,
-    error: SiesaSyncError,
+    error: SyncError,
     stage: str,
     dlq_topic: str,
     source: tuple[str, int, int] | None = None,

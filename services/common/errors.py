@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 
-class SiesaSyncError(Exception):
+class SyncError(Exception):
     """Root of the project's errors. `error_class` names the kind in DLQ headers."""
 
     error_class = "error"
@@ -23,7 +23,7 @@ class SiesaSyncError(Exception):
         return self.message
 
 
-class ConfigError(SiesaSyncError):
+class ConfigError(SyncError):
     """Configuration is wrong; `problems` lists every problem found, not just the first."""
 
     error_class = "config"
@@ -40,7 +40,7 @@ class ConfigError(SiesaSyncError):
         )
 
 
-class RetriableError(SiesaSyncError):
+class RetriableError(SyncError):
     """A passing fault: the same work may succeed later."""
 
     error_class = "retriable"
@@ -52,7 +52,7 @@ class RetriableError(SiesaSyncError):
         self.retry_after = retry_after
 
 
-class SkippableError(SiesaSyncError):
+class SkippableError(SyncError):
     """This record can't go on: it goes to the DLQ with the reason, the rest goes on."""
 
     error_class = "skippable"
@@ -63,7 +63,7 @@ class SkippableError(SiesaSyncError):
             self.error_class = error_class
 
 
-class FatalError(SiesaSyncError):
+class FatalError(SyncError):
     """The process can't go on safely; stop without committing what is in hand."""
 
     error_class = "fatal"

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from services.common.errors import ConfigError
+from services.product import NAME
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Health:
 _current: Health | None = None
 
 
-def current(name: str = "siesa-sync") -> Health:
+def current(name: str = NAME) -> Health:
     """The process's one Health (a process runs one service), made on first use."""
     global _current
     if _current is None:

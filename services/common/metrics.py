@@ -8,40 +8,42 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.product import METRIC_NAMESPACE
+
 RECORDS = Counter(
-    "siesa_sync_records",
+    f"{METRIC_NAMESPACE}_records",
     "Records by stage, tenant and outcome (in, out, failed, dead_lettered).",
     ["stage", "tenant", "outcome"],
 )
 CONSUMER_LAG = Gauge(
-    "siesa_sync_consumer_lag",
+    f"{METRIC_NAMESPACE}_consumer_lag",
     "Records between the consumer's position and the partition's end.",
     ["stage", "topic", "partition"],
 )
 BATCH_SECONDS = Histogram(
-    "siesa_sync_batch_seconds",
+    f"{METRIC_NAMESPACE}_batch_seconds",
     "Time to process one consumed batch, outputs and commit included.",
     ["stage"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 TARGET_CALLS = Counter(
-    "siesa_sync_target_calls",
-    "HTTP calls to a tenant's target (or to Siesa) by status; 'error' for transport errors.",
+    f"{METRIC_NAMESPACE}_target_calls",
+    "HTTP calls to a tenant's target (or to a source) by status; 'error' for transport errors.",
     ["tenant", "target", "status"],
 )
 BREAKER_STATE = Gauge(
-    "siesa_sync_breaker_state",
+    f"{METRIC_NAMESPACE}_breaker_state",
     "A tenant target's circuit breaker: 0 closed, 1 half-open, 2 open.",
     ["tenant", "target"],
 )
 POLL_SECONDS = Histogram(
-    "siesa_sync_poll_seconds",
+    f"{METRIC_NAMESPACE}_poll_seconds",
     "Time of one extractor poll of a tenant (a filter query or a full scan).",
     ["tenant", "mode"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 TENANT_STATUS = Gauge(
-    "siesa_sync_tenant_failing",
+    f"{METRIC_NAMESPACE}_tenant_failing",
     "1 while a tenant's sync is failed or degraded, else 0.",
     ["tenant", "stage"],
 )

@@ -1,7 +1,7 @@
 """A sliding-window rate limit: at most `limit` calls in any `window_s` seconds.
 
-Used for the extractor's per-tenant request budget to Siesa and the loader's rate limit
-per tenant target. A sliding window (not a token bucket) is strict: no window of
+Used for the extractor's per-tenant request budget to its source and the loader's rate
+limit per tenant target. A sliding window (not a token bucket) is strict: no window of
 ``window_s`` seconds, wherever it starts, ever holds more than ``limit`` calls.
 `reserve` books a slot and says how long to wait for it, so threads (`acquire`) and
 asyncio (``await asyncio.sleep(limiter.reserve())``) share one implementation.

@@ -25,11 +25,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from services.common import health, metrics
 from services.common.alerts import Alerter
 from services.common.dlq import dead_letter
-from services.common.errors import FatalError, RetriableError, SiesaSyncError, SkippableError
+from services.common.errors import FatalError, RetriableError, SkippableError, SyncError
 from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
 from services.common.records import OutRecord, coordinates
 from services.common.tenants import tenant_of_key
 from services.common.topics import STATE
+from services.product import NAME
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Stopper:
 @dataclass
 class BatchResult:
     outputs: list[OutRecord] = field(default_factory=list)
-    failures: list[tuple[Message, SiesaSyncError]] = field(default_factory=list)
+    failures: list[tuple[Message, SyncError]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)  # what the handler did, by kind
 
 
@@ -262,7 +263,7 @@ class RunLoop:
                 "dlq_growing",
                 f"{self._dead_lettered[tenant]} records dead-lettered at the {self.stage} "
                 f"stage since start (threshold {self.alert_dlq_threshold}); "
-                f"see `siesa-sync dlq list --tenant {tenant}`",
+                f"see `{NAME} dlq list --tenant {tenant}`",
             )
 
     def _record_lag(self, batch: list[Message]) -> None:

@@ -22,13 +22,14 @@ from confluent_kafka import (
 from services.common.errors import RetriableError
 from services.common.kafka import make_consumer
 from services.common.settings import KafkaSettings
+from services.product import NAME
 
 Offsets = dict[int, int]  # partition -> offset
 
 
 def reader(kafka: KafkaSettings) -> Consumer:
     """A consumer for scans: a throwaway group that never commits."""
-    return make_consumer(kafka, group_id=f"siesa-sync-reader-{uuid.uuid4().hex}")
+    return make_consumer(kafka, group_id=f"{NAME}-reader-{uuid.uuid4().hex}")
 
 
 def partitions(consumer: Consumer, topic: str, timeout: float = 30.0) -> list[int]:

@@ -11,20 +11,21 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # expo
 from services.common.errors import RetriableError
 from services.common.kafka import make_admin
 from services.common.settings import KafkaSettings
+from services.product import FINGERPRINTS_TOPIC, RAW_TOPIC
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 
-RAW = "siesa.items.raw.v1"
+RAW = RAW_TOPIC
 CANONICAL = "products.canonical.v1"
 DLQ = "products.dlq.v1"
 STATE = "sync.state.v1"
 COMMANDS = "sync.commands.v1"
 DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
-# The extractor's fingerprints: `<tenant>/<referencia>` -> fingerprint of the last row
-# emitted, written in the same transactions as the rows, read back at start-up.
-FINGERPRINTS = "siesa.fingerprints.v1"
+# The extractor's fingerprints, written in the same transactions as the rows, read back
+# at start-up.
+FINGERPRINTS = FINGERPRINTS_TOPIC
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from services.common import metrics
 from services.common.alerts import Alerter
-from services.common.errors import FatalError, RetriableError, SiesaSyncError
+from services.common.errors import FatalError, RetriableError, SyncError
 from services.common.runloop import Stopper
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
@@ -83,13 +83,13 @@ class TenantPoller:
                     raise
                 except StopRequested:
                     break
-                except SiesaSyncError as exc:
+                except SyncError as exc:
                     failures += 1
                     delay = self._failed(failures, exc)
                 except Exception as exc:  # this tenant's scan failed; the others go on
                     failures += 1
                     log.exception("tenant %s: unexpected error in a scan", self.tenant.id)
-                    error = SiesaSyncError(f"unexpected {type(exc).__name__}: {exc}")
+                    error = SyncError(f"unexpected {type(exc).__name__}: {exc}")
                     error.error_class = "unexpected"
                     delay = self._failed(failures, error)
                 self._sleep(stopper, max(0.0, delay))
@@ -132,7 +132,7 @@ class TenantPoller:
             elif (name == "pause") != self.paused:
                 self._store_state(paused=name == "pause")
 
-    def _failed(self, failures: int, exc: SiesaSyncError) -> float:
+    def _failed(self, failures: int, exc: SyncError) -> float:
         status = "failed" if isinstance(exc, SiesaAuthError) else "degraded"
         self._store_state(
             status=status, last_error=f"{exc.error_class}: {exc.message}"[:MAX_ERROR_LENGTH]

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from services.common import metrics
-from services.common.errors import SiesaSyncError
+from services.common.errors import SyncError
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
 from services.common.runloop import Stopper
@@ -33,7 +33,7 @@ BUDGET_WINDOW_S = 61.0
 ATTEMPTS = 8
 
 
-class SiesaError(SiesaSyncError):
+class SiesaError(SyncError):
     """Siesa answered with an error (not worth an immediate retry); the next poll tries again."""
 
     error_class = "siesa_error"
@@ -54,7 +54,7 @@ class SiesaAuthError(SiesaError):
     error_class = "siesa_auth"
 
 
-class StopRequested(SiesaSyncError):
+class StopRequested(SyncError):
     """The process is stopping while a request waited for its slot of the budget."""
 
     error_class = "stopped"

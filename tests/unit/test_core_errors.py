@@ -8,8 +8,8 @@ from services.common.errors import (
     ConfigError,
     FatalError,
     RetriableError,
-    SiesaSyncError,
     SkippableError,
+    SyncError,
 )
 
 
@@ -41,8 +41,8 @@ def test_config_error_with_one_problem_is_just_that_problem() -> None:
         (FatalError("x"), "fatal"),
     ],
 )
-def test_every_kind_is_a_siesa_sync_error_with_its_class(error: SiesaSyncError, kind: str) -> None:
-    assert isinstance(error, SiesaSyncError)
+def test_every_kind_is_a_siesa_sync_error_with_its_class(error: SyncError, kind: str) -> None:
+    assert isinstance(error, SyncError)
     assert error.error_class == kind
 
 
