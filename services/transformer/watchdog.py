@@ -1,0 +1,107 @@
+"""A hard time budget for a piece of Python code: a watchdog thread interrupts it.
+
+`run(budget_s, fn, *args)` calls `fn(*args)` in the calling thread. A daemon thread
+checks every `TICK_S` the deadlines of the calls in flight; when one is past, it raises
+`_Overrun` in that thread (`PyThreadState_SetAsyncExc`), which CPython delivers at the
+thread's next bytecode boundary, whatever Python code it is running. `run` turns it
+into `Overran`, an ordinary exception. So a call ends at most about `TICK_S` plus one
+GIL switch interval (5 ms) after its budget.
+
+What a thread cannot be interrupted in is a single long C call (a huge sequence repeat,
+`str()` of a huge value, a regex match): code run under the watchdog must bound the
+cost of each such call before making it (`services/transformer/bounds.py` does, for
+expressions), or carry its own timeout (`patterns.py`).
+
+The protocol is safe against the race between a call ending and the watchdog firing:
+the watchdog fires at most once per call and only while holding a lock, after checking
+the call is still in flight; the call's end takes the same lock to leave the table and,
+if the watchdog fired, cancels the exception should it not be delivered yet. `_Overrun`
+is a BaseException, so no `except Exception` inside the call swallows it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+TICK_S = 0.01
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+_set_async_exc.restype = ctypes.c_int
+
+
+class Overran(Exception):
+    """The call went over its budget and was interrupted."""
+
+
+class _Overrun(BaseException):
+    """Raised inside the thread by the watchdog; never leaves `run`."""
+
+
+@dataclass
+class _Call:
+    deadline: float
+    fired: bool = False
+
+
+class Watchdog:
+    """One daemon thread watching the deadlines of every `run` in flight (one per thread)."""
+
+    def __init__(self, tick_s: float = TICK_S) -> None:
+        self.tick_s = tick_s
+        self._calls: dict[int, _Call] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def run(self, budget_s: float, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`fn(*args, **kwargs)`, or Overran once it has run `budget_s` seconds."""
+        if self._thread is None:
+            self._start()
+        thread = threading.get_ident()
+        if thread in self._calls:  # nested: the outer call's budget governs
+            return fn(*args, **kwargs)
+        call = _Call(time.monotonic() + budget_s)
+        try:
+            try:
+                self._calls[thread] = call
+                return fn(*args, **kwargs)
+            finally:
+                self._end(thread, call)
+        except _Overrun:
+            # The exception may have landed inside the first `_end`, cutting it short.
+            self._end(thread, call)
+            raise Overran(f"took longer than {budget_s * 1000:.0f} ms") from None
+
+    def _end(self, thread: int, call: _Call) -> None:
+        with self._lock:
+            if self._calls.get(thread) is call:
+                del self._calls[thread]
+            if call.fired:
+                _set_async_exc(thread, ctypes.py_object())  # NULL: cancel if still pending
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+                self._thread.start()
+
+    def _watch(self) -> None:
+        tick = threading.Event()
+        while not tick.wait(self.tick_s):
+            now = time.monotonic()
+            with self._lock:
+                for thread, call in list(self._calls.items()):
+                    if now > call.deadline and not call.fired:
+                        call.fired = True
+                        _set_async_exc(thread, ctypes.py_object(_Overrun))
+
+
+WATCHDOG = Watchdog()
