@@ -6,8 +6,10 @@ matched by the `regex` module, which takes a timeout, with `TIME_BUDGET_S` per m
 a match that runs out of time is a LimitExceeded (the record goes to the DLQ as
 `mapping_limit`). `regex` is compatible with `re` (its default VERSION0), and the
 syntax stays `re`'s: a pattern is compiled by both, so one `re` refuses (such as
-`regex`'s own `\\p{L}`, fuzzy matching or recursion) is refused as before, and so is one
-`re` warns may mean something else elsewhere (`[[:alpha:]]`, `[a--b]`).
+`regex`'s own `\\p{L}` or recursion) is refused as before, and so is one `re` warns may
+mean something else elsewhere (`[[:alpha:]]`, `[a--b]`), and one with a `{` that is not
+a repeat count: `re` reads `a{e<=1}` as text, `regex` as fuzzy matching, so a literal `{`
+is written `\\{`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import regex  # type: ignore[import-untyped]  # regex ships no types
 from services.transformer.bounds import LimitExceeded
 
 TIME_BUDGET_S = 0.05  # per match
+# Outside a character class: an escape, a class, or a brace (a repeat count, or not).
+_TOKEN = re.compile(r"\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|\{(\d*(?:,\d*)?\})?", re.DOTALL)
 
 
 class PatternError(ValueError):
@@ -41,6 +45,8 @@ class Pattern:
             raise PatternError(str(exc)) from None
         except FutureWarning as warning:
             raise PatternError(f"ambiguous: {warning}") from None
+        if any(m.group().startswith("{") and m.group(1) is None for m in _TOKEN.finditer(text)):
+            raise PatternError("a literal { must be written \\{ (else it can mean fuzzy matching)")
         try:
             self._compiled: Any = regex.compile(text)
         except regex.error as exc:

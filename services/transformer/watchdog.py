@@ -1,11 +1,15 @@
 """A hard time budget for a piece of Python code: a watchdog thread interrupts it.
 
 `run(budget_s, fn, *args)` calls `fn(*args)` in the calling thread. A daemon thread
-checks every `TICK_S` the deadlines of the calls in flight; when one is past, it raises
+checks every `TICK_S` the calls in flight; when one has used its budget, it raises
 `_Overrun` in that thread (`PyThreadState_SetAsyncExc`), which CPython delivers at the
 thread's next bytecode boundary, whatever Python code it is running. `run` turns it
-into `Overran`, an ordinary exception. So a call ends at most about `TICK_S` plus one
-GIL switch interval (5 ms) after its budget.
+into `Overran`, an ordinary exception. So a call ends at most about two `TICK_S` plus
+one GIL switch interval (5 ms) after its budget.
+
+The budget is the calling thread's CPU time (as the `regex` module's timeouts are): a
+call is not charged for the time its process waits for a CPU on a busy machine or
+under a container's CPU quota, which would otherwise fail innocent calls at random.
 
 What a thread cannot be interrupted in is a single long C call (a huge sequence repeat,
 `str()` of a huge value, a regex match): code run under the watchdog must bound the
@@ -25,7 +29,6 @@ import ctypes
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 TICK_S = 0.01
@@ -46,10 +49,28 @@ class _Overrun(BaseException):
     """Raised inside the thread by the watchdog; never leaves `run`."""
 
 
-@dataclass
 class _Call:
-    deadline: float
-    fired: bool = False
+    """One call in flight. Its start costs no clock reading: the watchdog reads the
+    thread's CPU clock when it first sees the call, and the budget runs from there."""
+
+    __slots__ = ("budget", "clock", "deadline", "fired")
+
+    def __init__(self, clock: int, budget: float) -> None:
+        self.clock = clock  # the calling thread's CPU-time clock
+        self.budget = budget
+        self.deadline: float | None = None  # on that clock, once the watchdog saw the call
+        self.fired = False
+
+
+_THREAD = threading.local()
+
+
+def _clock() -> int:
+    """This thread's CPU-time clock."""
+    clock: int | None = getattr(_THREAD, "clock", None)
+    if clock is None:
+        clock = _THREAD.clock = time.pthread_getcpuclockid(threading.get_ident())
+    return clock
 
 
 class Watchdog:
@@ -60,6 +81,7 @@ class Watchdog:
         self._calls: dict[int, _Call] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def run(self, budget_s: float, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """`fn(*args, **kwargs)`, or Overran once it has run `budget_s` seconds."""
@@ -68,7 +90,7 @@ class Watchdog:
         thread = threading.get_ident()
         if thread in self._calls:  # nested: the outer call's budget governs
             return fn(*args, **kwargs)
-        call = _Call(time.monotonic() + budget_s)
+        call = _Call(_clock(), budget_s)
         try:
             try:
                 self._calls[thread] = call
@@ -93,13 +115,20 @@ class Watchdog:
                 self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
                 self._thread.start()
 
+    def stop(self) -> None:
+        """End the watching thread (calls in flight are no longer watched)."""
+        self._stop.set()
+
     def _watch(self) -> None:
-        tick = threading.Event()
-        while not tick.wait(self.tick_s):
-            now = time.monotonic()
+        while not self._stop.wait(self.tick_s):
             with self._lock:
                 for thread, call in list(self._calls.items()):
-                    if now > call.deadline and not call.fired:
+                    if call.fired:
+                        continue
+                    used = time.clock_gettime(call.clock)
+                    if call.deadline is None:
+                        call.deadline = used + call.budget
+                    elif used > call.deadline:
                         call.fired = True
                         _set_async_exc(thread, ctypes.py_object(_Overrun))
 
