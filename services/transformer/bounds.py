@@ -60,7 +60,9 @@ def size(value: Any, limit: int = MAX_SIZE) -> int:
             total += 2 + 4 * len(item)
             for pair in item.items():
                 stack.extend(pair)
-        elif kind in (float, complex):
+        elif kind is float:
+            total += _FLOAT_SIZE
+        elif kind is complex:
             total += 2 * _FLOAT_SIZE
         else:  # None, bools, functions named as values
             total += 5

@@ -26,6 +26,7 @@ is a BaseException, so no `except Exception` inside the call swallows it.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -84,7 +85,7 @@ class Watchdog:
         self._stop = threading.Event()
 
     def run(self, budget_s: float, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """`fn(*args, **kwargs)`, or Overran once it has run `budget_s` seconds."""
+        """`fn(*args, **kwargs)`, or Overran once it has used `budget_s` seconds of CPU."""
         if self._thread is None:
             self._start()
         thread = threading.get_ident()
@@ -119,13 +120,23 @@ class Watchdog:
         """End the watching thread (calls in flight are no longer watched)."""
         self._stop.set()
 
+    def _after_fork(self) -> None:
+        """A forked child has none of the parent's threads: it starts its own."""
+        _THREAD.__dict__.clear()  # the clock of the thread that forked, not of this one
+        self._calls = {}
+        self._lock = threading.Lock()
+        self._thread = None
+
     def _watch(self) -> None:
         while not self._stop.wait(self.tick_s):
             with self._lock:
                 for thread, call in list(self._calls.items()):
                     if call.fired:
                         continue
-                    used = time.clock_gettime(call.clock)
+                    try:
+                        used = time.clock_gettime(call.clock)
+                    except OSError:  # its thread is gone: nothing to interrupt
+                        continue
                     if call.deadline is None:
                         call.deadline = used + call.budget
                     elif used > call.deadline:
@@ -134,3 +145,4 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+os.register_at_fork(after_in_child=WATCHDOG._after_fork)

@@ -3,7 +3,9 @@ never lets its interruption land outside the call it watched."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -12,7 +14,7 @@ from functools import partial
 
 import pytest
 
-from services.transformer.watchdog import Overran, Watchdog
+from services.transformer.watchdog import WATCHDOG, Overran, Watchdog
 
 BUDGET_S = 0.05
 GENEROUS_S = 1.0
@@ -112,3 +114,20 @@ def test_one_thread_over_budget_does_not_touch_another(watchdog: Watchdog) -> No
     other.join(timeout=30)
 
     assert results == [4950] * 200
+
+
+def test_a_forked_child_is_watched_too() -> None:
+    with pytest.raises(Overran):
+        WATCHDOG.run(BUDGET_S, spin)  # the parent's watchdog thread is running
+
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports by its exit code
+        signal.alarm(10)  # unwatched, it would spin for ever: SIGALRM ends it
+        try:
+            WATCHDOG.run(BUDGET_S, spin)
+        except Overran:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(child, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
