@@ -159,6 +159,8 @@ def compile_expression(text: str) -> Expression:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # a lone surrogate, nesting too deep
+        raise ExpressionError(f"not a valid expression: {exc}") from None
     problems = _check_tree(tree)
     if problems:
         raise ExpressionError("; ".join(problems))

@@ -93,6 +93,7 @@ def test_a_bomb_made_of_constants_is_refused_when_compiled(text: str) -> None:
         ("(" * 300 + "value" + ")" * 300, "not a valid expression"),  # nesting of the text
         ("-" * 300 + "value", "too complex"),
         ("str(" * 150 + "value" + ")" * 150, "too complex"),
+        ("value + '\udc80'", "not a valid expression: 'utf-8' codec can't encode"),
     ],
 )
 def test_loops_comprehensions_and_deep_text_are_refused_when_compiled(text: str, why: str) -> None:
