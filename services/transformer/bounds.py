@@ -33,8 +33,8 @@ _FLOAT_SIZE = 25  # the longest repr of a float
 
 
 class LimitExceeded(ValueError):
-    """An operation that would go over a bound: the record goes to the DLQ as
-    `mapping_limit`, never run."""
+    """A value over a bound (refused before it is made wherever making it could be
+    costly): the record goes to the DLQ as `mapping_limit`."""
 
 
 def _too_long() -> LimitExceeded:
