@@ -26,7 +26,7 @@ def filter_options(command: F) -> F:
     for option in reversed(
         [
             click.option("--tenant", help="only this tenant's dead letters"),
-            click.option("--error-class", help="only this error.class (e.g. validation)"),
+            click.option("--error-class", help="only this error.class (e.g. mapping)"),
             click.option("--since", type=TIME, help="failed at or after TIME (ISO or 2h, 30m)"),
         ]
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
+from rich.markup import escape
 
 from services.cli.common import TIME, clean_errors, kafka_settings, progress_bar
 from services.ops.replay import STAGE_INPUTS, replay
@@ -27,7 +28,7 @@ def replay_command(tenant: str, since: datetime, until: datetime | None, stage: 
     if until is not None and until <= since:
         raise click.UsageError("--to must be after --from")
     with progress_bar() as bar:
-        task = bar.add_task(f"reading {tenant}'s window", total=None)
+        task = bar.add_task(escape(f"reading {tenant}'s window"), total=None)
         report = replay(
             kafka_settings(),
             tenant,
