@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -16,6 +17,7 @@ from rich.table import Table
 from services.common.errors import SyncError
 from services.common.service import load_settings
 from services.common.settings import KafkaSettings
+from services.ops.audit import Actor
 from services.ops.times import parse_time
 
 P = ParamSpec("P")
@@ -37,6 +39,11 @@ def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def kafka_settings() -> KafkaSettings:
     return load_settings(KafkaSettings)
+
+
+def cli_actor() -> Actor:
+    """Who runs a command, for the audit trail: the operating-system user."""
+    return Actor(getpass.getuser(), "cli")
 
 
 class TimeParam(click.ParamType[datetime, Any]):
