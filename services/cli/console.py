@@ -30,7 +30,7 @@ def console(ctx: click.Context) -> None:
     try:
         settings = load_settings(ConsoleSettings)
         configure_logging(settings.log_level)
-        sampler = Sampler(settings.metrics_url_list())
+        sampler = Sampler(settings.metrics_url_list(), settings.metrics_interval_s)
         app = create_app(settings, sampler=sampler)
     except ConfigError as exc:
         click.echo(f"console: cannot start:\n{exc}", err=True)

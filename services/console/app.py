@@ -81,7 +81,7 @@ def create_app(
 ) -> Starlette:
     store = UserStore(settings.users_file)
     guard = Guard(store, settings.anonymous_role, settings.login_attempts)
-    sampler = sampler or Sampler(settings.metrics_url_list())
+    sampler = sampler or Sampler(settings.metrics_url_list(), settings.metrics_interval_s)
     secret = (
         settings.session_secret.get_secret_value()
         if settings.session_secret

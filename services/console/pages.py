@@ -5,7 +5,7 @@ and a redrive keeps its guarantees (each dead letter once, the loop guard)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +20,7 @@ from services.console import charts
 from services.console.auth import Guard
 from services.console.data import ConsoleData
 from services.console.render import render
+from services.console.sampler import Freshness
 from services.ops import actions
 from services.ops.audit import Actor
 from services.ops.dlq import Filters, dead_letters
@@ -87,21 +88,26 @@ def _charts(data: ConsoleData, tenant: str) -> dict[str, Any]:
         ],
         labels,
     )
+    # Freshness per interval of ~1 minute, on the same minute axis as the throughput.
+    slots: list[Freshness | None] = [None] * activity.minutes
     points = data.sampler.series(tenant, step_s=60.0)
-    times = [datetime.fromtimestamp(at, UTC).strftime("%H:%M") for at, _ in points]
+    for at, interval in points:
+        minute = int((at - activity.since.timestamp()) // 60)
+        if 0 <= minute < activity.minutes:
+            slots[minute] = interval
     freshness = charts.line_chart(
         "freshness (change seen -> confirmed by the target), seconds",
         [
-            charts.Series("p50", [f.p50 for _, f in points]),
-            charts.Series("p99", [f.p99 for _, f in points]),
+            charts.Series("p50", [f.p50 if f else None for f in slots]),
+            charts.Series("p99", [f.p99 if f else None for f in slots]),
         ],
-        times,
+        labels,
         unit="s",
     )
     confirmed = charts.line_chart(
-        "changes confirmed by the target per interval",
-        [charts.Series("confirmed", [float(f.confirmed) for _, f in points])],
-        times,
+        "changes confirmed by the target per minute",
+        [charts.Series("confirmed", [float(f.confirmed) if f else None for f in slots])],
+        labels,
     )
     return {
         "throughput": throughput,

@@ -37,6 +37,7 @@ class ConsoleSettings(BaseSettings):
     # The services' /metrics (comma-separated): breaker states and freshness come from
     # there, the rest from the topics.
     metrics_urls: str = DEFAULT_METRICS
+    metrics_interval_s: float = Field(default=15.0, gt=0)
     refresh_s: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
 
