@@ -177,6 +177,8 @@ async def act(request: Request) -> Response:
     if action not in TENANT_ACTIONS:
         raise HTTPException(404, f"no action {action!r}")
     data = _data(request)
+    if await run_in_threadpool(data.tenant_config, tenant) is None:
+        raise HTTPException(404, f"no tenant {tenant!r} in {data.settings.tenants_file}")
     actor = Actor(user.name, "console")
     try:
         if action == "replay":

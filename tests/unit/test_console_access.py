@@ -38,6 +38,7 @@ class FakeData:
         self.sampler = Sampler(["fake"], fetch=lambda _url: METRICS)
         self.sampler.sample()
         self.changes = 0
+        self.settings = ConsoleSettings(users_file=Path("users.yaml"))
 
     def rows(self) -> list[dict[str, Any]]:
         at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -71,6 +72,8 @@ class FakeData:
         return []
 
     def tenant_config(self, tenant: str) -> dict[str, Any] | None:
+        if tenant != "acme":
+            return None
         return {"id": tenant, "target": {"type": "kong", "base_url": "http://127.0.0.1:1"}}
 
     def mapping_text(self, name: str) -> str | None:
@@ -236,3 +239,13 @@ def test_a_bad_users_file_names_the_user_and_field(tmp_path: Path) -> None:
         parse_users(users)
     assert "user eve: role" in str(error.value)
     assert "user eve: password_hash" in str(error.value)
+
+
+def test_an_action_on_a_tenant_that_is_not_configured_is_refused(tmp_path: Path) -> None:
+    app, data = console(tmp_path)
+    with TestClient(app) as client:
+        login(client, "olga")
+        response = client.post("/tenants/nobody/actions/pause", data={"csrf": csrf(client, "/")})
+    assert response.status_code == 404
+    assert "no tenant &#39;nobody&#39;" in response.text  # escaped in the page
+    assert data.changes == 0
