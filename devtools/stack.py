@@ -220,6 +220,26 @@ class Stack:
                 env.setdefault(f"{name.upper()}_INSTANCE_ID", name)
             self._start(name, ["run", name], env)
 
+    def start_console(self, users_file: Path, port: int, timeout: float = 30.0) -> str:
+        """`siesa-sync console` on ``port`` for this stack's topics and tenants, reading
+        the services' /metrics; its users from ``users_file``. Returns its base URL."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "PYTHONUNBUFFERED": "1",
+            "CONSOLE_PORT": str(port),
+            "CONSOLE_USERS_FILE": str(users_file),
+            "CONSOLE_TENANTS_FILE": str(self.tenants_file),
+            "CONSOLE_METRICS_URLS": ",".join(f"{self.health_url(n)}/metrics" for n in SERVICES),
+            "CONSOLE_REFRESH_S": "2",
+            "CONSOLE_METRICS_INTERVAL_S": "2",
+            **{k: v for k, v in self.service_env.items() if k.startswith("CONSOLE_")},
+        }
+        self._start("console", ["console"], env)
+        url = f"http://127.0.0.1:{port}"
+        self._wait_http("console", f"{url}/login", timeout)
+        return url
+
     def health_url(self, name: str) -> str:
         """The base URL of service `name`'s health and metrics endpoints."""
         port = self.health_ports.get(name, DEFAULT_HEALTH_PORTS[name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from services.cli.commands import pause, resume, resync
+from services.cli.console import console
 from services.cli.dlq import dlq
 from services.cli.mappings import mappings
 from services.cli.replay import replay_command
@@ -19,5 +20,17 @@ def main() -> None:
     """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
 
 
-for command in (topics, run, sim, mappings, resync, pause, resume, status, dlq, replay_command):
+for command in (
+    topics,
+    run,
+    sim,
+    mappings,
+    resync,
+    pause,
+    resume,
+    status,
+    dlq,
+    replay_command,
+    console,
+):
     main.add_command(command)

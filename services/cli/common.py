@@ -9,6 +9,7 @@ data, JSON included.
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from rich.text import Text
 from services.common.errors import SyncError
 from services.common.service import load_settings
 from services.common.settings import KafkaSettings
+from services.ops.audit import Actor
 from services.ops.times import parse_time
 
 P = ParamSpec("P")
@@ -68,6 +70,11 @@ def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def kafka_settings() -> KafkaSettings:
     return load_settings(KafkaSettings)
+
+
+def cli_actor() -> Actor:
+    """Who runs a command, for the audit trail: the operating-system user."""
+    return Actor(getpass.getuser(), "cli")
 
 
 class TimeParam(click.ParamType[datetime, Any]):

@@ -22,7 +22,7 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from services.common import health, metrics
+from services.common import health, logs, metrics
 from services.common.alerts import Alerter
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SkippableError, SyncError
@@ -92,8 +92,12 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
     def handle_batch(batch: list[Message]) -> BatchResult:
         result = BatchResult()
         for msg in batch:
+            topic, partition, offset = coordinates(msg)
             try:
-                outputs = handle(msg)
+                with logs.context(
+                    tenant=tenant_of_key(msg.key()), topic=topic, partition=partition, offset=offset
+                ):
+                    outputs = handle(msg)
                 result.outputs.extend(outputs)
                 result.counts["out"] += len(outputs)
             except SkippableError as exc:
@@ -101,7 +105,6 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
             except (RetriableError, FatalError):
                 raise
             except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, not lost
-                topic, partition, offset = coordinates(msg)
                 result.failures.append((msg, unexpected(exc, f"{topic}[{partition}]@{offset}")))
         return result
 
@@ -155,9 +158,18 @@ class RunLoop:
     _dead_lettered: Counter[str] = field(default_factory=Counter)
     _positions: dict[tuple[str, int], int] = field(default_factory=dict)
     _committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    _assigned: set[tuple[str, int]] = field(default_factory=set)
 
     def run(self) -> None:
-        self.consumer.subscribe(self.topics, on_assign=_on_assign, on_revoke=self._revoked)
+        with logs.context(stage=self.stage):
+            self._run()
+
+    def _run(self) -> None:
+        self.consumer.subscribe(
+            self.topics, on_assign=self._assign, on_revoke=self._revoked, on_lost=self._lost
+        )
+        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(0)
+        metrics.CONSUMER_EVICTIONS.labels(stage=self.stage).inc(0)  # exported from the start
         log.info("%s consuming %s", self.stage, ", ".join(self.topics))
         try:
             while not self.stopper.stopped:
@@ -203,13 +215,20 @@ class RunLoop:
                 for msg, err in result.failures
             ]
             for msg, err in result.failures:
+                topic, partition, offset = coordinates(msg)
                 log.warning(
                     "dead-lettered %s[%d]@%d: %s",
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
+                    topic,
+                    partition,
+                    offset,
                     err.message,
-                    extra={"tenant": err.tenant, "error_class": err.error_class},
+                    extra={
+                        "tenant": err.tenant or tenant_of_key(msg.key()),
+                        "error_class": err.error_class,
+                        "topic": topic,
+                        "partition": partition,
+                        "offset": offset,
+                    },
                 )
             if self.transactional:
                 self._commit_in_transaction(batch, outputs)
@@ -339,8 +358,21 @@ class RunLoop:
                 offsets.append(TopicPartition(topic, partition, offset))
         return offsets
 
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        _on_assign(consumer, partitions)
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(len(self._assigned))
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a handover: the group evicted this consumer."""
+        metrics.CONSUMER_EVICTIONS.labels(stage=self.stage).inc()
+        log.warning("%s lost %d partitions: evicted from its group", self.stage, len(partitions))
+        self._revoked(consumer, partitions)
+
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         _log_revoke(consumer, partitions)
+        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(len(self._assigned))
         for tp in partitions:
             self._positions.pop((tp.topic, tp.partition), None)
             self._committed.pop((tp.topic, tp.partition), None)

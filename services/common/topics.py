@@ -26,6 +26,7 @@ DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
 # The extractor's fingerprints, written in the same transactions as the rows, read back
 # at start-up.
 FINGERPRINTS = FINGERPRINTS_TOPIC
+AUDIT = "ops.audit.v1"  # who did what (console or CLI), kept a year
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ SPECS = (
             "segment.ms": str(3600 * 1000),
         },
     ),
+    TopicSpec(AUDIT, {"cleanup.policy": "delete", "retention.ms": str(365 * DAY_MS)}),
 )
 
 

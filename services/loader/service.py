@@ -22,6 +22,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from services.common import metrics
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
 from services.common.records import coordinates
 from services.common.runloop import BatchResult, unexpected
@@ -169,6 +170,7 @@ class Loader:
                 tallies[tenant]["failed"] += 1
             else:
                 breaker.succeeded()
+                metrics.observe_freshness(pending.msg, tenant)
                 result.counts[done.action] += 1
                 tallies[tenant]["loaded"] += 1
             del self._pending[tenant][pending.product["sku"]]
