@@ -148,6 +148,9 @@ class RunLoop:
     # Told which partitions left this consumer, so such a handler drops what it holds of
     # them (the new owner reads them again from the committed offset).
     on_revoked: Callable[[list[TopicPartition]], None] | None = None
+    # Told which partitions this consumer was given, before any of their records is
+    # handled (the loader reads back what it keeps of them: the target ids).
+    on_assigned: Callable[[list[TopicPartition]], None] | None = None
     # Makes a new transactional producer (same transactional id) when the current one is
     # wedged (kafka.ProducerWedged); without it, a wedged producer stops the service.
     new_producer: Callable[[], Producer] | None = None
@@ -157,7 +160,7 @@ class RunLoop:
     _committed: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def run(self) -> None:
-        self.consumer.subscribe(self.topics, on_assign=_on_assign, on_revoke=self._revoked)
+        self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
         log.info("%s consuming %s", self.stage, ", ".join(self.topics))
         try:
             while not self.stopper.stopped:
@@ -346,6 +349,11 @@ class RunLoop:
             self._committed.pop((tp.topic, tp.partition), None)
         if self.on_revoked is not None:
             self.on_revoked(partitions)
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.on_assigned is not None:
+            self.on_assigned(partitions)
+        _on_assign(consumer, partitions)
 
     def _rewind(self, batch: list[Message]) -> None:
         for tp in first_offsets(batch):

@@ -26,6 +26,9 @@ DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
 # The extractor's fingerprints, written in the same transactions as the rows, read back
 # at start-up.
 FINGERPRINTS = FINGERPRINTS_TOPIC
+# The target's id of each product, keyed <tenant>/<sku> like the canonical topic (so, with
+# the same partition count, a canonical partition's ids are on the same partition here).
+TARGET_IDS = "loader.target-ids.v1"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,14 @@ SPECS = (
     TopicSpec(DLQ_REDRIVEN, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}),
     TopicSpec(
         FINGERPRINTS,
+        {
+            "cleanup.policy": "compact",
+            "min.cleanable.dirty.ratio": "0.1",
+            "segment.ms": str(3600 * 1000),
+        },
+    ),
+    TopicSpec(
+        TARGET_IDS,
         {
             "cleanup.policy": "compact",
             "min.cleanable.dirty.ratio": "0.1",

@@ -1,24 +1,28 @@
 """The Kong adapter: payload from a canonical product plus tenant settings, and upserts
-against the real Kong simulator app (in process)."""
+against the real Kong simulator app (in process), through the session the loader builds."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from services.common.errors import ConfigError, RetriableError, SkippableError
 from services.common.settings import ROOT
-from services.common.tenants import Target
-from services.loader.adapters import ADAPTERS
-from services.loader.adapters.base import TargetRejected
-from services.loader.adapters.kong import KongAdapter
-from services.loader.session import TargetSession
+from services.common.tenants import load_tenants
+from services.targets import TARGETS, open_target
+from services.targets.base import TargetRejected
+from services.targets.config import parse_target
+from services.targets.kong import KongAdapter, KongSettings
+from services.targets.session import TargetSession
 from simulators.kong import create_app
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -40,16 +44,51 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
-def target(settings: dict[str, Any] | None = None) -> Target:
-    return Target.model_validate(
-        {
-            "type": "kong",
-            "base_url": BASE_URL,
-            "username": {"env": "K_USER"},
-            "password": {"env": "K_PASSWORD"},
-            "settings": {"type_id": 1, "customer_id": 100} if settings is None else settings,
-        }
-    )
+def config(settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "kong",
+        "base_url": BASE_URL,
+        "auth": {"username": {"env": "K_USER"}, "password": {"env": "K_PASSWORD"}},
+        "settings": {"type_id": 1, "customer_id": 100} if settings is None else settings,
+    }
+
+
+def target(settings: dict[str, Any] | None = None) -> KongSettings:
+    parsed = parse_target(config(settings))
+    assert isinstance(parsed, KongSettings)
+    return parsed
+
+
+def kong_on(app: Any, settings: dict[str, Any] | None = None, tenant: str = "acme") -> KongAdapter:
+    """A Kong adapter whose calls go to the simulator `app` (the session injected)."""
+    return through(TestClient(app, base_url=BASE_URL), settings, tenant)
+
+
+def through(
+    client: httpx.Client, settings: dict[str, Any] | None = None, tenant: str = "acme"
+) -> KongAdapter:
+    kong = open_target(tenant, target(settings), client=client)
+    assert isinstance(kong, KongAdapter)
+    return kong
+
+
+def problems_loading(tmp_path: Path, settings: dict[str, Any]) -> tuple[Path, list[str]]:
+    """The problems a tenants file with a Kong tenant of these settings has."""
+    tenant = {
+        "id": "acme",
+        "siesa": {
+            "base_url": "http://siesa.test",
+            "company": 1,
+            "conni_key": {"env": "K_USER"},
+            "conni_token": {"env": "K_USER"},
+        },
+        "target": config(settings),
+    }
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": [tenant]}))
+    with pytest.raises(ConfigError) as caught:
+        load_tenants(path)
+    return path, caught.value.problems
 
 
 def product(**overrides: Any) -> dict[str, Any]:
@@ -78,7 +117,8 @@ def product(**overrides: Any) -> dict[str, Any]:
 
 
 def payload(canonical: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    kong = KongAdapter("acme", target(settings))
+    kong = open_target("acme", target(settings))
+    assert isinstance(kong, KongAdapter)
     try:
         return kong.payload(canonical)
     finally:
@@ -114,15 +154,9 @@ def admin(app: Any) -> Iterator[TestClient]:
         yield client
 
 
-def connect(adapter: KongAdapter, app: Any) -> KongAdapter:
-    adapter.session.http.close()
-    adapter.session.http = TestClient(app, base_url=BASE_URL)
-    return adapter
-
-
 @pytest.fixture
 def adapter(app: Any) -> Iterator[KongAdapter]:
-    kong = connect(KongAdapter("acme", target()), app)
+    kong = kong_on(app)
     yield kong
     kong.close()
 
@@ -152,7 +186,8 @@ def logins(admin: TestClient) -> int:
 
 
 def test_the_adapter_is_registered_as_kong() -> None:
-    assert ADAPTERS["kong"] is KongAdapter
+    assert TARGETS["kong"].build is KongAdapter
+    assert TARGETS["kong"].settings is KongSettings
 
 
 def test_a_full_product_becomes_a_kong_sku_with_tenant_settings() -> None:
@@ -234,15 +269,13 @@ def test_a_bare_product_falls_back_and_leaves_optional_fields_out() -> None:
     ],
 )
 def test_missing_or_bad_settings_are_config_errors_naming_tenant_and_field(
-    settings: dict[str, Any], missing: list[str]
+    settings: dict[str, Any], missing: list[str], tmp_path: Path
 ) -> None:
-    with pytest.raises(ConfigError) as caught:
-        KongAdapter("acme", target(settings))
+    path, problems = problems_loading(tmp_path, settings)  # checked as the file loads
 
-    problems = caught.value.problems
     assert len(problems) == len(missing)
     for problem, name in zip(problems, missing, strict=True):
-        assert problem.startswith(f"tenant acme: target.settings.{name}:")
+        assert problem.startswith(f"{path}: tenant acme: target.settings.{name}:")
 
 
 # -- upserts against the simulator ----------------------------------------------------
@@ -264,10 +297,10 @@ def test_create_stores_the_sku(adapter: KongAdapter, admin: TestClient) -> None:
 def test_an_update_of_the_same_sku_patches_it_with_one_call(
     adapter: KongAdapter, admin: TestClient
 ) -> None:
-    adapter.upsert(product())
+    created = adapter.upsert(product())
     before = requests(admin)
 
-    result = adapter.upsert(product(name="CAMISA OXFORD & CO", is_active=False))
+    result = adapter.upsert(product(name="CAMISA OXFORD & CO", is_active=False), created.target_id)
 
     (sku,) = stored(admin)
     assert result.action == "updated"
@@ -279,10 +312,10 @@ def test_an_update_of_the_same_sku_patches_it_with_one_call(
 def test_a_fresh_adapter_finds_the_existing_sku_instead_of_duplicating(
     app: Any, adapter: KongAdapter, admin: TestClient
 ) -> None:
-    adapter.upsert(product())
-    fresh = connect(KongAdapter("acme", target()), app)
+    created = adapter.upsert(product())
+    fresh = kong_on(app)  # a restarted loader: the id comes back from loader.target-ids.v1
 
-    result = fresh.upsert(product(display_name="Nueva"))
+    result = fresh.upsert(product(display_name="Nueva"), created.target_id)
 
     (sku,) = stored(admin)
     assert result.action == "updated"
@@ -325,17 +358,17 @@ def test_delete_of_an_unknown_sku_creates_nothing(adapter: KongAdapter, admin: T
 
 
 def test_a_dropped_token_triggers_one_re_login(adapter: KongAdapter, admin: TestClient) -> None:
-    adapter.upsert(product())
+    created = adapter.upsert(product())
     assert logins(admin) == 1
     admin.post("/_admin/reset")  # forgets tokens (and SKUs, and stats)
 
-    result = adapter.upsert(product(name="OTRA VEZ"))
+    result = adapter.upsert(product(name="OTRA VEZ"), created.target_id)
 
     assert logins(admin) == 1
     assert requests(admin, status=401) == 1
     (sku,) = stored(admin)
     assert sku["name"] == "OTRA VEZ"
-    assert result.action == "created"  # the cached id was gone too: looked up, then posted
+    assert result.action == "created"  # the kept id was gone too: 404, then posted
 
 
 def test_many_threads_meeting_one_expired_token_log_in_once(
@@ -354,16 +387,8 @@ def test_many_threads_meeting_one_expired_token_log_in_once(
 
 
 def test_a_sku_created_meanwhile_is_looked_up_and_patched(app: Any, admin: TestClient) -> None:
-    hidden = [True]
-
-    def hide_first_lookup(request: httpx.Request) -> httpx.Response | None:
-        if request.method == "GET" and hidden:
-            hidden.clear()
-            return httpx.Response(
-                200, json={"count": 0, "next": None, "previous": None, "results": []}
-            )
-        return None
-
+    # Another writer created it; this loader has no id for it: its create answers
+    # "already exists", then it looks the SKU up and patches it.
     other = TestClient(app)
     token = other.post("/auth/token/login/", json={"username": USERNAME, "password": PASSWORD})
     other.post(
@@ -371,11 +396,7 @@ def test_a_sku_created_meanwhile_is_looked_up_and_patched(app: Any, admin: TestC
         json={"external_id": "CAM-OXF-001", "name": "OLD", "type_id": 1, "customer_id": 100},
         headers={"Authorization": f"Token {token.json()['auth_token']}"},
     )
-    kong = KongAdapter("acme", target())
-    kong.session.http.close()
-    kong.session.http = httpx.Client(
-        base_url=BASE_URL, transport=forwarding(app, hide_first_lookup)
-    )
+    kong = kong_on(app)
 
     result = kong.upsert(product())
 
@@ -399,9 +420,9 @@ def test_a_validation_error_rejects_only_that_record(
 
 
 def test_an_external_id_held_by_another_customer_is_rejected(app: Any, admin: TestClient) -> None:
-    owner = connect(KongAdapter("other", target({"type_id": 1, "customer_id": 999})), app)
+    owner = kong_on(app, {"type_id": 1, "customer_id": 999}, tenant="other")
     owner.upsert(product())
-    kong = connect(KongAdapter("acme", target()), app)
+    kong = kong_on(app)
 
     with pytest.raises(TargetRejected, match="already exists"):
         kong.upsert(product(name="MINE"))
@@ -414,7 +435,7 @@ def test_refused_credentials_are_retriable_and_never_shown(
     app: Any, admin: TestClient, monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]
 ) -> None:
     monkeypatch.setenv("K_PASSWORD", "wrong-" + PASSWORD)
-    kong = connect(KongAdapter("acme", target()), app)
+    kong = kong_on(app)
 
     with pytest.raises(RetriableError) as caught:
         kong.upsert(product())
@@ -433,9 +454,7 @@ def test_a_transient_failure_is_retried(app: Any, admin: TestClient, no_sleep: l
             return failures.pop(0)
         return None
 
-    kong = KongAdapter("acme", target())
-    kong.session.http.close()
-    kong.session.http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, flaky))
+    kong = through(httpx.Client(base_url=BASE_URL, transport=forwarding(app, flaky)))
 
     assert kong.upsert(product()).action == "created"
     assert len(stored(admin)) == 1
@@ -450,9 +469,7 @@ def test_a_401_that_survives_re_login_is_not_blamed_on_the_record(
             return httpx.Response(401, json={"detail": "Invalid token."})
         return None
 
-    kong = KongAdapter("acme", target())
-    kong.session.http.close()
-    kong.session.http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, refuse_tokens))
+    kong = through(httpx.Client(base_url=BASE_URL, transport=forwarding(app, refuse_tokens)))
 
     with pytest.raises(RetriableError):
         kong.upsert(product())
@@ -495,6 +512,71 @@ def test_the_group_goes_where_the_tenant_says(
     assert {k: v for k, v in body.items() if k.startswith("group")} == expected
 
 
-def test_an_unknown_group_field_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"tenant acme: target\.settings\.group_field"):
-        KongAdapter("acme", target({"type_id": 1, "customer_id": 100, "group_field": "x"}))
+def test_an_unknown_group_field_is_a_config_error(tmp_path: Path) -> None:
+    _, problems = problems_loading(tmp_path, {"type_id": 1, "customer_id": 100, "group_field": "x"})
+    (problem,) = problems
+    assert re.search(r"tenant acme: target\.settings\.group_field", problem)
+
+
+# -- kept ids are hints: an update by one is conditional ---------------------------------
+
+
+def test_an_update_by_a_kept_id_is_conditional_on_the_sku_still_being_ours(
+    app: Any, adapter: KongAdapter, admin: TestClient
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> None:
+        seen.append(request)
+
+    created = adapter.upsert(product())
+    admin.post("/_admin/reset")  # Kong lost its data; ids start again at 1
+    other = kong_on(app)
+    taken = other.upsert(product(sku="SOMEONE-ELSE", name="NOT YOURS"))
+    assert taken.target_id == created.target_id  # the kept id now names another SKU
+    kong = through(httpx.Client(base_url=BASE_URL, transport=forwarding(app, lambda r: record(r))))
+
+    result = kong.upsert(product(name="MINE"), created.target_id)
+
+    patch = next(r for r in seen if r.method == "PATCH")
+    assert dict(patch.url.params) == {"external_id": "CAM-OXF-001", "customer_id": "100"}
+    by_id = {s["external_id"]: s for s in stored(admin)}
+    assert by_id["SOMEONE-ELSE"]["name"] == "NOT YOURS"
+    assert by_id["CAM-OXF-001"]["name"] == "MINE"
+    assert result.action == "created"
+    assert result.target_id != created.target_id
+
+
+def test_without_conditional_updates_a_kept_id_is_looked_up_first(
+    app: Any, admin: TestClient
+) -> None:
+    settings = {"type_id": 1, "customer_id": 100, "conditional_update": False}
+    kong = kong_on(app, settings)
+    created = kong.upsert(product())
+    admin.post("/_admin/reset")
+    kong_on(app).upsert(product(sku="SOMEONE-ELSE", name="NOT YOURS"))  # takes the id
+    before = requests(admin)
+
+    result = kong.upsert(product(name="MINE"), created.target_id)
+
+    assert result.action == "created"
+    assert requests(admin) - before == 4  # 401 (token reset), login, look-up (absent), create
+    by_id = {s["external_id"]: s["name"] for s in stored(admin)}
+    assert by_id == {"SOMEONE-ELSE": "NOT YOURS", "CAM-OXF-001": "MINE"}
+    looked_up = requests(admin, "GET")
+    again = kong.upsert(product(name="MINE 2"), result.target_id)
+    assert again.action == "updated"
+    assert requests(admin, "GET") == looked_up + 1  # every update by a kept id looks up first
+
+
+def test_a_product_never_written_is_created_first_with_one_call(
+    adapter: KongAdapter, admin: TestClient
+) -> None:
+    adapter.upsert(product(sku="WARM"))  # logged in
+    before = requests(admin)
+
+    result = adapter.upsert(product())
+
+    assert result.action == "created"
+    assert requests(admin) - before == 1
+    assert requests(admin, "GET") == 0
