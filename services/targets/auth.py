@@ -189,10 +189,8 @@ class Tokens:
 
     def refused(self, headers: dict[str, str]) -> bool:
         with self._lock:
-            if self._token is not None and headers.get("Authorization", "").endswith(
-                f" {self._token}"
-            ):
-                self._token = None
+            if headers.get("Authorization") == f"{self._scheme} {self._token}":
+                self._token = None  # still the current one: fetch a new one
         return True
 
 
