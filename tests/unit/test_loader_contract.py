@@ -29,6 +29,10 @@ from services.targets.base import Target, TargetRejected
 from services.targets.config import parse_target
 from simulators import kong, webhook, wms
 
+# The session gives every request the target's timeout (an injected client may serve
+# tenants with different ones); Starlette's test client warns about it, harmlessly.
+pytestmark = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
+
 FIXTURES = ROOT / "tests" / "fixtures"
 USERNAME, PASSWORD = "integrator", "s3cret-pass-xyz"
 SIGNING_KEY = "whsec-contract-key"  # the webhook's HMAC key (a test value)

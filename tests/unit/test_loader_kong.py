@@ -25,6 +25,10 @@ from services.targets.kong import KongAdapter, KongSettings
 from services.targets.session import TargetSession
 from simulators.kong import create_app
 
+# The session gives every request the target's timeout (an injected client may serve
+# tenants with different ones); Starlette's test client warns about it, harmlessly.
+pytestmark = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
+
 FIXTURES = ROOT / "tests" / "fixtures"
 USERNAME, PASSWORD = "integrator", "s3cret-pass-xyz"
 BASE_URL = "http://kong.test"

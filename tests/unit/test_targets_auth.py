@@ -18,6 +18,10 @@ from services.targets.config import parse_target
 from services.targets.session import TargetSession
 from simulators import webhook
 
+# The session gives every request the target's timeout (an injected client may serve
+# tenants with different ones); Starlette's test client warns about it, harmlessly.
+pytestmark = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
+
 USER, PASSWORD = "client-1", "pa55-never-shown"
 SIGNING_KEY = "whsec-unit"
 BASE_URL = "http://hooks.test"
