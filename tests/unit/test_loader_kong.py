@@ -1,38 +1,40 @@
-"""The Kong adapter: payload from a canonical product plus tenant settings, and upserts
-against the real Kong simulator app (in process), through the session the loader builds."""
+"""The Kong adapter's upserts against the real Kong simulator app (in process), through
+the session the loader builds (its settings and payload: test_targets_kong.py)."""
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from starlette.testclient import TestClient
 
-from services.common.errors import ConfigError, RetriableError, SkippableError
-from services.common.settings import ROOT
-from services.common.tenants import load_tenants
-from services.targets import TARGETS, open_target
+from services.common.errors import RetriableError, SkippableError
 from services.targets.base import TargetRejected
-from services.targets.config import parse_target
-from services.targets.kong import KongAdapter, KongSettings
+from services.targets.kong import KongAdapter
 from services.targets.session import TargetSession
 from simulators.kong import create_app
+from tests.unit.kong_support import (
+    BASE_URL,
+    FIXTURES,
+    PASSWORD,
+    USERNAME,
+    VOLATILE,
+    forwarding,
+    kong_on,
+    logins,
+    product,
+    requests,
+    stored,
+    through,
+)
 
 # The session gives every request the target's timeout (an injected client may serve
 # tenants with different ones); Starlette's test client warns about it, harmlessly.
 pytestmark = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
-
-FIXTURES = ROOT / "tests" / "fixtures"
-USERNAME, PASSWORD = "integrator", "s3cret-pass-xyz"
-BASE_URL = "http://kong.test"
-VOLATILE = ("modified", "_stored_at")
 
 
 @pytest.fixture(autouse=True)
@@ -46,105 +48,6 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waits: list[float] = []
     monkeypatch.setattr(TargetSession.call.retry, "sleep", waits.append)  # type: ignore[attr-defined]
     return waits
-
-
-def config(settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "type": "kong",
-        "base_url": BASE_URL,
-        "auth": {"username": {"env": "K_USER"}, "password": {"env": "K_PASSWORD"}},
-        "settings": {"type_id": 1, "customer_id": 100} if settings is None else settings,
-    }
-
-
-def target(settings: dict[str, Any] | None = None) -> KongSettings:
-    parsed = parse_target(config(settings))
-    assert isinstance(parsed, KongSettings)
-    return parsed
-
-
-def kong_on(app: Any, settings: dict[str, Any] | None = None, tenant: str = "acme") -> KongAdapter:
-    """A Kong adapter whose calls go to the simulator `app` (the session injected)."""
-    return through(TestClient(app, base_url=BASE_URL), settings, tenant)
-
-
-def through(
-    client: httpx.Client, settings: dict[str, Any] | None = None, tenant: str = "acme"
-) -> KongAdapter:
-    kong = open_target(tenant, target(settings), client=client)
-    assert isinstance(kong, KongAdapter)
-    return kong
-
-
-def problems_loading(tmp_path: Path, settings: dict[str, Any]) -> tuple[Path, list[str]]:
-    """The problems a tenants file with a Kong tenant of these settings has."""
-    tenant = {
-        "id": "acme",
-        "siesa": {
-            "base_url": "http://siesa.test",
-            "company": 1,
-            "conni_key": {"env": "K_USER"},
-            "conni_token": {"env": "K_USER"},
-        },
-        "target": config(settings),
-    }
-    path = tmp_path / "tenants.yaml"
-    path.write_text(yaml.safe_dump({"tenants": [tenant]}))
-    with pytest.raises(ConfigError) as caught:
-        load_tenants(path)
-    return path, caught.value.problems
-
-
-def product(**overrides: Any) -> dict[str, Any]:
-    return {
-        "tenant": "acme",
-        "sku": "CAM-OXF-001",
-        "name": "CAMISA OXFORD MANGA LARGA AZUL",
-        "display_name": "Camisa Oxford Azul",
-        "reference": "CAM-OXF-001",
-        "group_code": "10",
-        "barcode": "7701234000011",
-        "barcode_type": "EAN13",
-        "unit": "UNIT",
-        "is_active": True,
-        "weight_kg": 0.35,
-        "volume_m3": 0.002,
-        "attributes": {},
-        "op": "UPSERT",
-        "mapping_name": "siesa-items",
-        "mapping_version": "1",
-        "sync_id": "s",
-        "trace_id": "t",
-        "source_fingerprint": "f",
-        **overrides,
-    }
-
-
-def payload(canonical: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    kong = open_target("acme", target(settings))
-    assert isinstance(kong, KongAdapter)
-    try:
-        return kong.payload(canonical)
-    finally:
-        kong.close()
-
-
-def forwarding(
-    app: Any, intercept: Callable[[httpx.Request], httpx.Response | None]
-) -> httpx.MockTransport:
-    """Answers with `intercept(request)` when it gives one, else with the simulator's."""
-    simulator = TestClient(app)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        answer = intercept(request)
-        if answer is not None:
-            return answer
-        served = simulator.request(
-            request.method, str(request.url), headers=dict(request.headers), content=request.content
-        )
-        return httpx.Response(served.status_code, headers=served.headers, content=served.content)
-
-    return httpx.MockTransport(handler)
 
 
 @pytest.fixture
@@ -163,126 +66,6 @@ def adapter(app: Any) -> Iterator[KongAdapter]:
     kong = kong_on(app)
     yield kong
     kong.close()
-
-
-def stored(admin: TestClient) -> list[dict[str, Any]]:
-    skus: list[dict[str, Any]] = admin.get("/_admin/skus").json()
-    return skus
-
-
-def requests(admin: TestClient, method: str | None = None, status: int | None = None) -> int:
-    return sum(
-        r["count"]
-        for r in admin.get("/_admin/stats").json()["requests"]
-        if (method is None or r["method"] == method) and (status is None or r["status"] == status)
-    )
-
-
-def logins(admin: TestClient) -> int:
-    return sum(
-        r["count"]
-        for r in admin.get("/_admin/stats").json()["requests"]
-        if r["route"] == "/auth/token/login/"
-    )
-
-
-# -- the payload ----------------------------------------------------------------------
-
-
-def test_the_adapter_is_registered_as_kong() -> None:
-    assert TARGETS["kong"].build is KongAdapter
-    assert TARGETS["kong"].settings is KongSettings
-
-
-def test_a_full_product_becomes_a_kong_sku_with_tenant_settings() -> None:
-    body = payload(product(attributes={"color": "AZUL"}), {"type_id": 7, "customer_id": 42})
-
-    assert body == {
-        "external_id": "CAM-OXF-001",
-        "name": "CAMISA OXFORD MANGA LARGA AZUL",
-        "display_name": "Camisa Oxford Azul",
-        "reference": "CAM-OXF-001",
-        "type_id": 7,
-        "customer_id": 42,
-        "is_active": True,
-        "group_external_id": "10",
-        "ean": "7701234000011",
-        "properties": {"color": "AZUL", "unit": "UNIT", "weight_kg": 0.35, "volume_m3": 0.002},
-    }
-
-
-@pytest.mark.parametrize(
-    ("barcode", "kind", "field"),
-    [
-        ("7701234000011", "EAN13", "ean"),
-        ("96385074", "EAN8", "ean"),
-        ("012345678905", "UPC_A", "upc"),
-    ],
-)
-def test_gtins_go_to_ean_or_upc(barcode: str, kind: str, field: str) -> None:
-    body = payload(product(barcode=barcode, barcode_type=kind))
-
-    (other,) = {"ean", "upc"} - {field}
-    assert body[field] == barcode
-    assert other not in body
-    assert "barcode" not in body.get("properties", {})
-
-
-def test_an_other_barcode_is_kept_as_a_property_only() -> None:
-    body = payload(product(barcode="ABC-123", barcode_type="OTHER"))
-
-    assert "ean" not in body
-    assert "upc" not in body
-    assert body["properties"]["barcode"] == "ABC-123"
-
-
-def test_a_bare_product_falls_back_and_leaves_optional_fields_out() -> None:
-    bare = product(
-        display_name=None,
-        reference=None,
-        group_code=None,
-        barcode=None,
-        barcode_type=None,
-        unit=None,
-        weight_kg=None,
-        volume_m3=None,
-        is_active=False,
-    )
-
-    body = payload(bare)
-
-    assert body == {
-        "external_id": "CAM-OXF-001",
-        "name": "CAMISA OXFORD MANGA LARGA AZUL",
-        "display_name": "CAMISA OXFORD MANGA LARGA AZUL",
-        "reference": "CAM-OXF-001",
-        "type_id": 1,
-        "customer_id": 100,
-        "is_active": False,
-    }
-
-
-@pytest.mark.parametrize(
-    ("settings", "missing"),
-    [
-        ({"customer_id": 100}, ["type_id"]),
-        ({"type_id": 1}, ["customer_id"]),
-        ({}, ["type_id", "customer_id"]),
-        ({"type_id": "1", "customer_id": 100}, ["type_id"]),
-        ({"type_id": True, "customer_id": 100}, ["type_id"]),
-    ],
-)
-def test_missing_or_bad_settings_are_config_errors_naming_tenant_and_field(
-    settings: dict[str, Any], missing: list[str], tmp_path: Path
-) -> None:
-    path, problems = problems_loading(tmp_path, settings)  # checked as the file loads
-
-    assert len(problems) == len(missing)
-    for problem, name in zip(problems, missing, strict=True):
-        assert problem.startswith(f"{path}: tenant acme: target.settings.{name}:")
-
-
-# -- upserts against the simulator ----------------------------------------------------
 
 
 def test_create_stores_the_sku(adapter: KongAdapter, admin: TestClient) -> None:
@@ -496,33 +279,6 @@ def test_the_golden_products_land_in_kong_as_expected(
     assert by_id["PAN-DRL-032"]["ean"] is None
     assert by_id["PAN-DRL-032"]["upc"] is None
     assert by_id["TUB-PVC-2030"]["ean"] is None
-
-
-@pytest.mark.parametrize(
-    ("group_field", "expected"),
-    [
-        (None, {"group_external_id": "10"}),
-        ("group_id", {"group_id": 10}),
-        ("none", {}),
-    ],
-)
-def test_the_group_goes_where_the_tenant_says(
-    group_field: str | None, expected: dict[str, Any]
-) -> None:
-    settings: dict[str, Any] = {"type_id": 1, "customer_id": 100}
-    if group_field is not None:
-        settings["group_field"] = group_field
-    body = payload(product(), settings)
-    assert {k: v for k, v in body.items() if k.startswith("group")} == expected
-
-
-def test_an_unknown_group_field_is_a_config_error(tmp_path: Path) -> None:
-    _, problems = problems_loading(tmp_path, {"type_id": 1, "customer_id": 100, "group_field": "x"})
-    (problem,) = problems
-    assert re.search(r"tenant acme: target\.settings\.group_field", problem)
-
-
-# -- kept ids are hints: an update by one is conditional ---------------------------------
 
 
 def test_an_update_by_a_kept_id_is_conditional_on_the_sku_still_being_ours(
