@@ -151,6 +151,9 @@ class RunLoop:
     # Told which partitions left this consumer, so such a handler drops what it holds of
     # them (the new owner reads them again from the committed offset).
     on_revoked: Callable[[list[TopicPartition]], None] | None = None
+    # Told which partitions this consumer was given, before any of their records is
+    # handled (the loader reads back what it keeps of them: the target ids).
+    on_assigned: Callable[[list[TopicPartition]], None] | None = None
     # Makes a new transactional producer (same transactional id) when the current one is
     # wedged (kafka.ProducerWedged); without it, a wedged producer stops the service.
     new_producer: Callable[[], Producer] | None = None
@@ -359,6 +362,8 @@ class RunLoop:
         return offsets
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.on_assigned is not None:
+            self.on_assigned(partitions)
         _on_assign(consumer, partitions)
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
         metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(len(self._assigned))

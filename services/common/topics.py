@@ -27,6 +27,9 @@ DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
 # at start-up.
 FINGERPRINTS = FINGERPRINTS_TOPIC
 AUDIT = "ops.audit.v1"  # who did what (console or CLI), kept a year
+# The target's id of each product, keyed <tenant>/<sku> like the canonical topic (so, with
+# the same partition count, a canonical partition's ids are on the same partition here).
+TARGET_IDS = "loader.target-ids.v1"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,14 @@ SPECS = (
         },
     ),
     TopicSpec(AUDIT, {"cleanup.policy": "delete", "retention.ms": str(365 * DAY_MS)}),
+    TopicSpec(
+        TARGET_IDS,
+        {
+            "cleanup.policy": "compact",
+            "min.cleanable.dirty.ratio": "0.1",
+            "segment.ms": str(3600 * 1000),
+        },
+    ),
 )
 
 
