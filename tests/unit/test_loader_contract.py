@@ -17,11 +17,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.errors import RetriableError, SkippableError
-from services.common.settings import ROOT
 from services.common.tenants import Target
 from services.loader.adapters import ADAPTERS
 from services.loader.adapters.base import Adapter, TargetRejected
 from simulators import kong, wms
+from tests import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
 USERNAME, PASSWORD = "integrator", "s3cret-pass-xyz"

@@ -13,13 +13,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.errors import ConfigError, RetriableError, SkippableError
-from services.common.settings import ROOT
 from services.common.tenants import Target
 from services.loader.adapters import ADAPTERS
 from services.loader.adapters.base import TargetRejected
 from services.loader.adapters.kong import KongAdapter
 from services.loader.session import TargetSession
 from simulators.kong import create_app
+from tests import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
 USERNAME, PASSWORD = "integrator", "s3cret-pass-xyz"
