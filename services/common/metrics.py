@@ -6,9 +6,13 @@ is extract | transform | load; ``tenant`` is a tenant id; never a secret.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import platform
 
-from services.product import METRIC_NAMESPACE
+import confluent_kafka
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from services.common.packaged import distribution_version
+from services.product import METRIC_NAMESPACE, NAME
 
 RECORDS = Counter(
     f"{METRIC_NAMESPACE}_records",
@@ -42,6 +46,16 @@ POLL_SECONDS = Histogram(
     ["tenant", "mode"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
+LAST_SUCCESS = Gauge(
+    f"{METRIC_NAMESPACE}_last_success_timestamp_seconds",
+    "When a tenant last went through a stage: a poll of its source answered (extract), "
+    "a record of it transformed (transform) or confirmed by its target (load).",
+    ["tenant", "stage"],
+)
+BUILD = Info(
+    f"{METRIC_NAMESPACE}_build",
+    "What runs: the package's version, the Python and the librdkafka under it.",
+)
 TENANT_STATUS = Gauge(
     f"{METRIC_NAMESPACE}_tenant_failing",
     "1 while a tenant's sync is failed or degraded, else 0.",
@@ -54,3 +68,28 @@ BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 def count_records(stage: str, tenant: str | None, outcome: str, n: int = 1) -> None:
     if n:
         RECORDS.labels(stage=stage, tenant=tenant or "unknown", outcome=outcome).inc(n)
+
+
+def calls_made(tenant: str | None = None) -> float:
+    """Calls to targets and sources that returned so far (of one tenant, or all): a
+    loop's progress while it waits on them (health.Heartbeat)."""
+    return sum(
+        sample.value
+        for metric in TARGET_CALLS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and tenant in (None, sample.labels.get("tenant"))
+    )
+
+
+def mark_success(tenant: str, stage: str) -> None:
+    LAST_SUCCESS.labels(tenant=tenant, stage=stage).set_to_current_time()
+
+
+def export_build_info() -> None:
+    BUILD.info(
+        {
+            "version": distribution_version(NAME),
+            "python": platform.python_version(),
+            "librdkafka": confluent_kafka.libversion()[0],
+        }
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.health import DEFAULT_STALL_S
 from services.common.packaged import data_dir
 
 
@@ -41,6 +42,8 @@ class ServiceSettings(BaseSettings):
     # /healthz, /readyz, /metrics: None = the service's default port, 0 = any free port.
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
+    # Liveness: /healthz fails once a loop with work made no progress for this long.
+    stall_timeout_s: float = Field(default=DEFAULT_STALL_S, gt=0)
     # Alerts: one JSON POST (Slack-compatible) per condition while it lasts.
     alert_webhook_url: str | None = None
     alert_dlq_threshold: int = Field(default=100, ge=1)

@@ -22,6 +22,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from services.common import metrics
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
 from services.common.records import coordinates
 from services.common.runloop import BatchResult, unexpected
@@ -191,6 +192,7 @@ class Loader:
             state["dead_lettered"] += tally["failed"]
             if tally["loaded"]:
                 state["last_load_at"] = now
+                metrics.mark_success(tenant, "load")
             breaker = self.breakers[tenant]
             if breaker.state is not BreakerState.CLOSED:
                 state["status"] = "degraded"
