@@ -37,7 +37,7 @@ TRANSPORT_ERRORS = frozenset(
     {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 )
 PROBE_TIMEOUT_S = 3.0
-MAX_BACKOFF_S = 10.0
+MAX_BACKOFF_S = 5.0
 REPEAT_EVERY_S = 60.0
 # librdkafka appends how long a connection took and how many repeats it held back;
 # without them, one failure repeated reads as one message.

@@ -63,7 +63,7 @@ def test_unreachable_is_said_once_with_address_and_why_then_at_a_bounded_rate(
 
     assert w.check() is False
     assert lines(caplog) == [
-        f"cannot reach the Kafka broker at {ADDRESS}: {REFUSED}; retrying every 10 s at "
+        f"cannot reach the Kafka broker at {ADDRESS}: {REFUSED}; retrying every 5 s at "
         "most, not ready until it answers"
     ]
     assert not target.ready
