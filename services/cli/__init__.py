@@ -9,6 +9,7 @@ import confluent_kafka
 
 from services.cli.commands import pause, resume, resync
 from services.cli.dlq import dlq
+from services.cli.health import health
 from services.cli.mappings import mappings
 from services.cli.replay import replay_command
 from services.cli.run import run
@@ -32,5 +33,17 @@ def main() -> None:
     """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
 
 
-for command in (topics, run, sim, mappings, resync, pause, resume, status, dlq, replay_command):
+for command in (
+    topics,
+    run,
+    sim,
+    health,
+    mappings,
+    resync,
+    pause,
+    resume,
+    status,
+    dlq,
+    replay_command,
+):
     main.add_command(command)
