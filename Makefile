@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 # The other supported Pythons found on this machine (pyenv's, else one on PATH that is no
 # pyenv shim): `make test` runs the unit tests under each, in its own .venv-3.X.
 OTHER_PYTHONS := 3.12 3.13
-find_python = $(shell { ls -d "$$(pyenv root 2>/dev/null)"/versions/$(1).*/bin/python$(1) 2>/dev/null | sort -V | tail -n1; command -v python$(1) 2>/dev/null | grep -v /shims/; } | head -n1)
+find_python = $(shell { ls -d "$$(pyenv root 2>/dev/null || echo "$${PYENV_ROOT:-$$HOME/.pyenv}")"/versions/$(1).*/bin/python$(1) 2>/dev/null | sort -V | tail -n1; command -v python$(1) 2>/dev/null | grep -v /shims/; } | head -n1)
 FOUND_PYTHONS := $(foreach v,$(OTHER_PYTHONS),$(if $(call find_python,$(v)),$(v)))
 
 # The locked sets (requirements/*.txt, compiled by `make lock`): dev is everything a

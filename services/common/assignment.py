@@ -26,7 +26,7 @@ PARTITIONS = "partitions"  # the readiness problem of a consumer that holds none
 
 Partition = tuple[str, int]
 REFRESH_S = 10.0
-QUERY_TIMEOUT_S = 5.0
+QUERY_TIMEOUT_S = 2.0
 
 
 class Assignment:
@@ -86,6 +86,8 @@ class Assignment:
     def refresh(self) -> None:
         """Ask the broker for the ends of the assigned partitions; export their lag."""
         for topic, partition in sorted(self.assigned):
+            if self._stop.is_set():
+                return  # stopping: the consumer is about to close
             tp = TopicPartition(topic, partition)
             try:
                 low, high = self.consumer.get_watermark_offsets(
@@ -117,8 +119,9 @@ class Assignment:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop refreshing; returns once no call on the consumer is in progress, so that
-        the consumer can be closed."""
+        """Stop refreshing; returns once no call on the consumer is in progress (one
+        query at most, a few seconds while the broker is away), so that the consumer can
+        be closed."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -36,7 +36,7 @@ FATAL = "fatal"
 TRANSPORT_ERRORS = frozenset(
     {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 )
-PROBE_TIMEOUT_S = 3.0
+PROBE_TIMEOUT_S = 2.0
 MAX_BACKOFF_S = 5.0
 REPEAT_EVERY_S = 60.0
 # librdkafka appends how long a connection took and how many repeats it held back;

@@ -87,6 +87,9 @@ def test_the_wheel_installs_and_runs_from_any_directory(
                 return procs.http_ok(u) and httpx.get(u, timeout=2).status_code == 200
 
             procs.wait_until(ready, timeout=90, what=f"the installed {name} ready")
+        metrics = httpx.get(started["loader"][1].replace("/readyz", "/metrics"), timeout=5).text
+        assert 'siesa_sync_build_info{librdkafka="' in metrics
+        assert 'version="0.1.0"' in metrics
     finally:
         codes = {name: process.stop() for name, (process, _url) in started.items()}
     assert codes == dict.fromkeys(SERVICES, 0)
