@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,8 @@ def test_the_wheel_installs_and_runs_from_any_directory(
         assert 'siesa_sync_build_info{librdkafka="' in metrics
         assert 'version="0.1.0"' in metrics
     finally:
+        for process, _url in started.values():  # all at once; then wait for each
+            os.kill(process.pid, signal.SIGTERM)
         codes = {name: process.stop() for name, (process, _url) in started.items()}
     assert codes == dict.fromkeys(SERVICES, 0)
 
