@@ -103,9 +103,15 @@ class Heartbeat:
 class Health:
     """What the endpoints report; services flip `ready` and add detail."""
 
-    def __init__(self, name: str, stall_after_s: float = DEFAULT_STALL_S) -> None:
+    def __init__(
+        self,
+        name: str,
+        stall_after_s: float = DEFAULT_STALL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self.stall_after_s = stall_after_s
+        self._clock = clock
         self._ready = threading.Event()
         self._problems: dict[str, str] = {}
         self._heartbeats: dict[str, Heartbeat] = {}
@@ -115,7 +121,7 @@ class Health:
     def heartbeat(self, name: str, *, progress: Callable[[], float] | None = None) -> Heartbeat:
         """A new heartbeat for loop `name` (replacing one of that name), bound by
         `stall_after_s`; it counts for /healthz until `forget(name)`."""
-        beat = Heartbeat(name, self.stall_after_s, progress=progress)
+        beat = Heartbeat(name, self.stall_after_s, progress=progress, clock=self._clock)
         with self._lock:
             self._heartbeats[name] = beat
         return beat
