@@ -237,11 +237,10 @@ def test_a_frozen_run_loop_fails_liveness_past_its_bound_and_its_lag_keeps_growi
             producer.produce(raw, key=f"acme/{i}".encode(), value=b"x")
         assert producer.flush(30) == 0
         assert entered.wait(60), "the loop never got the batch"
-        froze = time.monotonic()
         assert state.problems == {}, "nothing else may excuse the loop"
 
+        # (Not before its bound: tests/unit/test_core_health.py, on an injected clock.)
         procs.wait_until(lambda: status(url) == 503, timeout=bound + 10, what="/healthz 503")
-        assert time.monotonic() - froze >= bound  # not before its bound
         stalled = httpx.get(url, timeout=3).json()["stalled"]
         assert stalled[f"{stage} loop"].startswith("no progress for")
 
