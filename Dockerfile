@@ -1,44 +1,63 @@
 # syntax=docker/dockerfile:1
-# One image for every siesa-sync process: the three services (`run extractor|transformer|
-# loader`), the operator CLI (`topics create`, `status`, ...) and the simulators
-# (`sim siesa|kong`). docker-compose.yml picks the process with `command:`.
-FROM python:3.11-slim
+# One image for every siesa-sync process, built from the wheel (not an editable
+# checkout): the three services (`run extractor|transformer|loader`) and the operator
+# CLI (`topics create`, `status`, ...) in the `runtime` target (the default); the
+# simulators (`sim siesa|kong|wms`) in the `sim` target, which adds the [sim] extra.
+# Every dependency comes from the hashed lock files in requirements/.
+ARG PYTHON=3.13
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-
-WORKDIR /app
-
-# Dependencies first, from pyproject.toml alone, so that editing the sources does not
-# reinstall them (tomllib is in the 3.11 standard library).
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
-
+# -- 1. the wheel -------------------------------------------------------------------
+FROM python:${PYTHON}-slim AS wheel
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 UV_PYTHON_DOWNLOADS=never
+WORKDIR /src
+COPY requirements/tools.txt requirements/tools.txt
+RUN pip install --require-hashes --no-deps -r requirements/tools.txt
+COPY pyproject.toml README.md ./
 COPY services/ services/
 COPY simulators/ simulators/
 COPY schemas/ schemas/
 COPY mappings/ mappings/
-COPY config/ config/
+COPY config/tenants.yaml config/tenants.yaml
+RUN uv build --wheel --no-build-isolation --python python --out-dir /dist
 
-# Why an *editable* install: services/common/settings.py finds schemas/, mappings/ and
-# config/ from its own file (ROOT = Path(__file__).resolve().parents[2]). A plain
-# `pip install .` would copy the packages into site-packages, where ROOT becomes
-# /usr/local/lib/python3.11 and no schemas/ exists. `pip install -e .` installs the
-# `siesa-sync` console script and an import finder that maps the `services` and
-# `simulators` packages to /app/services and /app/simulators, so ROOT is /app whatever
-# the working directory, for `siesa-sync ...` and `python -m services.<name>` alike.
-RUN pip install --no-deps -e . \
-    && python -c "from services.common.settings import ROOT; assert str(ROOT) == '/app', ROOT; from services.common.serde import default_serde; default_serde()" \
-    && siesa-sync --help > /dev/null
+# -- 2. the runtime: the locked runtime set, then the wheel without resolving again ---
+FROM python:${PYTHON}-slim AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY requirements/runtime.txt /tmp/runtime.txt
+RUN pip install --require-hashes --no-deps -r /tmp/runtime.txt && rm /tmp/runtime.txt
+COPY --from=wheel /dist/ /tmp/dist/
+RUN pip install --no-deps /tmp/dist/*.whl \
+    && rm -rf /tmp/dist \
+    && siesa-sync --version \
+    && python -c "from services.common.serde import default_serde; default_serde()"
+# The tenants of the compose setup (docker-compose.yml points the services at it); a
+# deployment mounts its own there or names another file in <SERVICE>_TENANTS_FILE.
+COPY config/tenants.docker.yaml /etc/siesa-sync/tenants.yaml
 
-# Run as an unprivileged user; the code and config stay root-owned and read-only to it.
-RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
-        --shell /usr/sbin/nologin siesa
-USER siesa
+# Run as an unprivileged user; the installed code and config stay root-owned.
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin siesa
+USER 10001
+WORKDIR /tmp
+
+# Liveness of whichever service this container runs (its /healthz on 127.0.0.1);
+# docker-compose.yml asks readiness (`health --ready`) to order start-up.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["siesa-sync", "health"]
 
 ENTRYPOINT ["siesa-sync"]
 CMD ["--help"]
+
+# -- 3. the simulators: the runtime plus the [sim] extra's locked set -----------------
+FROM runtime AS sim
+USER root
+COPY requirements/sim.txt /tmp/sim.txt
+RUN pip install --require-hashes --no-deps -r /tmp/sim.txt && rm /tmp/sim.txt
+USER 10001
+# A simulator serves no /healthz; docker-compose.yml checks its /_admin/stats.
+HEALTHCHECK NONE
+
+# The default target: the services' image, with no simulator dependency in it.
+FROM runtime

@@ -26,10 +26,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from devtools import procs
 from devtools.bench import Figure
+from devtools.procs import ROOT
 from devtools.stack import Stack
 from services.common import topics
 from services.common.serde import default_serde
-from services.common.settings import ROOT, KafkaSettings
+from services.common.settings import KafkaSettings
 from services.common.topics import create_topics
 from services.extractor import rows
 

@@ -56,6 +56,10 @@ def check(directory: Path | None) -> None:
     settings = _settings()
     directory = directory or settings.mappings_dir
     names = mapping_names(directory)
+    if not names:
+        # Nothing checked is no success: a wrong directory or a broken install.
+        click.echo(f"{directory}: no mapping files (*.yaml) to check", err=True)
+        sys.exit(2)
     if settings.tenants_file.exists():
         names |= set(_tenant_mappings(settings.tenants_file).values())
     try:

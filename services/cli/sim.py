@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
+
+from services.product import NAME
 
 SIMULATORS = ("siesa", "kong", "wms", "webhook")
 DEFAULT_PORTS = {"siesa": 8081, "kong": 8082, "wms": 8083, "webhook": 8084}
@@ -57,9 +61,17 @@ def sim(
     """Run a simulator of an external API on loopback."""
     import os
 
-    import uvicorn
+    try:
+        import uvicorn
 
-    from simulators import kong, siesa, webhook, wms
+        from simulators import kong, siesa, webhook, wms
+    except ModuleNotFoundError as exc:
+        click.echo(
+            f"the simulators need the [sim] extra ({exc.name} is missing): "
+            f"pip install '{NAME}[sim]'",
+            err=True,
+        )
+        sys.exit(2)
 
     if name == "siesa":
         if not conni_key or not conni_token:

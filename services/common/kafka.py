@@ -1,5 +1,5 @@
 """Kafka clients built in one place, from `KafkaSettings`, with librdkafka's logs routed
-into Python logging."""
+into Python logging and its errors to services/common/reachability.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.common.errors import FatalError, RetriableError
+from services.common.reachability import client_error
 from services.common.records import OutRecord
 from services.common.settings import KafkaSettings
 
@@ -20,7 +21,11 @@ _log = logging.getLogger(__name__)
 
 
 def base_config(kafka: KafkaSettings) -> dict[str, Any]:
-    return {"bootstrap.servers": kafka.bootstrap_servers, "logger": _rdkafka_log}
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "logger": _rdkafka_log,
+        "error_cb": client_error,
+    }
 
 
 def producer_config(

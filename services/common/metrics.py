@@ -6,13 +6,16 @@ is extract | transform | load; ``tenant`` is a tenant id; never a secret.
 
 from __future__ import annotations
 
+import platform
 import time
 
+import confluent_kafka
 from confluent_kafka import Message
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
+from services.common.packaged import distribution_version
 from services.common.records import header_value
-from services.product import METRIC_NAMESPACE
+from services.product import METRIC_NAMESPACE, NAME
 
 RECORDS = Counter(
     f"{METRIC_NAMESPACE}_records",
@@ -45,6 +48,16 @@ POLL_SECONDS = Histogram(
     "Time of one extractor poll of a tenant (a filter query or a full scan).",
     ["tenant", "mode"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+LAST_SUCCESS = Gauge(
+    f"{METRIC_NAMESPACE}_last_success_timestamp_seconds",
+    "When a tenant last went through a stage: a poll of its source answered (extract), "
+    "a record of it transformed (transform) or confirmed by its target (load).",
+    ["tenant", "stage"],
+)
+BUILD = Info(
+    f"{METRIC_NAMESPACE}_build",
+    "What runs: the package's version, the Python and the librdkafka under it.",
 )
 TENANT_STATUS = Gauge(
     f"{METRIC_NAMESPACE}_tenant_failing",
@@ -94,3 +107,28 @@ def observe_freshness(msg: Message, tenant: str, now: float | None = None) -> No
         return
     elapsed = (time.time() if now is None else now) - seen_s
     FRESHNESS.labels(tenant=tenant).observe(max(0.0, elapsed))
+
+
+def calls_made(tenant: str | None = None) -> float:
+    """Calls to targets and sources that returned so far (of one tenant, or all): a
+    loop's progress while it waits on them (health.Heartbeat)."""
+    return sum(
+        sample.value
+        for metric in TARGET_CALLS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and tenant in (None, sample.labels.get("tenant"))
+    )
+
+
+def mark_success(tenant: str, stage: str) -> None:
+    LAST_SUCCESS.labels(tenant=tenant, stage=stage).set_to_current_time()
+
+
+def export_build_info() -> None:
+    BUILD.info(
+        {
+            "version": distribution_version(NAME),
+            "python": platform.python_version(),
+            "librdkafka": confluent_kafka.libversion()[0],
+        }
+    )

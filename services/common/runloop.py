@@ -24,15 +24,23 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from services.common import health, logs, metrics
 from services.common.alerts import Alerter
+from services.common.assignment import Assignment
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SkippableError, SyncError
 from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
+from services.common.reachability import FATAL
 from services.common.records import OutRecord, coordinates
 from services.common.tenants import tenant_of_key
 from services.common.topics import STATE
 from services.product import NAME
 
 log = logging.getLogger(__name__)
+
+# The longest a batch's commit may wait on a slow broker through the timeouts of its
+# calls (services/common/kafka.py: offsets 15 s, commit 5 x 60 s, abort 30 s): the
+# heartbeat's grace for it. (A broker known to be down stops liveness counting anyway.)
+BROKER_CALLS_S = 360.0
+FLUSH_S = 5.0
 
 
 class Stopper:
@@ -161,25 +169,41 @@ class RunLoop:
     _dead_lettered: Counter[str] = field(default_factory=Counter)
     _positions: dict[tuple[str, int], int] = field(default_factory=dict)
     _committed: dict[tuple[str, int], int] = field(default_factory=dict)
-    _assigned: set[tuple[str, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # Liveness: a beat per poll and per batch step; while a handler works, every
+        # call its targets answer counts as progress (the loader's upserts).
+        self._heartbeat = health.current().heartbeat(
+            f"{self.stage} loop", progress=metrics.calls_made
+        )
+        self._held = Assignment(self.stage, self.consumer)
 
     def run(self) -> None:
         with logs.context(stage=self.stage):
             self._run()
 
     def _run(self) -> None:
+        state = health.current()
+        self._held.waiting()
         self.consumer.subscribe(
             self.topics, on_assign=self._assign, on_revoke=self._revoked, on_lost=self._lost
         )
-        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(0)
         metrics.CONSUMER_EVICTIONS.labels(stage=self.stage).inc(0)  # exported from the start
         log.info("%s consuming %s", self.stage, ", ".join(self.topics))
+        self._held.start()
         try:
             while not self.stopper.stopped:
+                self._heartbeat.beat()
                 batch = self._poll()
                 if batch or (self.holds is not None and self.holds()):
                     self._process(batch)
+        except FatalError as exc:
+            state.report(FATAL, exc.message)
+            raise
         finally:
+            state.set_ready(False)
+            state.forget(self._heartbeat.name)
+            self._held.stop()
             self.producer.flush(10)
             self.consumer.close()
             log.info("%s stopped", self.stage)
@@ -233,6 +257,7 @@ class RunLoop:
                         "offset": offset,
                     },
                 )
+            self._heartbeat.beat(grace_s=BROKER_CALLS_S)
             if self.transactional:
                 self._commit_in_transaction(batch, outputs)
             else:
@@ -246,6 +271,7 @@ class RunLoop:
                 backoff = min(self.max_backoff, 0.5 * 2 ** min(self._failures_in_row, 6))
                 delay = backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
             log.warning("%s: %s; retrying the batch in %.1fs", self.stage, exc.message, delay)
+            self._heartbeat.beat(grace_s=delay)
             self.stopper.wait(delay)
             return
         self._failures_in_row = 0
@@ -275,6 +301,8 @@ class RunLoop:
             metrics.count_records(self.stage, tenant, outcome, n)
             if outcome == "dead_lettered" and tenant:
                 self._alert_on_dead_letters(tenant, n)
+            if outcome == "out" and tenant:
+                metrics.mark_success(tenant, self.stage)
 
     def _alert_on_dead_letters(self, tenant: str, n: int) -> None:
         """One alert when a tenant's dead letters (since start) pass the threshold."""
@@ -289,7 +317,9 @@ class RunLoop:
             )
 
     def _record_lag(self, batch: list[Message]) -> None:
-        """Lag per partition seen in the batch, from the cached high watermarks."""
+        """Lag per partition seen in the batch, from the cached high watermarks (and
+        refreshed from the broker meanwhile: services/common/assignment.py)."""
+        self._held.processed(next_offsets(batch))
         for tp in next_offsets(batch):
             try:
                 _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
@@ -325,7 +355,7 @@ class RunLoop:
         produce_all(self.producer, outputs, on_delivery)
         # Wait for every delivery: giving up on a slow broker and redoing the batch would
         # write the outputs twice once the queued ones go out after all.
-        while self.producer.flush(5) > 0:
+        while self._flushed_not_all():
             if self.stopper.stopped:
                 raise FatalError("stopped while outputs were still undelivered; not committing")
             log.warning("%s: waiting for the broker to take the batch's outputs", self.stage)
@@ -346,6 +376,10 @@ class RunLoop:
         for tp in offsets:
             self._committed[tp.topic, tp.partition] = tp.offset
 
+    def _flushed_not_all(self) -> bool:
+        self._heartbeat.beat(grace_s=FLUSH_S)  # waiting on the broker is no stall
+        return bool(self.producer.flush(FLUSH_S) > 0)
+
     def _to_commit(self, batch: list[Message]) -> list[TopicPartition]:
         """The batch's next offsets; with `holds`, every partition's, kept below the
         lowest record still held, and only those that moved."""
@@ -361,12 +395,10 @@ class RunLoop:
                 offsets.append(TopicPartition(topic, partition, offset))
         return offsets
 
-    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.on_assigned is not None:
             self.on_assigned(partitions)
-        _on_assign(consumer, partitions)
-        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
-        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(len(self._assigned))
+        self._held.assign(partitions)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions taken away without a handover: the group evicted this consumer."""
@@ -376,8 +408,7 @@ class RunLoop:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         _log_revoke(consumer, partitions)
-        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
-        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(len(self._assigned))
+        self._held.revoke(partitions)
         for tp in partitions:
             self._positions.pop((tp.topic, tp.partition), None)
             self._committed.pop((tp.topic, tp.partition), None)
@@ -390,11 +421,6 @@ class RunLoop:
                 self.consumer.seek(tp)
             except KafkaException as exc:
                 log.warning("could not rewind %s[%d]: %s", tp.topic, tp.partition, exc)
-
-
-def _on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
-    health.current().set_ready()  # in the group: ready, even with no partitions left
 
 
 def _log_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -1,4 +1,5 @@
-"""Avro on the wire: single-object encoding, schemas read once from `schemas/`.
+"""Avro on the wire: single-object encoding, schemas read once from the shipped
+`schemas/` (services/common/packaged.py).
 
 Every value is `C3 01` + the writer schema's 8-byte CRC-64-AVRO fingerprint
 (little-endian) + the Avro binary body (Avro spec, "Single object encoding"). A reader
@@ -20,11 +21,10 @@ import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from services.common.errors import ConfigError, SkippableError
-from services.common.settings import ROOT
+from services.common.packaged import data_dir
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
-SCHEMA_DIR = ROOT / "schemas"
 
 
 class DecodeError(SkippableError):
@@ -55,13 +55,17 @@ def _load(path: Path) -> Schema:
 class Serde:
     """Encodes and decodes the project's records; build once, share everywhere."""
 
-    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+    def __init__(self, schema_dir: Path | None = None) -> None:
+        schema_dir = data_dir("schemas") if schema_dir is None else schema_dir
         self.current: dict[str, Schema] = {}
         self.by_fingerprint: dict[bytes, Schema] = {}
         for path in sorted(schema_dir.glob("*.avsc")):
             schema = _load(path)
             self.current[schema.name] = schema
             self.by_fingerprint[schema.fingerprint] = schema
+        if not self.current:
+            # Nothing to encode or decode with: a broken install, never a quiet start.
+            raise ConfigError(f"{schema_dir}: no Avro schemas (*.avsc)")
         for path in sorted((schema_dir / "history").glob("*.avsc")):
             old = _load(path)
             self.by_fingerprint.setdefault(old.fingerprint, old)

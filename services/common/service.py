@@ -1,7 +1,10 @@
 """Start-up and shutdown shared by every service's `main()`.
 
 Settings and tenant files are read and checked before anything connects; a
-`ConfigError` prints every problem and exits 2; a `FatalError` exits 1.
+`ConfigError` prints every problem and exits 2; a `FatalError` exits 1. Then the
+service waits for the broker (`connect`: not ready, saying why, until it answers). A
+stop (SIGTERM, SIGINT) at any point of start-up exits 0 without a traceback, whatever
+the call it interrupted raised.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from confluent_kafka import KafkaException
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from services.common import health
-from services.common.errors import ConfigError, FatalError
+from services.common import health, metrics
+from services.common.errors import ConfigError, FatalError, SyncError
+from services.common.kafka import make_admin
 from services.common.logs import configure_logging
+from services.common.reachability import BrokerWatch, install
 from services.common.runloop import Stopper
 from services.common.settings import KafkaSettings, ServiceSettings
 
@@ -53,14 +59,22 @@ def run_service(
     try:
         settings = load_settings(settings_class)
         configure_logging(settings.log_level)
+        metrics.export_build_info()
+        state = health.current(name)
+        state.stall_after_s = settings.stall_timeout_s
         stop_health = health.serve(
-            health.current(name),
+            state,
             settings.health_host,
             settings.health_port,
             default_port=DEFAULT_HEALTH_PORTS.get(name, 0),
         )
         try:
             start(settings, stopper)
+        except (SyncError, KafkaException) as exc:
+            if not stopper.stopped or isinstance(exc, ConfigError | FatalError):
+                raise
+            # A stop interrupted a call to the broker at start-up: no failure.
+            log.info("%s: stopped during start-up (%s)", name, exc)
         finally:
             stop_health()
     except ConfigError as exc:
@@ -69,3 +83,24 @@ def run_service(
     except FatalError as exc:
         log.exception("%s: stopped on a fatal error: %s", name, exc.message)
         sys.exit(1)
+
+
+def connect(kafka: KafkaSettings, stopper: Stopper) -> bool:
+    """Wait until the broker answers, not ready meanwhile and saying why (once, then at
+    most once a minute); then keep watching it (readiness follows it) until the stop.
+    False when a stop came first: the service's start returns, and it exits 0."""
+    admin = make_admin(kafka)
+
+    def probe(timeout_s: float) -> None:
+        try:
+            admin.list_topics(timeout=timeout_s)
+        finally:
+            admin.poll(0)  # serve the errors and logs of the attempt (the why, deduplicated)
+
+    watch = BrokerWatch(kafka.bootstrap_servers, probe)
+    install(watch)
+    if not watch.wait_until_reachable(stopper):
+        log.info("stopped while waiting for the Kafka broker at %s", kafka.bootstrap_servers)
+        return False
+    watch.watch(stopper)
+    return True

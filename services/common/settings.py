@@ -7,7 +7,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parents[2]
+from services.common.health import DEFAULT_STALL_S
+from services.common.packaged import data_dir
+
+
+def example_tenants_file() -> Path:
+    """The tenants file shipped with the package (the demo tenants): the default, so a
+    checkout runs as is; a deployment names its own in `<SERVICE>_TENANTS_FILE`."""
+    return data_dir("config") / "tenants.yaml"
 
 
 class KafkaSettings(BaseSettings):
@@ -30,11 +37,13 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    tenants_file: Path = ROOT / "config" / "tenants.yaml"
+    tenants_file: Path = Field(default_factory=example_tenants_file)
     log_level: str = "INFO"
     # /healthz, /readyz, /metrics: None = the service's default port, 0 = any free port.
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
+    # Liveness: /healthz fails once a loop with work made no progress for this long.
+    stall_timeout_s: float = Field(default=DEFAULT_STALL_S, gt=0)
     # Alerts: one JSON POST (Slack-compatible) per condition while it lasts.
     alert_webhook_url: str | None = None
     alert_dlq_threshold: int = Field(default=100, ge=1)

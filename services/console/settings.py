@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.common.settings import ROOT, KafkaSettings
+from services.common.packaged import data_dir
+from services.common.settings import KafkaSettings, example_tenants_file
 
 DEFAULT_METRICS = ",".join(f"http://127.0.0.1:{port}/metrics" for port in (9101, 9102, 9103))
 
@@ -20,8 +21,8 @@ class ConsoleSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=9100, ge=0, le=65535)
     # Local users: name, role (viewer | operator) and an argon2 password hash each;
-    # `siesa-sync console add-user` writes it.
-    users_file: Path = ROOT / "config" / "console-users.yaml"
+    # `siesa-sync console add-user` writes it (by default in the working directory).
+    users_file: Path = Path("console-users.yaml")
     # "viewer" lets anyone who reaches the console look (never act) without logging in.
     anonymous_role: Literal["none", "viewer"] = "none"
     # Signs the session cookies. Unset: a random key per start (everyone logs in again).
@@ -30,8 +31,8 @@ class ConsoleSettings(BaseSettings):
     # Send cookies only over HTTPS (set it when a TLS proxy fronts the console).
     secure_cookies: bool = False
     login_attempts: int = Field(default=5, ge=1)  # failures per user or address in 5 min
-    tenants_file: Path = ROOT / "config" / "tenants.yaml"
-    mappings_dir: Path = ROOT / "mappings"
+    tenants_file: Path = Field(default_factory=example_tenants_file)
+    mappings_dir: Path = Field(default_factory=lambda: data_dir("mappings"))
     transformer_group: str = "siesa-sync-transformer"
     loader_group: str = "siesa-sync-loader"
     # The services' /metrics (comma-separated): breaker states and freshness come from

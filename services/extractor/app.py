@@ -12,7 +12,7 @@ from services.common.errors import ConfigError, FatalError, RetriableError
 from services.common.kafka import make_producer
 from services.common.runloop import Stopper
 from services.common.serde import default_serde
-from services.common.service import run_service
+from services.common.service import connect, run_service
 from services.common.tenants import enabled, load_tenants
 from services.extractor import commands
 from services.extractor.memory import restore
@@ -30,6 +30,8 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
         raise ConfigError(f"{settings.tenants_file}: no enabled tenant")
     serde = default_serde()
     kafka = settings.kafka
+    if not connect(kafka, stopper):
+        return
     failures: list[str] = []
     # One transactional producer per tenant: a second extractor for the same tenant
     # fences the first (and aborts what a killed one left open) before state is read.

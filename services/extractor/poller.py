@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from services.common import metrics
+from services.common import health, metrics
 from services.common.alerts import Alerter
 from services.common.errors import FatalError, RetriableError, SyncError
 from services.common.runloop import Stopper
@@ -67,12 +67,18 @@ class TenantPoller:
 
     def run(self, stopper: Stopper) -> None:
         failures = 0
+        # Liveness: busy while scanning, where each call Siesa answers is progress.
+        beat = health.current().heartbeat(
+            f"poll {self.tenant.id}", progress=lambda: metrics.calls_made(self.tenant.id)
+        )
         try:
             while not stopper.stopped:
                 self._apply_commands()
                 if self.paused:
+                    beat.idle()
                     self._sleep(stopper, 3600.0)
                     continue
+                beat.beat()
                 started = time.monotonic()
                 try:
                     self.poll_once(stopper)
@@ -92,8 +98,10 @@ class TenantPoller:
                     error = SyncError(f"unexpected {type(exc).__name__}: {exc}")
                     error.error_class = "unexpected"
                     delay = self._failed(failures, error)
+                beat.idle()
                 self._sleep(stopper, max(0.0, delay))
         finally:
+            health.current().forget(beat.name)
             self.scanner.close()
 
     def poll_once(self, stopper: Stopper | None = None) -> ScanResult:
@@ -158,6 +166,7 @@ class TenantPoller:
 
     def _healthy(self) -> None:
         metrics.TENANT_STATUS.labels(tenant=self.tenant.id, stage="extract").set(0)
+        metrics.mark_success(self.tenant.id, "extract")
         if self.alerter is not None:
             self.alerter.clear(self.tenant.id, "sync_failed")
 

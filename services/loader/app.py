@@ -12,7 +12,7 @@ from services.common.alerts import Alerter
 from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop, Stopper
 from services.common.serde import default_serde
-from services.common.service import run_service
+from services.common.service import connect, run_service
 from services.common.state import read_states
 from services.common.tenants import enabled, load_tenants
 from services.loader.breaker import Breaker
@@ -36,6 +36,9 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         writer=writer,
         max_parked=settings.max_parked,
     )
+    if not connect(kafka, stopper):
+        loader.close()
+        return
     # This writer's counts so far (a restarted replica with a stable id carries on).
     loader.restore([s for s in read_states(kafka, serde) if s["writer"] == writer])
     log.info("loader %s: tenants %s", writer, ", ".join(tenants), extra={"writer": writer})

@@ -218,6 +218,7 @@ class Loader:
             state["dead_lettered"] += tally["failed"]
             if tally["loaded"]:
                 state["last_load_at"] = now
+                metrics.mark_success(tenant, "load")
             breaker = self.breakers[tenant]
             if breaker.state is not BreakerState.CLOSED:
                 state["status"] = "degraded"

@@ -10,7 +10,7 @@ from services.common.alerts import Alerter
 from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop, Stopper, per_record
 from services.common.serde import default_serde
-from services.common.service import run_service
+from services.common.service import connect, run_service
 from services.common.state import read_states
 from services.common.tenants import enabled, load_tenants
 from services.transformer.compiler import Shapes, load_mappings, mapping_names
@@ -27,6 +27,8 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
     names = mapping_names(settings.mappings_dir) | {t.mapping for t in tenants}
     mappings = load_mappings(settings.mappings_dir, names, Shapes.from_serde(serde))
     kafka = settings.kafka
+    if not connect(kafka, stopper):
+        return
     transformer = Transformer(
         serde=serde,
         mappings={t.id: mappings[t.mapping] for t in tenants},

@@ -22,14 +22,14 @@ import jsonschema
 import yaml
 
 from services.common.errors import ConfigError
+from services.common.packaged import data_dir
 from services.common.serde import Serde, default_serde
-from services.common.settings import ROOT
 from services.transformer.convert import CONVERSIONS, TEXT_STEPS
 from services.transformer.expressions import ExpressionError, compile_expression
 from services.transformer.mapping import FieldRule, Mapping, Passthrough, TargetType
 from services.transformer.patterns import Pattern, PatternError
 
-JSON_SCHEMA = ROOT / "mappings" / "mapping.schema.json"
+JSON_SCHEMA = "mapping.schema.json"  # shipped beside the default mappings
 # Set by the transformer itself, or (attributes) built from `attributes:`.
 NOT_MAPPABLE = frozenset(
     {
@@ -91,15 +91,19 @@ def default_shapes() -> Shapes:
     return Shapes.from_serde(default_serde())
 
 
+def json_schema() -> Any:
+    """The shipped JSON Schema of mapping files."""
+    return json.loads((data_dir("mappings") / JSON_SCHEMA).read_text())
+
+
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(JSON_SCHEMA.read_text())
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(json_schema())
 
 
 @cache
 def _rule_validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(JSON_SCHEMA.read_text())
+    schema = json_schema()
     return jsonschema.Draft202012Validator({"$ref": "#/$defs/rule", "$defs": schema["$defs"]})
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ROOT, ServiceSettings
+from services.common.packaged import data_dir
+from services.common.settings import ServiceSettings
 
 
 class TransformerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TRANSFORMER_", frozen=True, extra="ignore")
 
-    mappings_dir: Path = ROOT / "mappings"
+    mappings_dir: Path = Field(default_factory=lambda: data_dir("mappings"))
     group_id: str = "siesa-sync-transformer"
     batch_size: int = Field(default=500, ge=1)
     # Names this instance's transactional producer. Give each replica a stable one (its

@@ -16,8 +16,8 @@ from typing import Any
 from devtools import procs
 from devtools.expected import mismatches
 from devtools.stack import Stack
-from services.common.settings import ROOT
 from simulators.catalogue import generate_items
+from tests import ROOT
 
 ACME, BETA = 8585, 9090
 

@@ -14,8 +14,8 @@ import httpx
 
 from devtools import procs
 from devtools.stack import Stack
-from services.common.settings import ROOT
 from simulators.catalogue import generate_items
+from tests import ROOT
 from tests.webhook import Receiver
 
 COMPANY = 8585

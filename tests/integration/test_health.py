@@ -3,6 +3,8 @@ Prometheus parser) as a real process, and the metrics count what really happened
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -79,3 +81,11 @@ def test_each_service_is_healthy_ready_and_its_metrics_count_the_sync(stack: Sta
     )
     assert value(loader, "siesa_sync_breaker_state", tenant="acme", target="kong") == 0
     assert any(name == "siesa_sync_consumer_lag" for name, _ in loader)
+    for samples, stage in ((extractor, "extract"), (transformer, "transform"), (loader, "load")):
+        last = value(
+            samples, "siesa_sync_last_success_timestamp_seconds", tenant="acme", stage=stage
+        )
+        assert time.time() - 300 < last <= time.time(), (stage, last)
+        build = [labels for name, labels in samples if name == "siesa_sync_build_info"]
+        assert len(build) == 1
+        assert {"version", "python", "librdkafka"} <= dict(build[0]).keys()

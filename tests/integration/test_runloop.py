@@ -15,9 +15,10 @@ from services.common import topics
 from services.common.kafka import make_consumer, make_producer, producer_config
 from services.common.runloop import RunLoop, Stopper, per_record
 from services.common.serde import default_serde
-from services.common.settings import ROOT, KafkaSettings
+from services.common.settings import KafkaSettings
 from services.transformer.compiler import load_mappings
 from services.transformer.service import Transformer
+from tests import ROOT
 
 serde = default_serde()
 

@@ -14,7 +14,8 @@ from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicPartition
 
 from devtools.stack import Stack
 from services.common import topics
-from services.common.settings import ROOT, KafkaSettings
+from services.common.settings import KafkaSettings
+from tests import ROOT
 
 BROKEN = """\
     # Three mistakes: a field CanonicalProduct lacks, an unknown conversion, a hostile

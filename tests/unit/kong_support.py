@@ -13,11 +13,11 @@ import yaml
 from starlette.testclient import TestClient
 
 from services.common.errors import ConfigError
-from services.common.settings import ROOT
 from services.common.tenants import load_tenants
 from services.targets import open_target
 from services.targets.config import parse_target
 from services.targets.kong import KongAdapter, KongSettings
+from tests import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
 USERNAME, PASSWORD = "integrator", "s3cret-pass-xyz"

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from services.cli import main
-from services.common.settings import ROOT
+from tests import ROOT
 
 PAGE = ROOT / "tests" / "fixtures" / "siesa-items-page.json"
 CONVERSIONS = ROOT / "tests" / "fixtures" / "golden" / "conversions-page.json"

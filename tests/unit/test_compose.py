@@ -3,29 +3,35 @@
 Every container built from this repository runs a real `siesa-sync` command (resolved
 through the click group itself), is given only environment variables that the process
 behind that command really reads (settings fields, tenant credential references,
-simulator options), points at a tenants file that exists, and never carries a literal
-secret.
+simulator options), points at a tenants file that the image holds, and never carries a
+literal secret. Every long-running container has a health check (the services: their
+readiness, through a real `siesa-sync health --ready`), and each starts only once what
+it depends on is healthy (or, for the topics job, completed).
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 import shlex
 import tomllib
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import yaml
 
-from services.cli import main
-from services.common.settings import KafkaSettings, ServiceSettings
+from services.common.settings import example_tenants_file
+from tests.unit.deploy_support import (
+    allowed_env,
+    choices,
+    env_references,
+    resolve,
+    settings_class,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-APP_DIR = "/app"  # WORKDIR of the image: the repository's root inside a container
+DOCKERFILE = ROOT / "Dockerfile"
 
 SECRET_WORDS = ("KEY", "TOKEN", "PASSWORD", "SECRET", "USERS")
 # `${VAR:?message}` or `${VAR?message}`: required, and no default that could hold a value.
@@ -72,108 +78,40 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(name): "" if value is None else str(value) for name, value in env.items()}
 
 
-def _resolve(words: list[str]) -> tuple[list[str], click.Context]:
-    """Walk `words` down the `siesa-sync` click group; parse the leaf's arguments.
-
-    Returns the command path (e.g. ["sim"] or ["topics", "create"]) and the parsed
-    context; fails the test on an unknown command, a bad choice or a bad option.
-    """
-    ctx = click.Context(main, info_name="siesa-sync")
-    command: click.Command = main
-    path: list[str] = []
-    rest = list(words)
-    while isinstance(command, click.Group):
-        assert rest, f"`siesa-sync {' '.join(path)}` needs a subcommand"
-        word = rest.pop(0)
-        sub = command.get_command(ctx, word)
-        assert sub is not None, f"`siesa-sync {' '.join([*path, word])}`: no such command"
-        path.append(word)
-        command = sub
-        ctx = click.Context(command, info_name=word, parent=ctx)
-    try:
-        parsed = command.make_context(path[-1], rest, parent=ctx.parent)
-    except click.ClickException as exc:
-        pytest.fail(f"`siesa-sync {' '.join(words)}`: {exc.format_message()}")
-    return path, parsed
-
-
-def _choices(path: list[str]) -> tuple[str, ...]:
-    ctx = click.Context(main)
-    command = main.get_command(ctx, path[0])
-    assert command is not None
-    argument = next(p for p in command.params if isinstance(p, click.Argument))
-    assert isinstance(argument.type, click.Choice)
-    return tuple(str(choice) for choice in argument.type.choices)
-
-
-def _env_names(settings: type[Any]) -> set[str]:
-    prefix = str(settings.model_config.get("env_prefix", "")).upper()
-    # The nested `kafka` field is not read from <PREFIX>_KAFKA: services build it from
-    # KAFKA_* through KafkaSettings' own prefix.
-    return {f"{prefix}{name.upper()}" for name in settings.model_fields if name != "kafka"}
-
-
-def _settings_class(service: str) -> type[ServiceSettings]:
-    module = importlib.import_module(f"services.{service}.settings")
-    found = [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type)
-        and issubclass(value, ServiceSettings)
-        and value is not ServiceSettings
-        and value.__module__ == module.__name__
-    ]
-    assert len(found) == 1, f"services/{service}/settings.py: expected one settings class"
-    return found[0]
+def _copied_into_image() -> dict[str, Path]:
+    """Container path -> repository file, from the Dockerfile's COPY of checkout files."""
+    copies = {}
+    for line in DOCKERFILE.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--") for w in words):
+            source, destination = words[1], words[2]
+            if destination.startswith("/"):
+                copies[destination] = ROOT / source
+    return copies
 
 
 def _host_path(container_path: str) -> Path:
-    assert container_path.startswith(f"{APP_DIR}/"), (
-        f"{container_path}: not under {APP_DIR}/, the image's copy of the repository"
+    copies = _copied_into_image()
+    assert container_path in copies, (
+        f"{container_path}: the Dockerfile copies no file of the repository there "
+        f"(it copies {sorted(copies)})"
     )
-    return ROOT / container_path.removeprefix(f"{APP_DIR}/")
+    return copies[container_path]
 
 
 def _tenants_file(service: str, env: dict[str, str]) -> Path:
-    settings = _settings_class(service)
+    settings = settings_class(service)
     variable = f"{str(settings.model_config.get('env_prefix', '')).upper()}TENANTS_FILE"
-    path = (
-        _host_path(env[variable])
-        if variable in env
-        else Path(settings.model_fields["tenants_file"].default)
-    )
+    path = _host_path(env[variable]) if variable in env else example_tenants_file()
     assert path.is_file(), f"{service}: tenants file {path} does not exist in the repository"
     return path
 
 
-def _env_references(node: Any) -> set[str]:
-    """Every `{env: VAR}` credential reference in a parsed tenants file."""
-    if isinstance(node, dict):
-        found = {node["env"]} if isinstance(node.get("env"), str) else set()
-        for value in node.values():
-            found |= _env_references(value)
-        return found
-    if isinstance(node, list):
-        return set().union(*(_env_references(item) for item in node))
-    return set()
-
-
-def _allowed_env(path: list[str], parsed: click.Context, env: dict[str, str]) -> set[str]:
-    """The environment variables the process behind `siesa-sync <path>` reads."""
-    kafka = _env_names(KafkaSettings)
+def _allowed_env(path: list[str], parsed: Any, env: dict[str, str]) -> set[str]:
+    tenants = None
     if path == ["run"]:
-        service = parsed.params["service"]
-        tenants = yaml.safe_load(_tenants_file(service, env).read_text())
-        return kafka | _env_names(_settings_class(service)) | _env_references(tenants)
-    if path == ["sim"]:
-        names: set[str] = set()
-        for param in parsed.command.params:
-            envvar = getattr(param, "envvar", None)
-            names |= {envvar} if isinstance(envvar, str) else set(envvar or ())
-        return names
-    if path == ["topics", "create"]:
-        return kafka
-    pytest.fail(f"`siesa-sync {' '.join(path)}`: teach this test which environment it reads")
+        tenants = yaml.safe_load(_tenants_file(parsed.params["service"], env).read_text())
+    return allowed_env(path, parsed, tenants)
 
 
 BUILT = sorted(_built_services())
@@ -183,7 +121,7 @@ RUNNERS = [name for name in BUILT if _command(_built_services()[name])[:1] == ["
 def test_compose_builds_the_services_and_simulators() -> None:
     assert BUILT, "no service is built from this repository (`build: .`)"
     commands = [_command(svc)[:2] for svc in _built_services().values()]
-    for service in _choices(["run"]):
+    for service in choices(["run"]):
         assert ["run", service] in commands, f"no container runs `siesa-sync run {service}`"
 
 
@@ -200,10 +138,10 @@ def test_the_image_runs_siesa_sync() -> None:
 def test_command_is_a_real_siesa_sync_command(name: str) -> None:
     service = _built_services()[name]
     assert "entrypoint" not in service, f"{name}: keep the image's siesa-sync entrypoint"
-    path, parsed = _resolve(_command(service))
+    path, parsed = resolve(_command(service))
     if path in (["run"], ["sim"]):
         argument = "service" if path == ["run"] else "name"
-        assert parsed.params[argument] in _choices(path), f"{name}: {parsed.params}"
+        assert parsed.params[argument] in choices(path), f"{name}: {parsed.params}"
 
 
 @pytest.mark.parametrize("name", BUILT)
@@ -211,7 +149,7 @@ def test_environment_names_are_read_by_the_process(name: str) -> None:
     service = _built_services()[name]
     assert "env_file" not in service, f"{name}: env_file hides names from this check"
     env = _environment(service)
-    path, parsed = _resolve(_command(service))
+    path, parsed = resolve(_command(service))
     unknown = sorted(set(env) - _allowed_env(path, parsed, env))
     assert not unknown, (
         f"{name} (`siesa-sync {' '.join(_command(service))}`) is given environment "
@@ -222,12 +160,12 @@ def test_environment_names_are_read_by_the_process(name: str) -> None:
 @pytest.mark.parametrize("name", RUNNERS)
 def test_tenants_file_exists_and_its_credentials_are_given(name: str) -> None:
     service = _built_services()[name]
-    _, parsed = _resolve(_command(service))
+    _, parsed = resolve(_command(service))
     env = _environment(service)
     tenants_file = _tenants_file(parsed.params["service"], env)
     assert tenants_file.is_file(), f"{name}: tenants file {tenants_file} does not exist"
     # Loading the tenants file resolves every reference in it; a missing one stops it.
-    missing = sorted(_env_references(yaml.safe_load(tenants_file.read_text())) - set(env))
+    missing = sorted(env_references(yaml.safe_load(tenants_file.read_text())) - set(env))
     assert not missing, f"{name}: {tenants_file.name} needs {missing}"
 
 
@@ -235,12 +173,12 @@ def test_tenants_file_reaches_the_simulators_by_service_name() -> None:
     services = _services()
     ports: dict[str, int] = {}
     for name, svc in _built_services().items():
-        path, parsed = _resolve(_command(svc))
+        path, parsed = resolve(_command(svc))
         if path == ["sim"]:
             assert parsed.params["host"] == "0.0.0.0", f"{name}: unreachable from others"  # noqa: S104
             ports[name] = parsed.params["port"]
     for name, svc in _built_services().items():
-        path, parsed = _resolve(_command(svc))
+        path, parsed = resolve(_command(svc))
         if path != ["run"]:
             continue
         tenants_file = _tenants_file(parsed.params["service"], _environment(svc))
@@ -284,10 +222,90 @@ def test_services_reach_kafka_on_an_advertised_listener() -> None:
     assert "kafka:9092" in advertised
     for name in BUILT:
         env = _environment(services[name])
-        path, _ = _resolve(_command(services[name]))
+        path, _ = resolve(_command(services[name]))
         if path[0] in ("run", "topics"):
             assert env.get("KAFKA_BOOTSTRAP_SERVERS") in advertised, f"{name}: no broker"
             conditions = {k: v.get("condition") for k, v in services[name]["depends_on"].items()}
             assert conditions.get("kafka") == "service_healthy", name
             if path[0] == "run":
                 assert conditions.get("topics") == "service_completed_successfully", name
+
+
+def _jobs() -> set[str]:
+    """Services others wait for to complete, not to be healthy."""
+    return {
+        dependency
+        for svc in _services().values()
+        for dependency, how in (svc.get("depends_on") or {}).items()
+        if how.get("condition") == "service_completed_successfully"
+    }
+
+
+def _check(service: dict[str, Any]) -> list[str]:
+    test = (service.get("healthcheck") or {}).get("test")
+    assert isinstance(test, list), "healthcheck.test: expected [CMD, ...]"
+    assert test[0] == "CMD", f"healthcheck.test: {test}"
+    return [str(word) for word in test[1:]]
+
+
+def _dockerfile_targets() -> set[str]:
+    return set(re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE.read_text(), re.M))
+
+
+def test_every_long_running_service_has_a_health_check_and_jobs_are_waited_for() -> None:
+    jobs = _jobs()
+    assert jobs == {"topics"}
+    for name in jobs:
+        assert _services()[name].get("restart") == "no", f"{name}: a job runs once"
+        assert _services()[name]["healthcheck"] == {"disable": True}, name
+    for name, svc in _services().items():
+        if name not in jobs:
+            assert _check(svc), f"{name}: no health check"
+
+
+@pytest.mark.parametrize("name", RUNNERS)
+def test_each_service_is_healthy_when_ready_through_a_real_command(name: str) -> None:
+    words = _check(_built_services()[name])
+    assert words[0] == "siesa-sync", words
+    path, parsed = resolve(words[1:])
+    assert path == ["health"]
+    assert parsed.params["ready"] is True, "compose orders start-up on readiness (/readyz)"
+    # The port it asks is the service's own: its default or its HEALTH_PORT.
+    env = _environment(_built_services()[name])
+    assert not any(variable.endswith("_HEALTH_PORT") for variable in env)
+    assert env[f"{name.upper()}_HEALTH_HOST"] == "0.0.0.0"  # noqa: S104 - in its container
+
+
+def test_simulators_are_checked_on_the_port_they_listen_on() -> None:
+    for name, svc in _built_services().items():
+        path, parsed = resolve(_command(svc))
+        if path == ["sim"]:
+            check = " ".join(_check(svc))
+            assert f"127.0.0.1:{parsed.params['port']}/_admin/stats" in check, (name, check)
+
+
+def test_each_service_starts_once_what_it_depends_on_is_healthy_or_done() -> None:
+    jobs = _jobs()
+    for name, svc in _services().items():
+        for dependency, how in (svc.get("depends_on") or {}).items():
+            assert dependency in _services(), f"{name}: depends on unknown {dependency}"
+            expected = (
+                "service_completed_successfully" if dependency in jobs else ("service_healthy")
+            )
+            assert how.get("condition") == expected, f"{name} -> {dependency}: {how}"
+            if expected == "service_healthy":
+                assert _check(_services()[dependency]), f"{dependency}: no health check"
+
+
+def test_services_use_the_runtime_image_and_simulators_the_sim_one() -> None:
+    assert {"wheel", "runtime", "sim"} <= _dockerfile_targets()
+    dockerfile = DOCKERFILE.read_text()
+    assert "pip install --no-deps /tmp/dist/*.whl" in dockerfile  # the wheel, not editable
+    assert " -e " not in dockerfile
+    assert re.search(r'^HEALTHCHECK .*\n?.*CMD \["siesa-sync", "health"\]', dockerfile, re.M)
+    assert re.search(r"^USER 10001$", dockerfile, re.M)
+    assert resolve(["health"])[0] == ["health"]  # the image's HEALTHCHECK is a real command
+    for name, svc in _built_services().items():
+        path, _ = resolve(_command(svc))
+        target = svc["build"]["target"]
+        assert target == ("sim" if path == ["sim"] else "runtime"), f"{name}: target {target}"

@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 
 from services.common.errors import SkippableError
+from services.common.packaged import data_dir
 from services.common.serde import (
     HEADER_SIZE,
     MAGIC,
-    SCHEMA_DIR,
     DecodeError,
     Serde,
     default_serde,
 )
 
+SCHEMA_DIR = data_dir("schemas")
 EMPTY_64 = 0xC15D213AA4D7A795
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from services.common.errors import ConfigError
-from services.common.settings import ROOT
 from services.common.tenants import enabled, load_tenants, tenant_of_key
+from tests import ROOT
 from tests.unit.fakes import set_secrets, tenant_config
 
 KEY = "0123456789abcdef0123456789abcdef"

@@ -11,12 +11,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.serde import default_serde
-from services.common.settings import ROOT, KafkaSettings
+from services.common.settings import KafkaSettings
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
 from services.extractor.scan import Scanner
 from services.extractor.siesa import SiesaClient, SiesaError
 from simulators.siesa import create_app
+from tests import ROOT
 from tests.unit.fakes import (
     FakeTransactionalProducer,
     on_simulator,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from services.common.errors import SkippableError
-from services.common.settings import ROOT
 from services.extractor.rows import KEY_FIELD, RowError, fingerprint, normalize, row_key
+from tests import ROOT
 
 PAGE = json.loads((ROOT / "tests" / "fixtures" / "siesa-items-page.json").read_text())
 ROWS: list[dict[str, Any]] = PAGE["detalle"]["Table"]

@@ -12,10 +12,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.errors import RetriableError
-from services.common.settings import ROOT
 from services.common.tenants import SiesaSource
 from services.extractor.siesa import SiesaAuthError, SiesaClient, SiesaError
 from simulators.siesa import create_app
+from tests import ROOT
 from tests.unit.fakes import on_simulator
 
 KEY = "0123456789abcdef0123456789abcdef"

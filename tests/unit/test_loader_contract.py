@@ -22,12 +22,12 @@ import yaml
 from starlette.testclient import TestClient
 
 from services.common.errors import ConfigError, RetriableError, SkippableError
-from services.common.settings import ROOT
 from services.common.tenants import load_tenants
 from services.targets import TARGETS, open_target
 from services.targets.base import Target, TargetRejected
 from services.targets.config import parse_target
 from simulators import kong, webhook, wms
+from tests import ROOT
 
 # The session gives every request the target's timeout (an injected client may serve
 # tenants with different ones); Starlette's test client warns about it, harmlessly.

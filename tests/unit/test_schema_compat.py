@@ -16,8 +16,10 @@ from typing import Any
 import fastavro
 import pytest
 
-from services.common.serde import HEADER_SIZE, MAGIC, SCHEMA_DIR, DecodeError, Serde, _load
+from services.common.packaged import data_dir
+from services.common.serde import HEADER_SIZE, MAGIC, DecodeError, Serde, _load
 
+SCHEMA_DIR = data_dir("schemas")
 HISTORY = SCHEMA_DIR / "history"
 CURRENT = sorted(SCHEMA_DIR.glob("*.avsc"))
 OLD = sorted(HISTORY.glob("*.avsc"))

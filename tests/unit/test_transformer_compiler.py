@@ -3,7 +3,6 @@ and every file in the mappings directory being valid."""
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -11,13 +10,13 @@ import jsonschema
 import pytest
 
 from services.common.errors import ConfigError
-from services.common.settings import ROOT
 from services.transformer.compiler import (
-    JSON_SCHEMA,
     compile_mapping,
+    json_schema,
     load_mappings,
     mapping_names,
 )
+from tests import ROOT
 
 BASE = """\
     name: base
@@ -175,7 +174,7 @@ def test_json_schema_problems_and_avro_problems_come_together(tmp_path: Path) ->
 
 
 def test_the_shipped_json_schema_is_a_valid_draft_2020_12_schema() -> None:
-    schema = json.loads(JSON_SCHEMA.read_text())
+    schema = json_schema()
 
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$schema"].endswith("/draft/2020-12/schema")

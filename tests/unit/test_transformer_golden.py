@@ -20,7 +20,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.serde import default_serde
-from services.common.settings import ROOT, KafkaSettings
+from services.common.settings import KafkaSettings
 from services.common.tenants import Tenant
 from services.extractor import rows
 from services.extractor.memory import TenantMemory
@@ -29,6 +29,7 @@ from services.extractor.siesa import SiesaClient
 from services.transformer.compiler import compile_mapping
 from services.transformer.service import Transformer
 from simulators.siesa import create_app
+from tests import ROOT
 from tests.unit.fakes import (
     FakeMessage,
     FakeTransactionalProducer,

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from services.cli.mappings import page_rows, raw_items
-from services.common.settings import ROOT
 from services.transformer.compiler import compile_mapping
 from services.transformer.preview import Outcome, preview
+from tests import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = FIXTURES / "golden"

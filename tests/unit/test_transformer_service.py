@@ -11,11 +11,11 @@ import pytest
 from services.common.errors import SkippableError, UnknownTenant
 from services.common.runloop import per_record
 from services.common.serde import DecodeError, default_serde
-from services.common.settings import ROOT
 from services.extractor.rows import fingerprint, normalize
 from services.transformer.compiler import compile_mapping
 from services.transformer.mapping import Mapping, MappingError
 from services.transformer.service import Transformer
+from tests import ROOT
 from tests.unit.fakes import FakeMessage
 
 SERDE = default_serde()
