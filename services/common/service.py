@@ -17,8 +17,8 @@ from pydantic_settings import BaseSettings
 from services.common import health
 from services.common.errors import ConfigError, FatalError
 from services.common.logs import configure_logging
-from services.common.runloop import Stopper
 from services.common.settings import KafkaSettings, ServiceSettings
+from services.common.stopper import Stopper
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from services.common import health
 from services.common.alerts import Alerter
 from services.common.errors import ConfigError, FatalError, RetriableError
 from services.common.kafka import make_producer
-from services.common.runloop import Stopper
 from services.common.serde import default_serde
 from services.common.service import run_service
+from services.common.stopper import Stopper
 from services.common.tenants import enabled, load_tenants
 from services.extractor import commands
 from services.extractor.memory import restore

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from services.common import metrics
 from services.common.alerts import Alerter
 from services.common.errors import FatalError, RetriableError, SyncError
-from services.common.runloop import Stopper
+from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
 from services.extractor.scan import ScanKind, Scanner, ScanResult, commit_state

@@ -29,10 +29,10 @@ from services.common import topics
 from services.common.dlq import dead_letter_record
 from services.common.kafka import produce_in_transaction
 from services.common.records import OutRecord, trace_headers
-from services.common.runloop import Stopper
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.state import state_record
+from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor import rows
 from services.extractor.memory import Cursor, TenantMemory, fingerprint_record

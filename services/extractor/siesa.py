@@ -20,7 +20,7 @@ from services.common import metrics
 from services.common.errors import SyncError
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
-from services.common.runloop import Stopper
+from services.common.stopper import Stopper
 from services.common.tenants import SiesaSource
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,11 @@ from services.common import metrics, topics
 from services.common.alerts import Alerter
 from services.common.errors import ConfigError
 from services.common.kafka import make_consumer, make_producer
-from services.common.runloop import RunLoop, Stopper
+from services.common.runloop import RunLoop
 from services.common.serde import default_serde
 from services.common.service import run_service
 from services.common.state import read_states
+from services.common.stopper import Stopper
 from services.common.tenants import enabled, load_tenants
 from services.loader.adapters import ADAPTERS
 from services.loader.breaker import Breaker

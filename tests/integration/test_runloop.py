@@ -13,9 +13,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from devtools import procs
 from services.common import topics
 from services.common.kafka import make_consumer, make_producer, producer_config
-from services.common.runloop import RunLoop, Stopper, per_record
+from services.common.runloop import RunLoop, per_record
 from services.common.serde import default_serde
 from services.common.settings import ROOT, KafkaSettings
+from services.common.stopper import Stopper
 from services.transformer.compiler import load_mappings
 from services.transformer.service import Transformer
 

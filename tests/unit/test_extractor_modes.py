@@ -288,7 +288,7 @@ def test_the_cli_refuses_a_malformed_tenant_id_before_touching_kafka() -> None:
 def test_a_stop_ends_a_budget_wait_without_sending_the_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from services.common.runloop import Stopper
+    from services.common.stopper import Stopper
     from services.extractor.siesa import StopRequested, budget_limiter
 
     tenant = make_tenant(monkeypatch, request_budget_per_min=1)
