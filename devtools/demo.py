@@ -70,7 +70,7 @@ def _start_all(broker: LocalBroker, stack: Stack) -> None:
     stack.start_simulators()
     say(stack.create_topics().rstrip())
     for tenant in stack.tenants:
-        company = tenant["siesa"]["company"]
+        company = tenant["source"]["company"]
         stack.seed(company, SEEDED, seed=42)
         page = json.loads(FIXTURE_PAGE.read_text())["detalle"]["Table"]
         stack.upsert_items(company, page, keep_dates=True)
@@ -120,7 +120,7 @@ def wait_for_sync(stack: Stack, tenants: list[dict[str, Any]], started: float) -
 
 def live_changes(stack: Stack, tenant: dict[str, Any]) -> list[tuple[str, str, float]]:
     """Change three items in Siesa and time each until the tenant's target shows it."""
-    company = tenant["siesa"]["company"]
+    company = tenant["source"]["company"]
     rows = [r for r in stack.siesa_items(company) if r["f120_ind_estado"] == 1]
     picks = [dict(rows[i]) for i in (3, len(rows) // 3, 2 * len(rows) // 3)]
     picks[0]["f120_descripcion"] = 'CAMISETA ALGODON & LINO "EDICION" #7 -- NUEVA'
@@ -152,8 +152,8 @@ def live_changes(stack: Stack, tenant: dict[str, Any]) -> list[tuple[str, str, f
 
 
 def summary(stack: Stack, tenant: dict[str, Any], elapsed: float, changes: list[Any]) -> None:
-    company = tenant["siesa"]["company"]
-    interval = tenant["siesa"].get("poll_interval_s", 5)
+    company = tenant["source"]["company"]
+    interval = tenant["source"].get("poll_interval_s", 5)
     items = held(stack, tenant)
     siesa = stack.siesa_items(company)
     field, value = inactive(tenant)
@@ -178,7 +178,7 @@ def summary(stack: Stack, tenant: dict[str, Any], elapsed: float, changes: list[
 def dead_letter_fixed_and_redriven(stack: Stack, tenant: dict[str, Any]) -> None:
     """Kong refuses one product for good (a 400): it lands in the DLQ; the cause is fixed
     in Kong; `siesa-sync dlq replay` sends it again and it arrives."""
-    company = tenant["siesa"]["company"]
+    company = tenant["source"]["company"]
     row = dict(next(r for r in stack.siesa_items(company) if r["f120_ind_estado"] == 1))
     sku = row["f120_referencia"].strip()
     row["f120_descripcion"] = "PRODUCTO CORREGIDO TRAS RECHAZO"

@@ -108,7 +108,7 @@ class Soak:
         self.broker.start()
         kong, wms = self.tenants
         kong_config = self.stack.kong_tenant(kong.id, kong.company, poll_interval_s=POLL_S)
-        kong_config["siesa"].update(
+        kong_config["source"].update(
             mode="hybrid", change_date_column="f120_fecha_actualizacion", reconcile_interval_s=60
         )
         wms_config = self.stack.wms_tenant(wms.id, wms.company, poll_interval_s=POLL_S)

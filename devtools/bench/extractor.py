@@ -24,8 +24,8 @@ from devtools.stack import Stack, env_prefix
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.common.state import read_states
-from services.common.tenants import SiesaSource
-from services.extractor.siesa import SiesaClient
+from services.sources.siesa.client import SiesaClient
+from services.sources.siesa.settings import SiesaSettings
 
 log = logging.getLogger("bench.extractor")
 
@@ -39,7 +39,7 @@ def _fetch_and_parse(stack: Stack) -> float:
     """Rows/s of reading every page with the Siesa client alone."""
     prefix = env_prefix(TENANT)
     os.environ.update(stack.credentials.tenant_env(TENANT))
-    source = SiesaSource.model_validate(
+    source = SiesaSettings.model_validate(
         {
             "base_url": f"{stack.siesa_url}/api/siesa/v3",
             "company": COMPANY,
@@ -90,7 +90,7 @@ def run(bootstrap: str, workdir: Path) -> list[Figure]:
         kong_port=procs.free_port(),
     )
     entry = stack.kong_tenant(TENANT, COMPANY, poll_interval_s=3)
-    entry["siesa"]["mode"] = "diff"
+    entry["source"]["mode"] = "diff"
     stack.tenants = [entry]
     rates: dict[str, list[float]] = {"baseline": [], "first": [], "rescan": []}
     try:

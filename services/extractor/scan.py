@@ -1,9 +1,10 @@
-"""One scan of a tenant's consulta: read pages, emit what changed, commit in batches.
+"""One scan of a tenant's source: read pages, emit what changed, commit in batches.
 
 ``diff`` reads the whole catalogue: new and changed rows go out as UPSERT and, once the
-scan is complete, rows that vanished as DELETE. ``filter`` asks Siesa only for rows
-changed since the watermark's day (minus the lookback) and emits those whose fingerprint
-is new: the filter is day-granular, so the same rows come back all day.
+scan is complete, rows that vanished as DELETE. ``filter`` asks the source only for rows
+changed since the watermark and emits those whose fingerprint is new (a source may
+answer with more than what changed: Siesa's filter is day-granular, so the same rows
+come back all day).
 
 Every batch of pages is one Kafka transaction holding its rows, their fingerprints and
 the tenant's new state, so the stored state never counts what was not committed. The
@@ -20,7 +21,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from confluent_kafka import Producer
@@ -36,7 +37,7 @@ from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor import rows
 from services.extractor.memory import Cursor, TenantMemory, fingerprint_record
-from services.extractor.siesa import SiesaClient, SiesaError
+from services.sources.base import Source, SourceError, SourceRow
 
 log = logging.getLogger(__name__)
 
@@ -83,32 +84,10 @@ class Batch:
         }
 
 
-def _is_change_date(value: str) -> bool:
-    """``YYYYMMDD[HHMMSS]``: a date the day filter can start from."""
-    if len(value) < 8 or not value.isdigit():
-        return False
-    try:
-        datetime.strptime(value[:8], "%Y%m%d")
-    except ValueError:
-        return False
-    return True
-
-
-def filter_parametros(tenant: Tenant, cursor: Cursor) -> str | None:
-    """``FechaInicio=YYYYMMDD`` for the watermark's day minus the lookback; None (read
-    everything) while there is no watermark yet."""
-    if cursor.watermark is None or not _is_change_date(cursor.watermark[0]):
-        return None
-    source = tenant.siesa
-    day = datetime.strptime(cursor.watermark[0][:8], "%Y%m%d")
-    start = day - timedelta(days=source.lookback_days)
-    return f"{source.filter_start_param}={start:%Y%m%d}"
-
-
 @dataclass
 class Scanner:
     tenant: Tenant
-    client: SiesaClient
+    source: Source
     producer: Producer
     serde: Serde
     kafka: KafkaSettings
@@ -123,17 +102,17 @@ class Scanner:
     def close(self) -> None:
         if self._committer is not None:
             self._committer.shutdown(wait=True)
-        self.client.close()
+        self.source.close()
 
     def scan(
         self, kind: ScanKind, *, reemit: bool = False, stopper: Stopper | None = None
     ) -> ScanResult:
         """One scan; `result.complete` is False when a stop cut it short (what was read
-        so far is committed). Raises the client's errors; then the batch in hand is
+        so far is committed). Raises the source's errors; then the batch in hand is
         dropped and the next scan reads it again.
 
         A batch is committed by a helper thread while the next one is being read (one in
-        flight at most, in order), so commit round trips overlap with Siesa's pages."""
+        flight at most, in order), so commit round trips overlap with the source's pages."""
         try:
             return self._scan(kind, reemit=reemit, stopper=stopper)
         except BaseException:
@@ -147,13 +126,13 @@ class Scanner:
         result = ScanResult(kind, uuid.uuid4().hex)
         started = time.monotonic()
         cursor = self.memory.cursor
-        parametros = filter_parametros(self.tenant, cursor) if kind == "filter" else None
+        since = cursor.watermark if kind == "filter" else None
         begun = {"status": "syncing", "last_scan_started_at": now_utc()}
         seen: set[str] = set()
         watermark = cursor.watermark
         batch = Batch()
         committed_at = time.monotonic()
-        for page in self.client.scan(parametros):
+        for page in self.source.pages(since):
             result.pages += 1
             batch.pages += 1
             for raw in page:
@@ -209,14 +188,21 @@ class Scanner:
         return result
 
     def _row(
-        self, raw: dict[str, Any], result: ScanResult, batch: Batch, *, reemit: bool
+        self, raw: SourceRow, result: ScanResult, batch: Batch, *, reemit: bool
     ) -> tuple[str | None, str | None]:
         """Emit one row if new or changed; returns (its key, its change date)."""
         batch.seen += 1
         result.seen += 1
-        row = rows.normalize(raw)
+        source = self.source
+        row = source.row(raw)
         try:
-            key = rows.row_key(row, tenant=self.tenant.id, max_field_length=self.max_field_length)
+            key = rows.row_key(
+                row,
+                source.key(row),
+                key_name=source.key_name,
+                tenant=self.tenant.id,
+                max_field_length=self.max_field_length,
+            )
         except rows.RowError as exc:
             batch.rejected += 1
             result.rejected += 1
@@ -230,12 +216,9 @@ class Scanner:
                     tenant=self.tenant.id,
                 )
             )
-            # Still in Siesa: never taken for a deletion.
+            # Still in the source: never taken for a deletion.
             return exc.key, None
-        column = self.tenant.siesa.change_date_column
-        changed_at = row.get(column) if column else None
-        if changed_at is not None and not _is_change_date(changed_at):
-            changed_at = None  # never a watermark: the filter could not start from it
+        changed_at = source.changed_at(row)
         fp = rows.fingerprint(row)
         known = batch.fingerprints.get(key, MISSING)
         if known is MISSING and self._inflight is not None:
@@ -254,26 +237,27 @@ class Scanner:
             k for k, fp in batch.fingerprints.items() if fp is not None
         }
         if not seen and known:
-            raise SiesaError(
-                f"tenant {self.tenant.id}: Siesa returned no rows while {len(known)} "
+            raise SourceError(
+                f"tenant {self.tenant.id}: the source returned no rows while {len(known)} "
                 "were known; not taking the whole catalogue for deleted",
                 tenant=self.tenant.id,
             )
         missing = known - seen
         if missing:
-            # A row deleted in Siesa while the scan ran shifts the rows after it one place
-            # back, so one of them can slip between two pages: only rows missing from a
-            # second complete read are taken for deleted (that read emits nothing).
+            # A row deleted in the source while the scan ran shifts the rows after it one
+            # place back, so one of them can slip between two pages: only rows missing
+            # from a second complete read are taken for deleted (that read emits nothing).
             again: set[str] = set()
-            for page in self.client.scan():
+            source = self.source
+            for page in source.pages():
                 result.pages += 1
                 batch.pages += 1
-                again.update(str(raw.get(rows.KEY_FIELD) or "").strip() for raw in page)
+                again.update(source.key(source.row(raw)) or "" for raw in page)
             missing -= again
         for key in sorted(missing):
             batch.deleted += 1
             batch.outputs.append(
-                self._raw_item(key, {rows.KEY_FIELD: key}, "", "DELETE", result.sync_id)
+                self._raw_item(key, {self.source.key_name: key}, "", "DELETE", result.sync_id)
             )
             batch.fingerprints[key] = None
 
@@ -286,8 +270,8 @@ class Scanner:
             "RawItem",
             rows.raw_item(
                 tenant=self.tenant.id,
-                company=str(self.tenant.siesa.company),
-                consulta=self.tenant.siesa.consulta,
+                source=self.tenant.source.type,
+                origin=self.source.origin(),
                 key=key,
                 row=row,
                 fingerprint=fp,

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def start(settings: LoaderSettings, stopper: Stopper) -> None:
-    tenants = {t.id: t for t in enabled(load_tenants(settings.tenants_file))}
+    tenants = {t.id: t for t in enabled(load_tenants(settings.tenants_file, resolve=("target",)))}
     unknown = [
         f"{settings.tenants_file}: tenant {t.id}: target.type: no adapter for {t.target.type!r} "
         f"(known: {', '.join(ADAPTERS)})"

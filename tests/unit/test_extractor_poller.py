@@ -15,11 +15,12 @@ from services.common.settings import ROOT, KafkaSettings
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
 from services.extractor.scan import Scanner
-from services.extractor.siesa import SiesaClient, SiesaError
+from services.sources.base import SourceError
+from services.sources.siesa.source import SiesaSource
 from simulators.siesa import create_app
 from tests.unit.fakes import (
     FakeTransactionalProducer,
-    on_simulator,
+    on_apps,
     set_secrets,
     tenant_config,
 )
@@ -38,7 +39,7 @@ def tenant(monkeypatch: pytest.MonkeyPatch) -> Tenant:
     set_secrets(monkeypatch, "P", KEY, TOKEN, "u", "p")
     return Tenant.model_validate(
         tenant_config(
-            "acme", env="P", siesa__company=COMPANY, siesa__page_size=3, target__settings={}
+            "acme", env="P", source__company=COMPANY, source__page_size=3, target__settings={}
         )
     )
 
@@ -69,7 +70,7 @@ class ScanOnce:
 
     def __init__(self, scanner: Scanner) -> None:
         self.scanner = scanner
-        self.client = scanner.client
+        self.source = scanner.source
 
     def scan_once(self) -> Any:
         return self.scanner.scan("diff")
@@ -80,11 +81,17 @@ class ScanOnce:
 
 
 @pytest.fixture
-def poller(tenant: Tenant, app: Any, producer: FakeTransactionalProducer) -> ScanOnce:
+def apps(app: Any) -> list[Any]:
+    """The apps the poller's requests go to: the last one answers."""
+    return [app]
+
+
+@pytest.fixture
+def poller(tenant: Tenant, apps: list[Any], producer: FakeTransactionalProducer) -> ScanOnce:
     return ScanOnce(
         Scanner(
             tenant=tenant,
-            client=on_simulator(SiesaClient(tenant.siesa, tenant=tenant.id), app),
+            source=SiesaSource(tenant.source, tenant=tenant.id, http=on_apps(apps)),
             producer=producer,  # type: ignore[arg-type]
             serde=SERDE,
             kafka=KAFKA,
@@ -194,15 +201,15 @@ def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
 
 
 def test_a_failed_scan_emits_nothing_and_keeps_what_it_knew(
-    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer, apps: list[Any]
 ) -> None:
     poller.scan_once()
     known = dict(poller.fingerprints)
     admin.delete(f"/_admin/companies/{COMPANY}/items/CAM-OXF-001")
     # Siesa now refuses the tenant's credentials: the scan fails before it completes.
-    on_simulator(poller.client, create_app("f" * 32, "other"))
+    apps.append(create_app("f" * 32, "other"))
 
-    with pytest.raises(SiesaError):
+    with pytest.raises(SourceError):
         poller.scan_once()
 
     assert len(producer.transactions) == 1  # no DELETE for what an incomplete scan missed
@@ -229,7 +236,7 @@ def test_an_empty_answer_is_not_taken_for_a_wholesale_deletion(
     for row in ROWS:
         admin.delete(f"/_admin/companies/{COMPANY}/items/{row['f120_referencia'].strip()}")
 
-    with pytest.raises(SiesaError, match="no rows while 4 were known"):
+    with pytest.raises(SourceError, match="no rows while 4 were known"):
         poller.scan_once()
 
     assert len(producer.transactions) == 1
@@ -243,7 +250,7 @@ def test_a_row_shifted_past_a_page_boundary_mid_scan_is_not_taken_for_deleted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     poller.scan_once()  # pages of 3: CAM, PAN, SHP | TUB
-    real_page = poller.client.page
+    real_page = poller.source.client.page
     deleted: list[str] = []
 
     def page(number: int, parametros: str | None = None) -> Any:
@@ -254,7 +261,7 @@ def test_a_row_shifted_past_a_page_boundary_mid_scan_is_not_taken_for_deleted(
             deleted.append("CAM-OXF-001")
         return real_page(number, parametros)
 
-    monkeypatch.setattr(poller.client, "page", page)
+    monkeypatch.setattr(poller.source.client, "page", page)
 
     poller.scan_once()
 

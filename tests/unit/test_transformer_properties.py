@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from services.common.runloop import UnexpectedError, per_record
 from services.common.serde import default_serde
 from services.common.settings import ROOT
-from services.extractor.rows import fingerprint, normalize
+from services.extractor.rows import fingerprint
+from services.sources.siesa.rows import normalize
 from services.transformer.compiler import compile_mapping
 from services.transformer.service import Transformer
 from tests.unit.fakes import FakeMessage

@@ -12,7 +12,8 @@ from services.common.errors import SkippableError, UnknownTenant
 from services.common.runloop import per_record
 from services.common.serde import DecodeError, default_serde
 from services.common.settings import ROOT
-from services.extractor.rows import fingerprint, normalize
+from services.extractor.rows import fingerprint
+from services.sources.siesa.rows import normalize
 from services.transformer.compiler import compile_mapping
 from services.transformer.mapping import Mapping, MappingError
 from services.transformer.service import Transformer

@@ -5,6 +5,9 @@ Every request, retries included, first takes a slot of the tenant's request budg
 answers and transport errors are retried with exponential backoff and jitter, honouring
 `Retry-After` (services/common/http.py); ``codigo != 0`` inside an HTTP 200 is an error
 with Siesa's ``mensaje``; 401 means the tenant's ConniKey/ConniToken are refused.
+
+The client sends absolute URLs and its tenant's headers on each request, so the
+`httpx.Client` it is given can be shared by every tenant of one Siesa host.
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ from typing import Any
 import httpx
 
 from services.common import metrics
-from services.common.errors import SyncError
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
-from services.common.stopper import Stopper
-from services.common.tenants import SiesaSource
+from services.sources.base import CredentialsRefused, SourceError
+from services.sources.siesa.settings import SiesaSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ BUDGET_WINDOW_S = 61.0
 ATTEMPTS = 8
 
 
-class SiesaError(SyncError):
+class SiesaError(SourceError):
     """Siesa answered with an error (not worth an immediate retry); the next poll tries again."""
 
     error_class = "siesa_error"
@@ -50,53 +52,41 @@ class SiesaCodigoError(SiesaError):
         self.mensaje = mensaje
 
 
-class SiesaAuthError(SiesaError):
+class SiesaAuthError(SiesaError, CredentialsRefused):
+    """HTTP 401: Siesa refused the tenant's ConniKey/ConniToken."""
+
     error_class = "siesa_auth"
-
-
-class StopRequested(SyncError):
-    """The process is stopping while a request waited for its slot of the budget."""
-
-    error_class = "stopped"
-
-
-def budget_limiter(
-    source: SiesaSource, stopper: Stopper | None = None, *, tenant: str = ""
-) -> RateLimiter | None:
-    """The tenant's request budget as a limiter, or None when it has none. Its waits end
-    early (StopRequested, no request sent) when `stopper` is set."""
-    if source.request_budget_per_min is None:
-        return None
-    if stopper is None:
-        return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S)
-    halt = stopper
-
-    def sleep(seconds: float) -> None:
-        if halt.wait(seconds):
-            raise StopRequested(f"tenant {tenant}: stopping", tenant=tenant)
-
-    return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S, sleep=sleep)
 
 
 class SiesaClient:
     def __init__(
-        self, source: SiesaSource, *, tenant: str, limiter: RateLimiter | None = None
+        self,
+        source: SiesaSettings,
+        *,
+        tenant: str,
+        limiter: RateLimiter | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
+        """`http`: the client to send requests with (shared, closed by its owner);
+        default a client of this one's own, closed by `close`."""
         self.source = source
         self.tenant = tenant
         self.limiter = limiter
         self.requests = 0
-        self._http = httpx.Client(
-            base_url=source.base_url.rstrip("/"),
-            timeout=source.timeout_s,
-            headers={
-                "ConniKey": source.conni_key.get(),
-                "ConniToken": source.conni_token.get(),
-            },
-        )
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=source.timeout_s)
+        self._url = f"{source.base_url.rstrip('/')}/ejecutarconsultaestandar"
+
+    def _headers(self) -> dict[str, str]:
+        # Read when a request is sent: a client that never sends (a preview) needs none.
+        return {
+            "ConniKey": self.source.conni_key.get(),
+            "ConniToken": self.source.conni_token.get(),
+        }
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     @with_retries(attempts=ATTEMPTS, max_delay_s=60.0)
     def page(self, number: int, parametros: str | None = None) -> list[Row]:
@@ -114,7 +104,9 @@ class SiesaClient:
         self.requests += 1
         calls = metrics.TARGET_CALLS
         try:
-            response = self._http.get("/ejecutarconsultaestandar", params=params)
+            response = self._http.get(
+                self._url, params=params, headers=self._headers(), timeout=self.source.timeout_s
+            )
         except httpx.TransportError as exc:
             calls.labels(tenant=self.tenant, target="siesa", status="error").inc()
             raise as_retriable(exc, what) from None
