@@ -93,7 +93,7 @@ def inactive(tenant: dict[str, Any]) -> tuple[str, Any]:
 
 def wait_for_sync(stack: Stack, tenants: list[dict[str, Any]], started: float) -> list[float]:
     """Wait until every tenant's target holds its whole Siesa catalogue; seconds each."""
-    want = {t["id"]: len(stack.siesa_items(t["siesa"]["company"])) for t in tenants}
+    want = {t["id"]: len(stack.siesa_items(t["source"]["company"])) for t in tenants}
     took: dict[str, float] = {}
     last: dict[str, int] = {}
 

@@ -61,7 +61,7 @@ def _edit_stream(stack: Stack, size: int) -> dict[str, dict[str, tuple[str, floa
     """EDITS_PER_MIN edits per tenant per minute, paced evenly, for MINUTES minutes:
     tenant -> external id -> (new name, time.time() just before the edit was sent)."""
     rng = random.Random(size)  # noqa: S311 - a reproducible choice of items, not a secret
-    rows = {t["id"]: stack.siesa_items(t["siesa"]["company"]) for t in stack.tenants}
+    rows = {t["id"]: stack.siesa_items(t["source"]["company"]) for t in stack.tenants}
     for tenant_rows in rows.values():
         rng.shuffle(tenant_rows)
     edits: dict[str, dict[str, tuple[str, float]]] = {t["id"]: {} for t in stack.tenants}

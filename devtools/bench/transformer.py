@@ -47,8 +47,7 @@ def raw_items(count: int) -> list[tuple[str, bytes]]:
         item: dict[str, Any] = {
             "tenant": "bench",
             "source_system": "siesa",
-            "company": "8585",
-            "consulta": "API_v2_Items",
+            "origin": {"company": "8585", "consulta": "API_v2_Items"},
             "key": row["f120_referencia"],
             "row": row,
             "fingerprint": rows.fingerprint(row),

@@ -63,8 +63,7 @@ def raw_item(
     return {
         "tenant": tenant,
         "source_system": source,
-        "company": origin.get("company", ""),
-        "consulta": origin.get("consulta", ""),
+        "origin": origin,
         "key": key,
         "row": row,
         "fingerprint": fingerprint,

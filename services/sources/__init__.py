@@ -46,6 +46,11 @@ def open_source(
     return SOURCES[settings.type].open(tenant, settings, http, stopper)
 
 
+def origin_fields() -> frozenset[str]:
+    """Every name a registered source gives in `RawItem.origin`."""
+    return frozenset(name for plugin in SOURCES.values() for name in plugin.origin)
+
+
 def default_mapping(source: Any) -> str:
     """The mapping of a tenant that names none: its source type's (`source` as written
     in the file); "" for an unknown type (reported as such)."""

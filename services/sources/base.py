@@ -130,9 +130,11 @@ class Source(Protocol):
 @dataclass(frozen=True)
 class SourcePlugin:
     """A registry entry: the settings model, how to open a tenant's source from them,
-    and the top-level tenant key the first release configured this source under (read
-    as ``source: {type: <name>, ...}``, with a deprecation warning)."""
+    the names of its origin, and the top-level tenant key the first release configured
+    this source under (read as ``source: {type: <name>, ...}``, with a warning)."""
 
     settings: type[SourceSettings]
     open: Callable[[str, Any, httpx.Client | None, Stopper | None], Source]
+    # The names `Source.origin` gives (a mapping may read them as `@name`).
+    origin: tuple[str, ...] = ()
     legacy_key: str | None = None

@@ -27,8 +27,7 @@ def raw_item(tenant: str, ref: str, name: str | None) -> dict[str, Any]:
     return {
         "tenant": tenant,
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": ref,
         "row": {
             "f120_referencia": ref,

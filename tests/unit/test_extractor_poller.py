@@ -138,11 +138,12 @@ def test_the_first_scan_emits_every_row_in_one_transaction(
     shampoo = items[2]
     assert shampoo["row"]["f120_referencia"] == "SHP-ACD-400"
     assert shampoo["row"]["f120_descripcion"] == 'SHAMPOO & ACONDICIONADOR "BRILLO" 400ML'
-    assert (shampoo["tenant"], shampoo["company"], shampoo["consulta"]) == (
+    assert (shampoo["tenant"], shampoo["origin"]["company"], shampoo["origin"]["consulta"]) == (
         "acme",
         str(COMPANY),
         "API_v2_Items",
     )
+    assert shampoo["source_system"] == "siesa"
     headers = rows_of(transaction)[2][3]
     assert headers["trace_id"] == shampoo["trace_id"].encode()
     assert headers["tenant"] == b"acme"

@@ -68,8 +68,7 @@ def raw_item(raw: dict[str, Any]) -> dict[str, Any]:
     return {
         "tenant": TENANT,
         "source_system": "siesa",
-        "company": str(COMPANY),
-        "consulta": "API_v2_Items",
+        "origin": {"company": str(COMPANY), "consulta": "API_v2_Items"},
         "key": key,
         "row": row,
         "fingerprint": rows.fingerprint(row),

@@ -89,8 +89,7 @@ def raw_item(tenant: str, source: dict[str, Any]) -> dict[str, Any]:
     return {
         "tenant": tenant,
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": (row.get("f120_referencia") or "?")[:100],
         "row": row,
         "fingerprint": fingerprint(row),

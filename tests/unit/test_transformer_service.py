@@ -42,8 +42,7 @@ def raw_item(tenant: str = "acme", op: str = "UPSERT", **columns: Any) -> dict[s
     return {
         "tenant": tenant,
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": "SHP-ACD-400",
         "row": row if op == "UPSERT" else {"f120_referencia": "SHP-ACD-400"},
         "fingerprint": fingerprint(row) if op == "UPSERT" else "",

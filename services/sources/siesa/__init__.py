@@ -13,4 +13,9 @@ from services.sources.siesa.settings import SiesaSettings
 from services.sources.siesa.source import open_source
 
 # Tenants files of the first release wrote `siesa: {...}` at the top of a tenant.
-PLUGIN = SourcePlugin(settings=SiesaSettings, open=open_source, legacy_key="siesa")
+PLUGIN = SourcePlugin(
+    settings=SiesaSettings,
+    open=open_source,
+    origin=("company", "consulta"),
+    legacy_key="siesa",
+)
