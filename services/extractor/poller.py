@@ -26,7 +26,7 @@ from services.common.errors import FatalError, RetriableError, SyncError
 from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
-from services.extractor.scan import ScanKind, Scanner, ScanResult, commit_state
+from services.extractor.scan import ScanKind, Scanner, ScanResult
 from services.sources.base import CredentialsRefused, StopRequested
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class TenantPoller:
     def _store_state(self, **update: object) -> None:
         s = self.scanner
         try:
-            commit_state(s.producer, s.kafka, s.serde, s.memory, **update)
+            s.memory.states.store(s.producer, s.kafka, s.memory.tenant, **update)
         except RetriableError as exc:
             log.warning("tenant %s: could not store its state: %s", self.tenant.id, exc.message)
 

@@ -32,7 +32,6 @@ from services.common.kafka import produce_in_transaction
 from services.common.records import OutRecord, trace_headers
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
-from services.common.state import state_record
 from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor import rows
@@ -291,7 +290,8 @@ class Scanner:
     def _hand_off(self, batch: Batch, update: dict[str, Any]) -> None:
         """Commit `batch` in the background, once the batch before it is committed."""
         self._settle()
-        state = {**self.memory.state, **batch.counters(self.memory.state), **update}
+        memory = self.memory
+        state = memory.states.changed(memory.tenant, **batch.counters(memory.state), **update)
         if self._committer is None:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.tenant.id}")
         self._inflight = (batch, self._committer.submit(self._commit, batch, state))
@@ -312,7 +312,7 @@ class Scanner:
                 fingerprint_record(self.kafka, self.tenant.id, key, fp)
                 for key, fp in batch.fingerprints.items()
             ),
-            state_record(self.kafka, self.serde, state),
+            self.memory.states.record(self.kafka, state),
         ]
         produce_in_transaction(self.producer, outputs)
         for key, fp in batch.fingerprints.items():
@@ -320,13 +320,4 @@ class Scanner:
                 self.memory.fingerprints.pop(key, None)
             else:
                 self.memory.fingerprints[key] = fp
-        self.memory.state = state
-
-
-def commit_state(
-    producer: Producer, kafka: KafkaSettings, serde: Serde, memory: TenantMemory, **update: Any
-) -> None:
-    """Store a new state for the tenant alone (status changes, pause, errors)."""
-    state = {**memory.state, **update}
-    produce_in_transaction(producer, [state_record(kafka, serde, state)])
-    memory.state = state
+        self.memory.states.keep(state)
