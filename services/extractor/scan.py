@@ -14,9 +14,7 @@ the last batch of a complete scan: a scan cut short is simply read again.
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,22 +24,18 @@ from typing import Any, Literal
 
 from confluent_kafka import Producer
 
-from services.common import topics
-from services.common.dlq import dead_letter_record
 from services.common.kafka import produce_in_transaction
-from services.common.records import OutRecord, trace_headers
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.stopper import Stopper
 from services.common.tenants import Tenant
-from services.extractor import rows
+from services.extractor.emit import Batch, Emitter
 from services.extractor.memory import Cursor, TenantMemory, fingerprint_record
-from services.sources.base import Source, SourceError, SourceRow
+from services.sources.base import Source, SourceError
 
 log = logging.getLogger(__name__)
 
 ScanKind = Literal["diff", "filter"]
-MISSING: Any = object()
 
 
 def now_utc() -> datetime:
@@ -61,29 +55,6 @@ class ScanResult:
 
 
 @dataclass
-class Batch:
-    """What the next transaction holds."""
-
-    outputs: list[OutRecord] = field(default_factory=list)
-    fingerprints: dict[str, str | None] = field(default_factory=dict)
-    pages: int = 0
-    seen: int = 0
-    changed: int = 0
-    deleted: int = 0
-    rejected: int = 0
-
-    def counters(self, state: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "pages": state.get("pages", 0) + self.pages,
-            "seen": state.get("seen", 0) + self.seen,
-            "extracted": state["extracted"] + self.changed + self.deleted,
-            "changed": state["changed"] + self.changed,
-            "deleted": state.get("deleted", 0) + self.deleted,
-            "dead_lettered": state["dead_lettered"] + self.rejected,
-        }
-
-
-@dataclass
 class Scanner:
     tenant: Tenant
     source: Source
@@ -97,6 +68,7 @@ class Scanner:
 
     _inflight: tuple[Batch, Future[None]] | None = None
     _committer: ThreadPoolExecutor | None = None
+    _emitter: Emitter = field(init=False)
 
     def close(self) -> None:
         if self._committer is not None:
@@ -131,15 +103,31 @@ class Scanner:
         watermark = cursor.watermark
         batch = Batch()
         committed_at = time.monotonic()
+        emitter = self._emitter = Emitter(
+            tenant=self.tenant.id,
+            source=self.source,
+            source_type=self.tenant.source.type,
+            serde=self.serde,
+            kafka=self.kafka,
+            memory=self.memory,
+            sync_id=result.sync_id,
+            max_field_length=self.max_field_length,
+            reemit=reemit,
+        )
+        emit = emitter.row
         for page in self.source.pages(since):
             result.pages += 1
             batch.pages += 1
+            batch.seen += len(page)
+            result.seen += len(page)
+            inflight = self._inflight[0] if self._inflight is not None else None
             for raw in page:
-                key, changed_at = self._row(raw, result, batch, reemit=reemit)
+                key, changed_at = emit(raw, batch, inflight)
                 if key is not None:
                     seen.add(key)
                     if changed_at and (watermark is None or (changed_at, key) > watermark):
                         watermark = (changed_at, key)
+            result.changed, result.rejected = emitter.changed, emitter.rejected
             if stopper is not None and stopper.stopped:
                 log.info("tenant %s: scan interrupted by shutdown", self.tenant.id)
                 self._hand_off(batch, {**begun, "status": "idle"})
@@ -186,51 +174,6 @@ class Scanner:
         )
         return result
 
-    def _row(
-        self, raw: SourceRow, result: ScanResult, batch: Batch, *, reemit: bool
-    ) -> tuple[str | None, str | None]:
-        """Emit one row if new or changed; returns (its key, its change date)."""
-        batch.seen += 1
-        result.seen += 1
-        source = self.source
-        row = source.row(raw)
-        try:
-            key = rows.row_key(
-                row,
-                source.key(row),
-                key_name=source.key_name,
-                tenant=self.tenant.id,
-                max_field_length=self.max_field_length,
-            )
-        except rows.RowError as exc:
-            batch.rejected += 1
-            result.rejected += 1
-            batch.outputs.append(
-                dead_letter_record(
-                    key=f"{self.tenant.id}/{exc.key}".encode() if exc.key else None,
-                    value=json.dumps(raw, ensure_ascii=False, default=str).encode(),
-                    error=exc,
-                    stage="extract",
-                    dlq_topic=self.kafka.topic(topics.DLQ),
-                    tenant=self.tenant.id,
-                )
-            )
-            # Still in the source: never taken for a deletion.
-            return exc.key, None
-        changed_at = source.changed_at(row)
-        fp = rows.fingerprint(row)
-        known = batch.fingerprints.get(key, MISSING)
-        if known is MISSING and self._inflight is not None:
-            known = self._inflight[0].fingerprints.get(key, MISSING)
-        if known is MISSING:
-            known = self.memory.fingerprints.get(key)
-        if known != fp or reemit:
-            batch.changed += 1
-            result.changed += 1
-            batch.outputs.append(self._raw_item(key, row, fp, "UPSERT", result.sync_id))
-            batch.fingerprints[key] = fp
-        return key, changed_at
-
     def _deletions(self, seen: set[str], result: ScanResult, batch: Batch) -> None:
         known = set(self.memory.fingerprints) | {
             k for k, fp in batch.fingerprints.items() if fp is not None
@@ -254,38 +197,7 @@ class Scanner:
                 again.update(source.key(source.row(raw)) or "" for raw in page)
             missing -= again
         for key in sorted(missing):
-            batch.deleted += 1
-            batch.outputs.append(
-                self._raw_item(key, {self.source.key_name: key}, "", "DELETE", result.sync_id)
-            )
-            batch.fingerprints[key] = None
-
-    def _raw_item(
-        self, key: str, row: dict[str, str | None], fp: str, op: str, sync_id: str
-    ) -> OutRecord:
-        # A random 128-bit id; not a secret, and (unlike uuid4) no system call per row.
-        trace_id = f"{random.getrandbits(128):032x}"
-        value = self.serde.encode(
-            "RawItem",
-            rows.raw_item(
-                tenant=self.tenant.id,
-                source=self.tenant.source.type,
-                origin=self.source.origin(),
-                key=key,
-                row=row,
-                fingerprint=fp,
-                op=op,
-                sync_id=sync_id,
-                trace_id=trace_id,
-                extracted_at=int(time.time() * 1000),
-            ),
-        )
-        return OutRecord(
-            topic=self.kafka.topic(topics.RAW),
-            key=f"{self.tenant.id}/{key}".encode(),
-            value=value,
-            headers=trace_headers(self.tenant.id, trace_id, sync_id),
-        )
+            self._emitter.deleted(key, batch)
 
     def _hand_off(self, batch: Batch, update: dict[str, Any]) -> None:
         """Commit `batch` in the background, once the batch before it is committed."""

@@ -14,8 +14,11 @@ from services.common.serde import default_serde
 from services.common.settings import ROOT, KafkaSettings
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
+from services.extractor.rows import fingerprint, legacy_fingerprint
 from services.extractor.scan import Scanner
 from services.sources.base import SourceError
+from services.sources.siesa import rows as siesa_rows
+from services.sources.siesa.rows import normalize
 from services.sources.siesa.source import SiesaSource
 from simulators.siesa import create_app
 from tests.unit.fakes import (
@@ -178,6 +181,33 @@ def test_a_changed_row_and_a_vanished_row_are_emitted(
     ]
     deleted = SERDE.decode_as("RawItem", rows_of(producer.transactions[1])[1][2])
     assert deleted["row"] == {"f120_referencia": "TUB-PVC-2030"}
+
+
+def test_fingerprints_of_the_first_release_are_taken_over_without_re_emitting(
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
+) -> None:
+    """An upgraded extractor restores the fingerprints the first release stored (SHA-256
+    of a row's JSON): unchanged rows are not emitted again, only their new fingerprint
+    is stored; a row changed meanwhile is."""
+    for row in ROWS:
+        text = normalize(row)
+        poller.fingerprints[str(siesa_rows.key(text))] = legacy_fingerprint(text)
+    changed = {**ROWS[0], "f120_descripcion": "CAMISA OXFORD MANGA LARGA AZUL & BLANCO"}
+    admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=[changed])
+
+    poller.scan_once()
+
+    (transaction,) = producer.transactions
+    assert emitted(transaction) == [("raw", "CAM-OXF-001", "UPSERT")]
+    stored = {k: v for t, k, v, _ in transaction if t == "siesa.fingerprints.v1"}
+    current = [changed, *ROWS[1:]]
+    assert stored == {
+        f"acme/{siesa_rows.key(normalize(r))}".encode(): fingerprint(normalize(r)).encode()
+        for r in current
+    }
+    producer.transactions.clear()
+    poller.scan_once()
+    assert rows_of(producer.transactions[0]) == []  # nothing left to take over
 
 
 def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(

@@ -16,11 +16,13 @@ from services.sources.base import Row
 KEY_FIELD = "f120_referencia"
 
 
-def normalize(row: dict[str, Any]) -> Row:
+def normalize(row: dict[str, Any], order: tuple[str, ...] | None = None) -> Row:
     """Every value as text: padding (trailing spaces of char(n) columns) trimmed, nothing
-    else touched; numbers as JSON writes them; null stays null."""
+    else touched; numbers as JSON writes them; null stays null. `order`: the row's keys,
+    in the order wanted (default: the row's)."""
     out: Row = {}
-    for name, value in row.items():
+    for name in row if order is None else order:
+        value = row[name]
         kind = type(value)
         if kind is str:
             out[name] = value.rstrip(" ")

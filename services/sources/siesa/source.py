@@ -72,6 +72,10 @@ class SiesaSource:
         )
         self._origin = {"company": str(settings.company), "consulta": settings.consulta}
         self._date_column = settings.change_date_column
+        # Rows come with their columns in the consulta's order; they leave in key order
+        # (what the extractor fingerprints), sorted once per set of columns.
+        self._columns: tuple[str, ...] = ()
+        self._order: tuple[str, ...] = ()
 
     @property
     def requests(self) -> int:
@@ -81,7 +85,10 @@ class SiesaSource:
         return self.client.scan(filter_parametros(self.settings, since))
 
     def row(self, raw: SourceRow) -> Row:
-        return rows.normalize(raw)
+        columns = tuple(raw)
+        if columns != self._columns:
+            self._columns, self._order = columns, tuple(sorted(columns))
+        return rows.normalize(raw, self._order)
 
     def key(self, row: Row) -> str | None:
         return rows.key(row)
