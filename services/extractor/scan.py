@@ -17,20 +17,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from confluent_kafka import Producer
 
-from services.common.kafka import produce_in_transaction
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.stopper import Stopper
 from services.common.tenants import Tenant
+from services.extractor.commit import Committer
 from services.extractor.emit import Batch, Emitter
-from services.extractor.memory import Cursor, TenantMemory, fingerprint_record
+from services.extractor.memory import Cursor, TenantMemory
 from services.sources.base import Source, SourceError
 
 log = logging.getLogger(__name__)
@@ -66,13 +65,14 @@ class Scanner:
     commit_rows: int = 1000
     commit_interval_s: float = 2.0
 
-    _inflight: tuple[Batch, Future[None]] | None = None
-    _committer: ThreadPoolExecutor | None = None
+    _committer: Committer = field(init=False)
     _emitter: Emitter = field(init=False)
 
+    def __post_init__(self) -> None:
+        self._committer = Committer(self.producer, self.kafka, self.memory)
+
     def close(self) -> None:
-        if self._committer is not None:
-            self._committer.shutdown(wait=True)
+        self._committer.close()
         self.source.close()
 
     def scan(
@@ -82,8 +82,9 @@ class Scanner:
         so far is committed). Raises the source's errors; then the batch in hand is
         dropped and the next scan reads it again.
 
-        A batch is committed by a helper thread while the next one is being read (one in
-        flight at most, in order), so commit round trips overlap with the source's pages."""
+        Each batch is streamed into its transaction as it is read and committed by a
+        helper thread while the next one is being read (services/extractor/commit.py),
+        so the broker's round trips overlap with the source's pages."""
         try:
             return self._scan(kind, reemit=reemit, stopper=stopper)
         except BaseException:
@@ -91,6 +92,7 @@ class Scanner:
                 self._settle()
             except Exception as exc:  # noqa: BLE001 - the scan's own error goes up
                 log.warning("tenant %s: a batch was not committed: %s", self.tenant.id, exc)
+            self._committer.abandon()  # the batch in hand: the next scan reads it again
             raise
 
     def _scan(self, kind: ScanKind, *, reemit: bool, stopper: Stopper | None) -> ScanResult:
@@ -101,7 +103,7 @@ class Scanner:
         begun = {"status": "syncing", "last_scan_started_at": now_utc()}
         seen: set[str] = set()
         watermark = cursor.watermark
-        batch = Batch()
+        batch = self._begin()
         committed_at = time.monotonic()
         emitter = self._emitter = Emitter(
             tenant=self.tenant.id,
@@ -120,7 +122,7 @@ class Scanner:
             batch.pages += 1
             batch.seen += len(page)
             result.seen += len(page)
-            inflight = self._inflight[0] if self._inflight is not None else None
+            inflight = self._committer.committing()
             for raw in page:
                 key, changed_at = emit(raw, batch, inflight)
                 if key is not None:
@@ -128,6 +130,7 @@ class Scanner:
                     if changed_at and (watermark is None or (changed_at, key) > watermark):
                         watermark = (changed_at, key)
             result.changed, result.rejected = emitter.changed, emitter.rejected
+            self._committer.more()
             if stopper is not None and stopper.stopped:
                 log.info("tenant %s: scan interrupted by shutdown", self.tenant.id)
                 self._hand_off(batch, {**begun, "status": "idle"})
@@ -137,7 +140,7 @@ class Scanner:
             if full or time.monotonic() - committed_at >= self.commit_interval_s:
                 if batch.outputs or batch.fingerprints:
                     self._hand_off(batch, begun)
-                    batch = Batch()
+                    batch = self._begin()
                 committed_at = time.monotonic()
         end_cursor = Cursor(watermark, cursor.reconciled_at_ms)
         self._settle()  # every fingerprint of this scan is in memory now
@@ -199,37 +202,18 @@ class Scanner:
         for key in sorted(missing):
             self._emitter.deleted(key, batch)
 
+    def _begin(self) -> Batch:
+        batch = Batch()
+        self._committer.begin(batch)
+        return batch
+
     def _hand_off(self, batch: Batch, update: dict[str, Any]) -> None:
         """Commit `batch` in the background, once the batch before it is committed."""
         self._settle()
         memory = self.memory
         state = memory.states.changed(memory.tenant, **batch.counters(memory.state), **update)
-        if self._committer is None:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.tenant.id}")
-        self._inflight = (batch, self._committer.submit(self._commit, batch, state))
+        self._committer.hand_over(state)
 
     def _settle(self) -> None:
-        """Wait for the batch in flight; its commit error, if any, is raised here."""
-        if self._inflight is not None:
-            future = self._inflight[1]
-            self._inflight = None
-            future.result()
-
-    def _commit(self, batch: Batch, state: dict[str, Any]) -> None:
-        """The batch's rows, their fingerprints and the tenant's new state in one
-        transaction; memory follows only once it is committed."""
-        outputs = [
-            *batch.outputs,
-            *(
-                fingerprint_record(self.kafka, self.tenant.id, key, fp)
-                for key, fp in batch.fingerprints.items()
-            ),
-            self.memory.states.record(self.kafka, state),
-        ]
-        produce_in_transaction(self.producer, outputs)
-        for key, fp in batch.fingerprints.items():
-            if fp is None:
-                self.memory.fingerprints.pop(key, None)
-            else:
-                self.memory.fingerprints[key] = fp
-        self.memory.states.keep(state)
+        """Wait for the batch handed over; its commit error, if any, is raised here."""
+        self._committer.settle()

@@ -54,7 +54,8 @@ class FakeMessage:
 
 @dataclass
 class FakeTransactionalProducer:
-    """A transactional producer that keeps what each committed transaction held."""
+    """A transactional producer that keeps what each committed transaction held (an
+    aborted one leaves nothing)."""
 
     transactions: list[list[Produced]] = field(default_factory=list)
     _open: list[Produced] | None = None
@@ -76,6 +77,10 @@ class FakeTransactionalProducer:
         assert self._open is not None
         self.transactions.append(self._open)
         self._open = None
+
+    def abort_transaction(self, _timeout: float) -> None:
+        assert self._open is not None
+        self._open = None  # nothing of it was stored
 
 
 def set_secrets(

@@ -13,8 +13,9 @@ The client sends absolute URLs and its tenant's headers on each request, so the
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -29,10 +30,9 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
-# The budget's window is a little longer than Siesa's minute, so that a request sent
-# just over 60 s after another never reaches Siesa just under 60 s after it.
-BUDGET_WINDOW_S = 61.0
 ATTEMPTS = 8
+# Pages a scan's reader fetches ahead of its caller, at most.
+READ_AHEAD = 4
 
 
 class SiesaError(SourceError):
@@ -140,20 +140,47 @@ class SiesaClient:
     def scan(self, parametros: str | None = None) -> Iterator[list[Row]]:
         """Every page of the consulta, in order, until the short (or empty) one.
 
-        While the caller handles a full page, the next one is already being fetched (one
-        page ahead, never more), so Siesa's answer time and ours overlap."""
+        A reader thread fetches the pages one after the other (one request at a time, as
+        a plain loop would) up to `READ_AHEAD` pages ahead of the caller, so Siesa's
+        answer time overlaps with the caller's work, also while the caller waits on
+        something else (a commit). Stopping early ends the reader after the request it
+        has in flight."""
         size = self.source.page_size
-        with ThreadPoolExecutor(1, thread_name_prefix=f"siesa-{self.tenant}") as pool:
+        pages: queue.Queue[tuple[list[Row] | None, BaseException | None]] = queue.Queue(READ_AHEAD)
+        done = threading.Event()
+
+        def hand(item: tuple[list[Row] | None, BaseException | None]) -> None:
+            while not done.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                except queue.Full:
+                    continue
+                else:
+                    return
+
+        def read() -> None:
             number = 1
-            ahead: Future[list[Row]] | None = pool.submit(self.page, number, parametros)
             try:
-                while ahead is not None:
-                    rows = ahead.result()
-                    ahead = None
-                    if len(rows) >= size:
-                        ahead = pool.submit(self.page, number + 1, parametros)
-                    yield rows
+                while not done.is_set():
+                    rows = self.page(number, parametros)
+                    hand((rows, None))
+                    if len(rows) < size:
+                        return
                     number += 1
-            finally:
-                if ahead is not None:
-                    ahead.cancel()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+                hand((None, exc))
+
+        reader = threading.Thread(target=read, name=f"siesa-{self.tenant}", daemon=True)
+        reader.start()
+        try:
+            while True:
+                rows, error = pages.get()
+                if error is not None:
+                    raise error
+                assert rows is not None  # noqa: S101 - a page or an error, never neither
+                yield rows
+                if len(rows) < size:
+                    return
+        finally:
+            done.set()
+            reader.join()
