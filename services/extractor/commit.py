@@ -9,14 +9,16 @@ memory follows only once the transaction is committed.
 
 One thread makes every producer call, in order: a tenant has one transactional producer,
 and one transaction at a time. Rows of the next batch read while a batch commits wait
-in that batch until its transaction opens. A batch abandoned (the scan failed or
-stopped) has its transaction aborted: nothing of it is stored, the next scan reads it
-again.
+in that batch until its transaction opens; the scan does not wait for a commit unless
+`MAX_PENDING` batches handed over are still committing. A batch abandoned (the scan
+failed or stopped) has its transaction aborted: nothing of it is stored, the next scan
+reads it again.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -33,6 +35,8 @@ from services.extractor.memory import TenantMemory, fingerprint_record
 # How long a batch's stream waits for more rows before looking again (a wake-up is sent
 # with every page; this only bounds a missed one).
 IDLE_S = 0.5
+# Batches handed over and still committing before the scan waits for the oldest.
+MAX_PENDING = 2
 
 
 class _Stream:
@@ -88,7 +92,7 @@ class Committer:
         self.memory = memory
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{memory.tenant}")
         self._open: tuple[_Stream, Future[None]] | None = None
-        self._closed: tuple[Batch, Future[None]] | None = None
+        self._closed: deque[tuple[Batch, Future[None]]] = deque()
 
     def begin(self, batch: Batch) -> None:
         """Stream `batch` into a transaction of its own (after the one before it)."""
@@ -100,24 +104,25 @@ class Committer:
         if self._open is not None:
             self._open[0].wake()
 
-    def committing(self) -> Batch | None:
-        """The batch handed over and not known committed yet."""
-        return self._closed[0] if self._closed is not None else None
+    def committing(self) -> list[Batch]:
+        """The batches handed over and not known committed yet, newest first."""
+        return [batch for batch, _ in reversed(self._closed)]
 
     def hand_over(self, state: dict[str, Any]) -> None:
-        """Commit the open batch, with `state` as the tenant's new state. Call `settle`
-        first: the state counts on what the batch before it stored."""
+        """Commit the open batch, with `state` as the tenant's state once it is stored
+        (counted on from the state of the batch handed over before it)."""
         assert self._open is not None  # noqa: S101 - begin() comes first
         stream, future = self._open
         self._open = None
         stream.close(state)
-        self._closed = (stream.batch, future)
+        self._closed.append((stream.batch, future))
+        self.settle(keep=MAX_PENDING)
 
-    def settle(self) -> None:
-        """Wait for the batch handed over; its commit error, if any, is raised here."""
-        if self._closed is not None:
-            future = self._closed[1]
-            self._closed = None
+    def settle(self, keep: int = 0) -> None:
+        """Wait until at most `keep` batches handed over are still committing, oldest
+        first; a commit error is raised here."""
+        while len(self._closed) > keep:
+            _, future = self._closed.popleft()
             future.result()
 
     def abandon(self) -> None:

@@ -86,9 +86,10 @@ class Emitter:
         self._random = random.Random()  # noqa: S311 - an id, not a secret
 
     def row(
-        self, raw: SourceRow, batch: Batch, inflight: Batch | None
+        self, raw: SourceRow, batch: Batch, inflight: list[Batch]
     ) -> tuple[str | None, str | None]:
-        """Emit one row if new or changed (into `batch`); (its key, its change stamp)."""
+        """Emit one row if new or changed (into `batch`; `inflight`: the batches handed
+        over and not known committed, newest first); (its key, its change stamp)."""
         source = self.source
         row = self.in_order(source.row(raw))
         key = source.key(row)
@@ -97,8 +98,10 @@ class Emitter:
         encoded = self.writer.group(0, {"row": row})
         fp = rows.fingerprint_of(encoded)
         known = batch.fingerprints.get(key, MISSING)
-        if known is MISSING and inflight is not None:
-            known = inflight.fingerprints.get(key, MISSING)
+        for earlier in inflight:
+            if known is not MISSING:
+                break
+            known = earlier.fingerprints.get(key, MISSING)
         if known is MISSING:
             known = self.memory.fingerprints.get(key)
         if known != fp or self.reemit:

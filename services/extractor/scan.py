@@ -67,6 +67,8 @@ class Scanner:
 
     _committer: Committer = field(init=False)
     _emitter: Emitter = field(init=False)
+    # The state the last batch handed over stores (None: none pending; memory's holds).
+    _state: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self._committer = Committer(self.producer, self.kafka, self.memory)
@@ -97,6 +99,7 @@ class Scanner:
 
     def _scan(self, kind: ScanKind, *, reemit: bool, stopper: Stopper | None) -> ScanResult:
         result = ScanResult(kind, uuid.uuid4().hex)
+        self._state = None
         started = time.monotonic()
         cursor = self.memory.cursor
         since = cursor.watermark if kind == "filter" else None
@@ -208,12 +211,13 @@ class Scanner:
         return batch
 
     def _hand_off(self, batch: Batch, update: dict[str, Any]) -> None:
-        """Commit `batch` in the background, once the batch before it is committed."""
-        self._settle()
-        memory = self.memory
-        state = memory.states.changed(memory.tenant, **batch.counters(memory.state), **update)
-        self._committer.hand_over(state)
+        """Commit `batch` in the background, after the batches handed over before it;
+        its state counts on from theirs."""
+        base = self._state if self._state is not None else self.memory.state
+        self._state = {**base, **batch.counters(base), **update}
+        self._committer.hand_over(self._state)
 
     def _settle(self) -> None:
-        """Wait for the batch handed over; its commit error, if any, is raised here."""
+        """Wait for every batch handed over; a commit error is raised here."""
         self._committer.settle()
+        self._state = None  # memory holds what was stored

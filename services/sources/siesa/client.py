@@ -32,7 +32,7 @@ Row = dict[str, Any]
 
 ATTEMPTS = 8
 # Pages a scan's reader fetches ahead of its caller, at most.
-READ_AHEAD = 4
+READ_AHEAD = 8
 
 
 class SiesaError(SourceError):
