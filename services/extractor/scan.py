@@ -84,9 +84,9 @@ class Scanner:
         so far is committed). Raises the source's errors; then the batch in hand is
         dropped and the next scan reads it again.
 
-        Each batch is streamed into its transaction as it is read and committed by a
-        helper thread while the next one is being read (services/extractor/commit.py),
-        so the broker's round trips overlap with the source's pages."""
+        Batches are committed by a helper thread while the scan reads on, in order
+        (services/extractor/commit.py), so the broker's round trips overlap with the
+        source's pages."""
         try:
             return self._scan(kind, reemit=reemit, stopper=stopper)
         except BaseException:
@@ -94,7 +94,6 @@ class Scanner:
                 self._settle()
             except Exception as exc:  # noqa: BLE001 - the scan's own error goes up
                 log.warning("tenant %s: a batch was not committed: %s", self.tenant.id, exc)
-            self._committer.abandon()  # the batch in hand: the next scan reads it again
             raise
 
     def _scan(self, kind: ScanKind, *, reemit: bool, stopper: Stopper | None) -> ScanResult:
@@ -106,7 +105,7 @@ class Scanner:
         begun = {"status": "syncing", "last_scan_started_at": now_utc()}
         seen: set[str] = set()
         watermark = cursor.watermark
-        batch = self._begin()
+        batch = Batch()
         committed_at = time.monotonic()
         emitter = self._emitter = Emitter(
             tenant=self.tenant.id,
@@ -133,7 +132,6 @@ class Scanner:
                     if changed_at and (watermark is None or (changed_at, key) > watermark):
                         watermark = (changed_at, key)
             result.changed, result.rejected = emitter.changed, emitter.rejected
-            self._committer.more()
             if stopper is not None and stopper.stopped:
                 log.info("tenant %s: scan interrupted by shutdown", self.tenant.id)
                 self._hand_off(batch, {**begun, "status": "idle"})
@@ -143,7 +141,7 @@ class Scanner:
             if full or time.monotonic() - committed_at >= self.commit_interval_s:
                 if batch.outputs or batch.fingerprints:
                     self._hand_off(batch, begun)
-                    batch = self._begin()
+                    batch = Batch()
                 committed_at = time.monotonic()
         end_cursor = Cursor(watermark, cursor.reconciled_at_ms)
         self._settle()  # every fingerprint of this scan is in memory now
@@ -205,17 +203,12 @@ class Scanner:
         for key in sorted(missing):
             self._emitter.deleted(key, batch)
 
-    def _begin(self) -> Batch:
-        batch = Batch()
-        self._committer.begin(batch)
-        return batch
-
     def _hand_off(self, batch: Batch, update: dict[str, Any]) -> None:
         """Commit `batch` in the background, after the batches handed over before it;
         its state counts on from theirs."""
         base = self._state if self._state is not None else self.memory.state
         self._state = {**base, **batch.counters(base), **update}
-        self._committer.hand_over(self._state)
+        self._committer.hand_over(batch, self._state)
 
     def _settle(self) -> None:
         """Wait for every batch handed over; a commit error is raised here."""
