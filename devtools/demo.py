@@ -126,7 +126,7 @@ def _start_all(broker: LocalBroker, stack: Stack) -> None:
     stack.start_simulators()
     say(stack.create_topics().rstrip())
     for tenant in stack.tenants:
-        company = tenant["siesa"]["company"]
+        company = tenant["source"]["company"]
         stack.seed(company, SEEDED, seed=42)
         page = json.loads(FIXTURE_PAGE.read_text())["detalle"]["Table"]
         stack.upsert_items(company, page, keep_dates=True)
@@ -150,7 +150,7 @@ def inactive(tenant: dict[str, Any]) -> tuple[str, Any]:
 
 def wait_for_sync(stack: Stack, tenants: list[dict[str, Any]], started: float) -> list[float]:
     """Wait until every tenant's target holds its whole Siesa catalogue; seconds each."""
-    want = {t["id"]: len(stack.siesa_items(t["siesa"]["company"])) for t in tenants}
+    want = {t["id"]: len(stack.siesa_items(t["source"]["company"])) for t in tenants}
     took: dict[str, float] = {}
     last: dict[str, int] = {}
 
@@ -177,7 +177,7 @@ def wait_for_sync(stack: Stack, tenants: list[dict[str, Any]], started: float) -
 
 def live_changes(stack: Stack, tenant: dict[str, Any]) -> list[tuple[str, str, float]]:
     """Change three items in Siesa and time each until the tenant's target shows it."""
-    company = tenant["siesa"]["company"]
+    company = tenant["source"]["company"]
     rows = [r for r in stack.siesa_items(company) if r["f120_ind_estado"] == 1]
     picks = [dict(rows[i]) for i in (3, len(rows) // 3, 2 * len(rows) // 3)]
     picks[0]["f120_descripcion"] = 'CAMISETA ALGODON & LINO "EDICION" #7 -- NUEVA'
@@ -209,8 +209,8 @@ def live_changes(stack: Stack, tenant: dict[str, Any]) -> list[tuple[str, str, f
 
 
 def summary(stack: Stack, tenant: dict[str, Any], elapsed: float, changes: list[Any]) -> None:
-    company = tenant["siesa"]["company"]
-    interval = tenant["siesa"].get("poll_interval_s", 5)
+    company = tenant["source"]["company"]
+    interval = tenant["source"].get("poll_interval_s", 5)
     items = held(stack, tenant)
     siesa = stack.siesa_items(company)
     field, value = inactive(tenant)
@@ -235,7 +235,7 @@ def summary(stack: Stack, tenant: dict[str, Any], elapsed: float, changes: list[
 def dead_letter_fixed_and_redriven(stack: Stack, tenant: dict[str, Any]) -> None:
     """Kong refuses one product for good (a 400): it lands in the DLQ; the cause is fixed
     in Kong; `siesa-sync dlq replay` sends it again and it arrives."""
-    company = tenant["siesa"]["company"]
+    company = tenant["source"]["company"]
     row = dict(next(r for r in stack.siesa_items(company) if r["f120_ind_estado"] == 1))
     sku = row["f120_referencia"].strip()
     row["f120_descripcion"] = "PRODUCTO CORREGIDO TRAS RECHAZO"

@@ -117,7 +117,8 @@ class Stack:
         return {
             "id": tenant,
             "mapping": "siesa-items",
-            "siesa": {
+            "source": {
+                "type": "siesa",
                 "base_url": f"{self.siesa_url}/api/siesa/v3",
                 "company": company,
                 "poll_interval_s": poll_interval_s,

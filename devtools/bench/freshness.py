@@ -36,7 +36,7 @@ KONG_COMPANY, WMS_COMPANY = 101, 102
 
 def _tenants(stack: Stack) -> list[dict[str, Any]]:
     kong = stack.kong_tenant("fresh-kong", KONG_COMPANY, poll_interval_s=POLL_S)
-    kong["siesa"].update(mode="hybrid", change_date_column="f120_fecha_actualizacion")
+    kong["source"].update(mode="hybrid", change_date_column="f120_fecha_actualizacion")
     wms = stack.wms_tenant("fresh-wms", WMS_COMPANY, poll_interval_s=POLL_S)
     return [kong, wms]
 
@@ -61,7 +61,7 @@ def _edit_stream(stack: Stack, size: int) -> dict[str, dict[str, tuple[str, floa
     """EDITS_PER_MIN edits per tenant per minute, paced evenly, for MINUTES minutes:
     tenant -> external id -> (new name, time.time() just before the edit was sent)."""
     rng = random.Random(size)  # noqa: S311 - a reproducible choice of items, not a secret
-    rows = {t["id"]: stack.siesa_items(t["siesa"]["company"]) for t in stack.tenants}
+    rows = {t["id"]: stack.siesa_items(t["source"]["company"]) for t in stack.tenants}
     for tenant_rows in rows.values():
         rng.shuffle(tenant_rows)
     edits: dict[str, dict[str, tuple[str, float]]] = {t["id"]: {} for t in stack.tenants}
@@ -74,7 +74,7 @@ def _edit_stream(stack: Stack, size: int) -> dict[str, dict[str, tuple[str, floa
             name = f"FRESHNESS EDIT {n:05d} {row['f120_descripcion'][:20]}".rstrip()
             row["f120_descripcion"] = name
             sent_at = time.time()
-            stack.upsert_items(tenant["siesa"]["company"], [row])
+            stack.upsert_items(tenant["source"]["company"], [row])
             edits[tenant["id"]][row["f120_referencia"].strip()] = (name, sent_at)
         if n % EDITS_PER_MIN == EDITS_PER_MIN - 1:
             log.info("freshness %d: %d of %d edits per tenant sent", size, n + 1, total)
@@ -113,7 +113,7 @@ def _one_size(bootstrap: str, workdir: Path, size: int) -> list[Figure]:
     try:
         stack.start_simulators()
         for tenant in stack.tenants:
-            stack.seed(tenant["siesa"]["company"], size, seed=size)
+            stack.seed(tenant["source"]["company"], size, seed=size)
         stack.create_topics()
         stack.start_services()
         took = _wait_synced(stack, size)

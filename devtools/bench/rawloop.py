@@ -18,9 +18,10 @@ from confluent_kafka import Message
 from services.common import topics
 from services.common.kafka import make_consumer, make_producer
 from services.common.records import OutRecord
-from services.common.runloop import RunLoop, Stopper, per_record
+from services.common.runloop import RunLoop, per_record
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
+from services.common.stopper import Stopper
 
 
 def main() -> None:

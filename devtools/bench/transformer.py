@@ -33,6 +33,7 @@ from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.common.topics import create_topics
 from services.extractor import rows
+from services.sources.siesa.rows import normalize
 
 log = logging.getLogger("bench.transformer")
 COUNT = 20_000
@@ -68,12 +69,11 @@ def raw_items(count: int) -> list[tuple[str, bytes]]:
     out = []
     for i in range(count):
         source = {**page[i % len(page)], "f120_referencia": f"BENCH-{i:06d}"}
-        row = rows.normalize(source)
+        row = normalize(source)
         item: dict[str, Any] = {
             "tenant": "bench",
             "source_system": "siesa",
-            "company": "8585",
-            "consulta": "API_v2_Items",
+            "origin": {"company": "8585", "consulta": "API_v2_Items"},
             "key": row["f120_referencia"],
             "row": row,
             "fingerprint": rows.fingerprint(row),

@@ -1,4 +1,4 @@
-"""`siesa-sync mappings`: check the mapping files; dry-run a Siesa page through one."""
+"""`siesa-sync mappings`: check the mapping files; dry-run a source page through one."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from services.cli.common import echo_json, printable
 from services.common.errors import ConfigError, SkippableError
 from services.common.service import load_settings
+from services.common.tenants import Tenant, load_tenants
 from services.extractor import rows
+from services.sources import open_source
+from services.sources.base import Source
 from services.transformer.compiler import compile_mapping, load_mappings, mapping_names
 from services.transformer.preview import Outcome, preview
 from services.transformer.settings import TransformerSettings
@@ -34,18 +36,14 @@ def _settings() -> TransformerSettings:
         raise click.ClickException(str(exc)) from None
 
 
-def _tenant_mappings(tenants_file: Path) -> dict[str, str]:
-    """tenant id -> mapping name, read without resolving any credential."""
+def _tenants(tenants_file: Path) -> dict[str, Tenant]:
+    """The tenants file as the services read it, without resolving any credential; exit
+    2 listing its problems."""
     try:
-        doc = yaml.safe_load(tenants_file.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise click.ClickException(f"{tenants_file}: cannot read tenants file: {exc}") from None
-    tenants = doc.get("tenants") if isinstance(doc, dict) else None
-    return {
-        str(t["id"]): str(t.get("mapping", "siesa-items"))
-        for t in tenants or []
-        if isinstance(t, dict) and "id" in t
-    }
+        return load_tenants(tenants_file)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
 
 
 @mappings.command("check")
@@ -61,7 +59,7 @@ def check(directory: Path | None) -> None:
         click.echo(f"{directory}: no mapping files (*.yaml) to check", err=True)
         sys.exit(2)
     if settings.tenants_file.exists():
-        names |= set(_tenant_mappings(settings.tenants_file).values())
+        names |= {t.mapping for t in _tenants(settings.tenants_file).values()}
     try:
         loaded = load_mappings(directory, names)
     except ConfigError as exc:
@@ -87,15 +85,19 @@ def page_rows(document: Any) -> list[dict[str, Any]]:
 
 
 def raw_items(
-    source_rows: list[dict[str, Any]], tenant: str
+    source_rows: list[dict[str, Any]], tenant: str, source: Source, source_type: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The RawItems the extractor would emit, and the rows it would reject."""
+    """The RawItems the extractor would emit from `source_rows` read by `source` (whose
+    origin fields all read "preview"), and the rows it would reject."""
     items: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
-    for index, source in enumerate(source_rows):
-        row = rows.normalize(source)
+    origin = dict.fromkeys(source.origin(), "preview")
+    for index, raw in enumerate(source_rows):
+        row = source.row(raw)
         try:
-            key = rows.row_key(row, tenant=tenant, max_field_length=4000)
+            key = rows.row_key(
+                row, source.key(row), key_name=source.key_name, tenant=tenant, max_field_length=4000
+            )
         except SkippableError as exc:
             rejected.append(
                 {"key": f"row {index + 1}", "error_class": exc.error_class, "reason": exc.message}
@@ -104,8 +106,8 @@ def raw_items(
         items.append(
             rows.raw_item(
                 tenant=tenant,
-                company="preview",
-                consulta="API_v2_Items",
+                source=source_type,
+                origin=origin,
                 key=key,
                 row=row,
                 fingerprint=rows.fingerprint(row),
@@ -148,13 +150,14 @@ def preview_command(tenant: str, as_json: bool, file: Path) -> None:
     """Dry-run FILE (a Siesa page or a JSON list of rows) through TENANT's mapping: the
     canonical products and the rejections with their reasons. Nothing is sent."""
     settings = _settings()
-    known = _tenant_mappings(settings.tenants_file)
+    known = _tenants(settings.tenants_file)
     if tenant not in known:
         raise click.ClickException(
             f"tenant {tenant!r} is not in {settings.tenants_file} (known: {', '.join(known)})"
         )
+    config = known[tenant]
     try:
-        mapping = compile_mapping(settings.mappings_dir / f"{known[tenant]}.yaml")
+        mapping = compile_mapping(settings.mappings_dir / f"{config.mapping}.yaml")
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
@@ -162,7 +165,11 @@ def preview_command(tenant: str, as_json: bool, file: Path) -> None:
         document = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"{file}: not JSON: {exc}") from None
-    items, rejected = raw_items(page_rows(document), tenant)
+    source = open_source(tenant, config.source)  # reads the page given, sends nothing
+    try:
+        items, rejected = raw_items(page_rows(document), tenant, source, config.source.type)
+    finally:
+        source.close()
     outcome = preview(items, mapping)
     outcome.rejections[:0] = rejected
     if as_json:

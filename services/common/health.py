@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # Seconds a loop with work may go without progress before /healthz fails (default of
 # every service's STALL_TIMEOUT_S): longer than any bounded wait in a loop (a target's
-# retries and rate limit, a Siesa page) so that only a loop that is really stuck trips it.
+# retries and rate limit, a source's page) so that only a loop that is really stuck trips it.
 DEFAULT_STALL_S = 300.0
 
 

@@ -49,7 +49,7 @@ Probe = Callable[[float], None]  # asks the broker; raises KafkaException when i
 
 
 class Stopping(Protocol):
-    """What the watch needs of the service's stop flag (runloop.Stopper)."""
+    """What the watch needs of the service's stop flag (services.common.stopper.Stopper)."""
 
     @property
     def stopped(self) -> bool: ...

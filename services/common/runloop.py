@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import logging
 import random
-import signal
-import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -30,6 +27,7 @@ from services.common.errors import FatalError, RetriableError, SkippableError, S
 from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
 from services.common.reachability import FATAL
 from services.common.records import OutRecord, coordinates
+from services.common.stopper import Stopper
 from services.common.tenants import tenant_of_key
 from services.common.topics import STATE
 from services.product import NAME
@@ -41,33 +39,6 @@ log = logging.getLogger(__name__)
 # heartbeat's grace for it. (A broker known to be down stops liveness counting anyway.)
 BROKER_CALLS_S = 360.0
 FLUSH_S = 5.0
-
-
-class Stopper:
-    """A stop flag set by SIGTERM/SIGINT (or by code); `wait` sleeps until stopped."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def install(self) -> Stopper:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
-        return self
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: finishing the work in hand", signal.Signals(signum).name)
-        self._event.set()
-
-    def stop(self) -> None:
-        self._event.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; True when woken by a stop."""
-        return self._event.wait(seconds)
 
 
 @dataclass

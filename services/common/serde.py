@@ -5,7 +5,9 @@ Every value is `C3 01` + the writer schema's 8-byte CRC-64-AVRO fingerprint
 (little-endian) + the Avro binary body (Avro spec, "Single object encoding"). A reader
 finds the writer schema by fingerprint among the current `schemas/*.avsc` and the
 earlier versions kept in `schemas/history/`, and resolves it to the current schema of
-the same name, so old records stay readable (BACKWARD compatibility).
+the same name, so old records stay readable (BACKWARD compatibility). A field an older
+writer had and the current schema dropped is still returned, under its name, so a reader
+can carry an old record's meaning over (e.g. RawItem v1's `company`, now in `origin`).
 """
 
 from __future__ import annotations
@@ -42,14 +44,33 @@ class Schema:
     name: str  # the record's short name, e.g. "RawItem"
     parsed: dict[str, Any]
     fingerprint: bytes
+    source: dict[str, Any]  # as written in its file
 
 
 def _load(path: Path) -> Schema:
-    parsed = parse_schema(json.loads(path.read_text()), named_schemas={})
+    source = json.loads(path.read_text())
+    parsed = parse_schema(source, named_schemas={})
     if not isinstance(parsed, dict) or parsed.get("type") != "record":
         raise ConfigError(f"{path}: expected one Avro record schema")
     fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
-    return Schema(name=parsed["name"].rsplit(".", 1)[-1], parsed=parsed, fingerprint=fp)
+    name = parsed["name"].rsplit(".", 1)[-1]
+    return Schema(name=name, parsed=parsed, fingerprint=fp, source=source)
+
+
+def _reader_for(writer: Schema, current: Schema) -> dict[str, Any]:
+    """The schema to read `writer`'s records with: the current one, plus the fields the
+    writer had and the current one dropped (so they are returned, not lost)."""
+    kept = {f["name"] for f in current.source["fields"]}
+    dropped = [f for f in writer.source["fields"] if f["name"] not in kept]
+    if not dropped:
+        return current.parsed
+    try:
+        merged = parse_schema(
+            {**current.source, "fields": [*current.source["fields"], *dropped]}, named_schemas={}
+        )
+    except Exception:  # noqa: BLE001 - e.g. a dropped field of a type named elsewhere
+        return current.parsed
+    return merged if isinstance(merged, dict) else current.parsed
 
 
 class Serde:
@@ -69,6 +90,13 @@ class Serde:
         for path in sorted((schema_dir / "history").glob("*.avsc")):
             old = _load(path)
             self.by_fingerprint.setdefault(old.fingerprint, old)
+        # Per writer fingerprint, the schema its records are read with.
+        self.readers = {
+            fp: _reader_for(writer, self.current[writer.name])
+            if writer.name in self.current
+            else writer.parsed
+            for fp, writer in self.by_fingerprint.items()
+        }
 
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         schema = self.current[name]
@@ -90,10 +118,9 @@ class Serde:
             raise DecodeError(f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()}")
         if expect is not None and writer.name != expect:
             raise DecodeError(f"expected a {expect} record, got {writer.name}")
-        reader = self.current.get(writer.name, writer)
         try:
             record = fastavro.schemaless_reader(
-                io.BytesIO(data[HEADER_SIZE:]), writer.parsed, reader.parsed
+                io.BytesIO(data[HEADER_SIZE:]), writer.parsed, self.readers[writer.fingerprint]
             )
         except Exception as exc:
             raise DecodeError(f"unreadable {writer.name} record: {exc}") from exc

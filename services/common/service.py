@@ -23,8 +23,8 @@ from services.common.errors import ConfigError, FatalError, SyncError
 from services.common.kafka import make_admin
 from services.common.logs import configure_logging
 from services.common.reachability import BrokerWatch, install
-from services.common.runloop import Stopper
 from services.common.settings import KafkaSettings, ServiceSettings
+from services.common.stopper import Stopper
 
 log = logging.getLogger(__name__)
 

@@ -1,19 +1,24 @@
 """Sync state on the compacted `sync.state.v1`: one `SyncState` per tenant and writer.
 
-Writers (the extractor, each loader) put their own record, keyed ``<tenant>/<writer>``,
-so they never overwrite each other; readers merge them per tenant. `read_compacted`
-reads any compacted topic to its end (latest value per key), for state restored at
-start-up.
+Writers (the extractor, each transformer and loader) put their own record, keyed
+``<tenant>/<writer>``, so they never overwrite each other; readers merge them per
+tenant. Every service keeps and writes its states one way, through a `StateWriter`.
+`read_compacted` reads any compacted topic to its end (latest value per key), for state
+restored at start-up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from confluent_kafka import Producer
+
+from services.common.kafka import produce_in_transaction
 from services.common.records import OutRecord
 from services.common.scan import reader, scan
-from services.common.serde import Serde
+from services.common.serde import Serde, default_serde
 from services.common.settings import KafkaSettings
 from services.common.topics import STATE
 
@@ -50,6 +55,85 @@ def state_record(kafka: KafkaSettings, serde: Serde, state: dict[str, Any]) -> O
     """The record that stores ``state`` (stamped ``updated_at`` now)."""
     value = serde.encode(SCHEMA, {**state, "updated_at": datetime.now(UTC)})
     return OutRecord(kafka.topic(STATE), state_key(state["tenant"], state["writer"]), value)
+
+
+class StateWriter:
+    """One writer's SyncState of each tenant, kept in memory and stored as records.
+
+    The owner changes a tenant's state in place (`states[tenant]["loaded"] += 1`) or
+    proposes a new one (`changed`), and stores it one of three ways: `records()` gives a
+    record for each tenant whose state changed since its last record (to produce with a
+    batch); `record(kafka, state)` the record of one state, e.g. a proposal produced in
+    the transaction of the rows it counts, adopted with `keep` once committed; `store`
+    stores a change alone, in a transaction of its own, and adopts it once committed.
+    Each tenant's state is touched by one thread at a time.
+    """
+
+    def __init__(
+        self, writer: str, serde: Serde | None = None, tenants: Iterable[str] | None = None
+    ) -> None:
+        """`tenants`: the only tenants this writer keeps (default: any)."""
+        self.writer = writer
+        self.serde = serde or default_serde()
+        self.only = frozenset(tenants) if tenants is not None else None
+        self._states: dict[str, dict[str, Any]] = {}
+        self._written: dict[str, tuple[Any, ...]] = {}
+        for tenant in self.only or ():
+            self._states[tenant] = new_state(tenant, writer)
+
+    def restore(self, stored: Iterable[dict[str, Any]]) -> None:
+        """Carry on from this writer's stored states (a restarted writer of a stable name);
+        the others' are ignored."""
+        for state in stored:
+            tenant = state["tenant"]
+            if state["writer"] == self.writer and (self.only is None or tenant in self.only):
+                self._states[tenant] = dict(state)
+                self._written[tenant] = _signature(state)
+
+    def __getitem__(self, tenant: str) -> dict[str, Any]:
+        """The tenant's current state (every field at its default for a new one)."""
+        state = self._states.get(tenant)
+        if state is None:
+            state = self._states[tenant] = new_state(tenant, self.writer)
+        return state
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def changed(self, tenant: str, **update: Any) -> dict[str, Any]:
+        """The tenant's state with `update` applied, not kept yet (see `keep`)."""
+        return {**self[tenant], **update}
+
+    def keep(self, state: dict[str, Any]) -> None:
+        """Adopt `state` (e.g. once the transaction that stored it is committed)."""
+        self._states[state["tenant"]] = state
+
+    def record(self, kafka: KafkaSettings, state: dict[str, Any]) -> OutRecord:
+        """The record that stores `state`, stamped `updated_at` now."""
+        self._written[state["tenant"]] = _signature(state)
+        return state_record(kafka, self.serde, state)
+
+    def records(self, kafka: KafkaSettings) -> list[OutRecord]:
+        """A record for each tenant whose state changed since its last record."""
+        return [
+            self.record(kafka, state)
+            for tenant, state in self._states.items()
+            if self._written.get(tenant) != _signature(state)
+        ]
+
+    def store(
+        self, producer: Producer, kafka: KafkaSettings, tenant: str, **update: Any
+    ) -> dict[str, Any]:
+        """Store the tenant's state with `update` alone, in a transaction of its own, and
+        keep it once committed (a failure leaves the kept state as it was)."""
+        state = self.changed(tenant, **update)
+        produce_in_transaction(producer, [self.record(kafka, state)])
+        self.keep(state)
+        return state
+
+
+def _signature(state: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted((k, repr(v)) for k, v in state.items() if k != "updated_at"))
 
 
 def read_compacted(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> dict[bytes, bytes]:

@@ -1,67 +1,50 @@
-"""Tenants: `config/tenants.yaml`, checked whole at start-up.
+"""Tenants: `config/tenants.yaml`, checked whole at start-up; the one loader of it.
 
-Credentials are never written in the file: each secret is a reference,
-`{env: VAR}` or `{file: path}`, resolved at load into a `SecretStr`. Every problem is
-reported at once, naming the tenant and the field.
+Each tenant names its source (`source:`, a registered source's settings chosen by
+`type`, services/sources) and its target (`target:`, likewise, services/targets, with
+its `auth:`). Credentials are never written in the file: each secret is a reference,
+`{env: VAR}` or `{file: path}`, resolved at load into a `SecretStr` only for the parts
+the caller uses (`resolve=("source",)` in the extractor, ``("target",)`` in the loader:
+a target's `auth` and its settings' secrets; nothing in the transformer and the
+operator tools); a secret of another part stays a reference and raises if read. Every
+problem is reported at once, naming the tenant and the field as the file writes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from services.common.errors import ConfigError
-from services.common.secrets import Secret, SecretRef
+from services.common.secrets import BASE_DIR, RESOLVE, Secret, SecretRef, in_part
+from services.sources import SourceConfig, default_mapping, from_legacy_key
 from services.targets.config import TargetConfig
 
-__all__ = ["Secret", "SecretRef", "Tenant", "enabled", "load_tenants", "tenant_of_key"]
+__all__ = [
+    "PARTS",
+    "Secret",
+    "SecretRef",
+    "Tenant",
+    "enabled",
+    "load_tenants",
+    "tenant_of_key",
+]
 
-SiesaMode = Literal["diff", "filter", "hybrid"]
-
-
-class SiesaSource(BaseModel):
-    """Where and how a tenant's items are read (external-apis.md, design.md).
-
-    ``mode``: ``diff`` reads the whole catalogue every poll; ``filter`` asks only for
-    rows changed since the watermark (``change_date_column`` through ``parametros``,
-    day-granular, minus ``lookback_days``); ``hybrid`` filters every poll and runs a full
-    ``diff`` reconcile every ``reconcile_interval_s``. Default: ``hybrid`` when the
-    tenant's consulta has a change-date column (``change_date_column`` set, e.g.
-    ``f120_fecha_actualizacion``; *assumed* in Siesa, so not on by default), else ``diff``.
-    ``request_budget_per_min``: requests to Siesa in any 60 s (retries included).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str
-    company: int
-    consulta: str = "API_v2_Items"
-    page_size: int = Field(default=100, ge=1, le=100)
-    poll_interval_s: float = Field(default=5.0, gt=0)
-    conni_key: Secret
-    conni_token: Secret
-    timeout_s: float = Field(default=30.0, gt=0)
-    mode: SiesaMode | None = None
-    change_date_column: str | None = None
-    filter_start_param: str = "FechaInicio"
-    lookback_days: int = Field(default=1, ge=0, le=366)
-    reconcile_interval_s: float = Field(default=3600.0, gt=0)
-    request_budget_per_min: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="after")
-    def _mode_needs_a_date_column(self) -> SiesaSource:
-        if self.mode in ("filter", "hybrid") and not self.change_date_column:
-            raise ValueError(f"mode {self.mode} needs a change_date_column")
-        return self
-
-    @property
-    def effective_mode(self) -> SiesaMode:
-        if self.mode is not None:
-            return self.mode
-        return "hybrid" if self.change_date_column else "diff"
+# The parts of a tenant whose secrets a service may ask to resolve.
+PARTS = ("source", "target")
 
 
 class Tenant(BaseModel):
@@ -69,19 +52,31 @@ class Tenant(BaseModel):
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     enabled: bool = True
-    mapping: str = "siesa-items"
-    siesa: SiesaSource
+    # mappings/<name>.yaml; default: the source type's (services/sources).
+    mapping: str = ""
+    source: SourceConfig  # a registered source's settings, by `type` (services/sources)
     target: TargetConfig  # a registered target's settings, by `type` (services/targets)
 
+    @field_validator("source", "target", mode="wrap")
+    @classmethod
+    def _part(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        with in_part(info, str(info.field_name)):  # its secrets resolve if it is asked for
+            return handler(value)
 
-class TenantsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    @model_validator(mode="before")
+    @classmethod
+    def _source_mapping(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "mapping" not in data:
+            return {**data, "mapping": default_mapping(data.get("source"))}
+        return data
 
-    tenants: list[Tenant]
 
-
-def load_tenants(path: Path) -> dict[str, Tenant]:
-    """All tenants of `path` by id (enabled or not); ConfigError lists every problem."""
+def load_tenants(path: Path, *, resolve: Collection[str] = ()) -> dict[str, Tenant]:
+    """All tenants of `path` by id (enabled or not), with the secrets of the `resolve`
+    parts (of `PARTS`) read; ConfigError lists every problem."""
+    unknown = set(resolve) - set(PARTS)
+    if unknown:
+        raise ValueError(f"no such tenant parts: {sorted(unknown)} (known: {PARTS})")
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -92,15 +87,20 @@ def load_tenants(path: Path) -> dict[str, Tenant]:
         raise ConfigError(f"{path}: expected a mapping with a 'tenants' list")
     problems: list[str] = []
     tenants: dict[str, Tenant] = {}
+    # Relative secret files are found next to the tenants file; secrets are read for the
+    # parts asked for only.
+    context: dict[str, Any] = {BASE_DIR: path.parent, RESOLVE: frozenset(resolve)}
     for index, item in enumerate(raw["tenants"]):
         name = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
+        where = f"{path}: tenant {name}"
+        legacy = None
+        if isinstance(item, dict):
+            item, legacy = from_legacy_key(item)
         try:
-            # Relative secret files are found next to the tenants file.
-            tenant = Tenant.model_validate(item, context={"base_dir": path.parent})
+            tenant = Tenant.model_validate(item, context=context)
         except ValidationError as exc:
             problems.extend(
-                f"{path}: tenant {name}: {'.'.join(str(p) for p in err['loc']) or '(root)'}: "
-                f"{err['msg']}"
+                f"{where}: {_as_written(tuple(err['loc']), legacy)}: {err['msg']}"
                 for err in exc.errors()
             )
             continue
@@ -110,6 +110,14 @@ def load_tenants(path: Path) -> dict[str, Tenant]:
     if problems:
         raise ConfigError(problems)
     return tenants
+
+
+def _as_written(loc: tuple[Any, ...], legacy: str | None) -> str:
+    """An error's location as the file writes it (a plugin part's chosen `type` is
+    already out of it, services/common/tagged.py): an old file's source under its key."""
+    if legacy is not None and loc and loc[0] == "source":
+        loc = (legacy, *loc[1:])
+    return ".".join(str(p) for p in loc) or "(root)"
 
 
 def enabled(tenants: dict[str, Tenant]) -> list[Tenant]:

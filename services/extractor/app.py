@@ -1,5 +1,5 @@
-"""Wiring of the extractor: state restored, one polling thread per enabled tenant, one
-thread listening for operator commands."""
+"""Wiring of the extractor: state restored, one polling thread per enabled tenant (each
+reading its tenant's source), one thread listening for operator commands."""
 
 from __future__ import annotations
 
@@ -10,22 +10,24 @@ from services.common import health
 from services.common.alerts import Alerter
 from services.common.errors import ConfigError, FatalError, RetriableError
 from services.common.kafka import make_producer
-from services.common.runloop import Stopper
+from services.common.secrets import secrets_in
 from services.common.serde import default_serde
 from services.common.service import connect, run_service
+from services.common.stopper import Stopper
 from services.common.tenants import enabled, load_tenants
 from services.extractor import commands
 from services.extractor.memory import restore
 from services.extractor.poller import TenantPoller
 from services.extractor.scan import Scanner
 from services.extractor.settings import ExtractorSettings
-from services.extractor.siesa import SiesaClient, budget_limiter
+from services.sources import open_source
 
 log = logging.getLogger(__name__)
 
 
 def start(settings: ExtractorSettings, stopper: Stopper) -> None:
-    tenants = enabled(load_tenants(settings.tenants_file))
+    # The sources' credentials only: the extractor never holds a target's.
+    tenants = enabled(load_tenants(settings.tenants_file, resolve=("source",)))
     if not tenants:
         raise ConfigError(f"{settings.tenants_file}: no enabled tenant")
     serde = default_serde()
@@ -51,17 +53,13 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
     alerter = Alerter(
         settings.alert_webhook_url,
         "extractor",
-        secrets=[s.get() for t in tenants for s in (t.siesa.conni_key, t.siesa.conni_token)],
+        secrets=[s.get() for t in tenants for _, s in secrets_in(t.source)],
     )
     pollers = {
         tenant.id: TenantPoller(
             Scanner(
                 tenant=tenant,
-                client=SiesaClient(
-                    tenant.siesa,
-                    tenant=tenant.id,
-                    limiter=budget_limiter(tenant.siesa, stopper, tenant=tenant.id),
-                ),
+                source=open_source(tenant.id, tenant.source, stopper=stopper),
                 producer=producers[tenant.id],
                 serde=serde,
                 kafka=kafka,
@@ -107,7 +105,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
     log.info(
         "extractor polling %d tenants: %s",
         len(tenants),
-        ", ".join(f"{t.id} ({t.siesa.effective_mode})" for t in tenants),
+        ", ".join(f"{t.id} ({t.source.type}, {t.source.effective_mode})" for t in tenants),
     )
     for thread in threads:
         thread.join()

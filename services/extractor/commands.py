@@ -17,9 +17,9 @@ from confluent_kafka import KafkaError
 from services.common import topics
 from services.common.errors import FatalError
 from services.common.kafka import make_consumer
-from services.common.runloop import Stopper
 from services.common.serde import DecodeError, Serde
 from services.common.settings import KafkaSettings
+from services.common.stopper import Stopper
 from services.extractor.poller import TenantPoller
 
 log = logging.getLogger(__name__)

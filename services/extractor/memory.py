@@ -21,7 +21,7 @@ from services.common import topics
 from services.common.records import OutRecord
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
-from services.common.state import new_state, read_compacted, read_states
+from services.common.state import StateWriter, read_compacted, read_states
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,15 @@ class Cursor:
 
 @dataclass
 class TenantMemory:
+    """A tenant's fingerprints, and its state (as committed) kept by `states`."""
+
     tenant: str
     fingerprints: dict[str, str] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
+    states: StateWriter = field(default_factory=lambda: StateWriter(WRITER))
 
-    def __post_init__(self) -> None:
-        if not self.state:
-            self.state = new_state(self.tenant, WRITER)
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.states[self.tenant]
 
     @property
     def cursor(self) -> Cursor:
@@ -86,14 +88,13 @@ def fingerprint_record(kafka: KafkaSettings, tenant: str, key: str, fp: str | No
 
 def restore(kafka: KafkaSettings, serde: Serde, tenants: list[str]) -> dict[str, TenantMemory]:
     """Every tenant's committed fingerprints and state, as stored on the broker."""
-    memories = {tenant: TenantMemory(tenant) for tenant in tenants}
+    states = StateWriter(WRITER, serde, tenants)
+    states.restore(read_states(kafka, serde))
+    memories = {tenant: TenantMemory(tenant, states=states) for tenant in tenants}
     for raw_key, value in read_compacted(kafka, kafka.topic(topics.FINGERPRINTS), 120).items():
         tenant, _, key = raw_key.decode(errors="replace").partition("/")
         if tenant in memories and key:
             memories[tenant].fingerprints[key] = value.decode()
-    for state in read_states(kafka, serde):
-        if state["writer"] == WRITER and state["tenant"] in memories:
-            memories[state["tenant"]].state = state
     for memory in memories.values():
         log.info(
             "tenant %s: restored %d fingerprints, cursor %s",

@@ -7,8 +7,8 @@ through `command` and are applied between scans, on this loop's own thread.
 - ``hybrid``: a filtered scan every ``poll_interval_s`` and a full (diff) reconcile
   every ``reconcile_interval_s`` (also the first scan, when nothing was reconciled yet).
 
-A failing tenant shows ``failed`` (Siesa refused its credentials) or ``degraded`` (any
-other error: ``codigo != 0``, an outage past the retries...) with the reason in
+A failing tenant shows ``failed`` (its source refused its credentials) or ``degraded``
+(any other error: Siesa's ``codigo != 0``, an outage past the retries...) with the reason in
 ``last_error``; its next successful scan sets it back to ``idle``.
 """
 
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from services.common import health, metrics
 from services.common.alerts import Alerter
 from services.common.errors import FatalError, RetriableError, SyncError
-from services.common.runloop import Stopper
+from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
-from services.extractor.scan import ScanKind, Scanner, ScanResult, commit_state
-from services.extractor.siesa import SiesaAuthError, StopRequested
+from services.extractor.scan import ScanKind, Scanner, ScanResult
+from services.sources.base import CredentialsRefused, StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class TenantPoller:
                     self.poll_once(stopper)
                     failures = 0
                     self._healthy()
-                    delay = self.tenant.siesa.poll_interval_s - (time.monotonic() - started)
+                    delay = self.tenant.source.poll_interval_s - (time.monotonic() - started)
                 except FatalError:
                     raise
                 except StopRequested:
@@ -115,13 +115,13 @@ class TenantPoller:
         return result
 
     def next_kind(self) -> ScanKind:
-        mode = self.tenant.siesa.effective_mode
+        mode = self.tenant.source.effective_mode
         if mode == "diff" or self.resync_requested:
             return "diff"
         if mode == "filter":
             return "filter"
         reconciled = self.memory.cursor.reconciled_at_ms
-        interval_ms = self.tenant.siesa.reconcile_interval_s * 1000
+        interval_ms = self.tenant.source.reconcile_interval_s * 1000
         if reconciled is None or time.time() * 1000 - reconciled >= interval_ms:
             return "diff"
         return "filter"
@@ -141,7 +141,7 @@ class TenantPoller:
                 self._store_state(paused=name == "pause")
 
     def _failed(self, failures: int, exc: SyncError) -> float:
-        status = "failed" if isinstance(exc, SiesaAuthError) else "degraded"
+        status = "failed" if isinstance(exc, CredentialsRefused) else "degraded"
         self._store_state(
             status=status, last_error=f"{exc.error_class}: {exc.message}"[:MAX_ERROR_LENGTH]
         )
@@ -150,7 +150,7 @@ class TenantPoller:
             status == "failed" or failures >= self.alert_after_failures
         ):
             self.alerter.fire(self.tenant.id, "sync_failed", f"{status}: {exc.message}")
-        delay = min(self.max_backoff_s, self.tenant.siesa.poll_interval_s * 2.0**failures)
+        delay = min(self.max_backoff_s, self.tenant.source.poll_interval_s * 2.0**failures)
         if isinstance(exc, RetriableError) and exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         log.error(
@@ -173,7 +173,7 @@ class TenantPoller:
     def _store_state(self, **update: object) -> None:
         s = self.scanner
         try:
-            commit_state(s.producer, s.kafka, s.serde, s.memory, **update)
+            s.memory.states.store(s.producer, s.kafka, s.memory.tenant, **update)
         except RetriableError as exc:
             log.warning("tenant %s: could not store its state: %s", self.tenant.id, exc.message)
 

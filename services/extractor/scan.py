@@ -1,9 +1,10 @@
-"""One scan of a tenant's consulta: read pages, emit what changed, commit in batches.
+"""One scan of a tenant's source: read pages, emit what changed, commit in batches.
 
 ``diff`` reads the whole catalogue: new and changed rows go out as UPSERT and, once the
-scan is complete, rows that vanished as DELETE. ``filter`` asks Siesa only for rows
-changed since the watermark's day (minus the lookback) and emits those whose fingerprint
-is new: the filter is day-granular, so the same rows come back all day.
+scan is complete, rows that vanished as DELETE. ``filter`` asks the source only for rows
+changed since the watermark and emits those whose fingerprint is new (a source may
+answer with more than what changed: Siesa's filter is day-granular, so the same rows
+come back all day).
 
 Every batch of pages is one Kafka transaction holding its rows, their fingerprints and
 the tenant's new state, so the stored state never counts what was not committed. The
@@ -13,35 +14,27 @@ the last batch of a complete scan: a scan cut short is simply read again.
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from confluent_kafka import Producer
 
-from services.common import topics
-from services.common.dlq import dead_letter_record
-from services.common.kafka import produce_in_transaction
-from services.common.records import OutRecord, trace_headers
-from services.common.runloop import Stopper
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
-from services.common.state import state_record
+from services.common.stopper import Stopper
 from services.common.tenants import Tenant
-from services.extractor import rows
-from services.extractor.memory import Cursor, TenantMemory, fingerprint_record
-from services.extractor.siesa import SiesaClient, SiesaError
+from services.extractor.commit import Committer
+from services.extractor.emit import Batch, Emitter
+from services.extractor.memory import Cursor, TenantMemory
+from services.sources.base import Source, SourceError
 
 log = logging.getLogger(__name__)
 
 ScanKind = Literal["diff", "filter"]
-MISSING: Any = object()
 
 
 def now_utc() -> datetime:
@@ -61,54 +54,9 @@ class ScanResult:
 
 
 @dataclass
-class Batch:
-    """What the next transaction holds."""
-
-    outputs: list[OutRecord] = field(default_factory=list)
-    fingerprints: dict[str, str | None] = field(default_factory=dict)
-    pages: int = 0
-    seen: int = 0
-    changed: int = 0
-    deleted: int = 0
-    rejected: int = 0
-
-    def counters(self, state: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "pages": state.get("pages", 0) + self.pages,
-            "seen": state.get("seen", 0) + self.seen,
-            "extracted": state["extracted"] + self.changed + self.deleted,
-            "changed": state["changed"] + self.changed,
-            "deleted": state.get("deleted", 0) + self.deleted,
-            "dead_lettered": state["dead_lettered"] + self.rejected,
-        }
-
-
-def _is_change_date(value: str) -> bool:
-    """``YYYYMMDD[HHMMSS]``: a date the day filter can start from."""
-    if len(value) < 8 or not value.isdigit():
-        return False
-    try:
-        datetime.strptime(value[:8], "%Y%m%d")
-    except ValueError:
-        return False
-    return True
-
-
-def filter_parametros(tenant: Tenant, cursor: Cursor) -> str | None:
-    """``FechaInicio=YYYYMMDD`` for the watermark's day minus the lookback; None (read
-    everything) while there is no watermark yet."""
-    if cursor.watermark is None or not _is_change_date(cursor.watermark[0]):
-        return None
-    source = tenant.siesa
-    day = datetime.strptime(cursor.watermark[0][:8], "%Y%m%d")
-    start = day - timedelta(days=source.lookback_days)
-    return f"{source.filter_start_param}={start:%Y%m%d}"
-
-
-@dataclass
 class Scanner:
     tenant: Tenant
-    client: SiesaClient
+    source: Source
     producer: Producer
     serde: Serde
     kafka: KafkaSettings
@@ -117,23 +65,28 @@ class Scanner:
     commit_rows: int = 1000
     commit_interval_s: float = 2.0
 
-    _inflight: tuple[Batch, Future[None]] | None = None
-    _committer: ThreadPoolExecutor | None = None
+    _committer: Committer = field(init=False)
+    _emitter: Emitter = field(init=False)
+    # The state the last batch handed over stores (None: none pending; memory's holds).
+    _state: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self._committer = Committer(self.producer, self.kafka, self.memory)
 
     def close(self) -> None:
-        if self._committer is not None:
-            self._committer.shutdown(wait=True)
-        self.client.close()
+        self._committer.close()
+        self.source.close()
 
     def scan(
         self, kind: ScanKind, *, reemit: bool = False, stopper: Stopper | None = None
     ) -> ScanResult:
         """One scan; `result.complete` is False when a stop cut it short (what was read
-        so far is committed). Raises the client's errors; then the batch in hand is
+        so far is committed). Raises the source's errors; then the batch in hand is
         dropped and the next scan reads it again.
 
-        A batch is committed by a helper thread while the next one is being read (one in
-        flight at most, in order), so commit round trips overlap with Siesa's pages."""
+        Batches are committed by a helper thread while the scan reads on, in order
+        (services/extractor/commit.py), so the broker's round trips overlap with the
+        source's pages."""
         try:
             return self._scan(kind, reemit=reemit, stopper=stopper)
         except BaseException:
@@ -145,23 +98,40 @@ class Scanner:
 
     def _scan(self, kind: ScanKind, *, reemit: bool, stopper: Stopper | None) -> ScanResult:
         result = ScanResult(kind, uuid.uuid4().hex)
+        self._state = None
         started = time.monotonic()
         cursor = self.memory.cursor
-        parametros = filter_parametros(self.tenant, cursor) if kind == "filter" else None
+        since = cursor.watermark if kind == "filter" else None
         begun = {"status": "syncing", "last_scan_started_at": now_utc()}
         seen: set[str] = set()
         watermark = cursor.watermark
         batch = Batch()
         committed_at = time.monotonic()
-        for page in self.client.scan(parametros):
+        emitter = self._emitter = Emitter(
+            tenant=self.tenant.id,
+            source=self.source,
+            source_type=self.tenant.source.type,
+            serde=self.serde,
+            kafka=self.kafka,
+            memory=self.memory,
+            sync_id=result.sync_id,
+            max_field_length=self.max_field_length,
+            reemit=reemit,
+        )
+        emit = emitter.row
+        for page in self.source.pages(since):
             result.pages += 1
             batch.pages += 1
+            batch.seen += len(page)
+            result.seen += len(page)
+            inflight = self._committer.committing()
             for raw in page:
-                key, changed_at = self._row(raw, result, batch, reemit=reemit)
+                key, changed_at = emit(raw, batch, inflight)
                 if key is not None:
                     seen.add(key)
                     if changed_at and (watermark is None or (changed_at, key) > watermark):
                         watermark = (changed_at, key)
+            result.changed, result.rejected = emitter.changed, emitter.rejected
             if stopper is not None and stopper.stopped:
                 log.info("tenant %s: scan interrupted by shutdown", self.tenant.id)
                 self._hand_off(batch, {**begun, "status": "idle"})
@@ -208,141 +178,39 @@ class Scanner:
         )
         return result
 
-    def _row(
-        self, raw: dict[str, Any], result: ScanResult, batch: Batch, *, reemit: bool
-    ) -> tuple[str | None, str | None]:
-        """Emit one row if new or changed; returns (its key, its change date)."""
-        batch.seen += 1
-        result.seen += 1
-        row = rows.normalize(raw)
-        try:
-            key = rows.row_key(row, tenant=self.tenant.id, max_field_length=self.max_field_length)
-        except rows.RowError as exc:
-            batch.rejected += 1
-            result.rejected += 1
-            batch.outputs.append(
-                dead_letter_record(
-                    key=f"{self.tenant.id}/{exc.key}".encode() if exc.key else None,
-                    value=json.dumps(raw, ensure_ascii=False, default=str).encode(),
-                    error=exc,
-                    stage="extract",
-                    dlq_topic=self.kafka.topic(topics.DLQ),
-                    tenant=self.tenant.id,
-                )
-            )
-            # Still in Siesa: never taken for a deletion.
-            return exc.key, None
-        column = self.tenant.siesa.change_date_column
-        changed_at = row.get(column) if column else None
-        if changed_at is not None and not _is_change_date(changed_at):
-            changed_at = None  # never a watermark: the filter could not start from it
-        fp = rows.fingerprint(row)
-        known = batch.fingerprints.get(key, MISSING)
-        if known is MISSING and self._inflight is not None:
-            known = self._inflight[0].fingerprints.get(key, MISSING)
-        if known is MISSING:
-            known = self.memory.fingerprints.get(key)
-        if known != fp or reemit:
-            batch.changed += 1
-            result.changed += 1
-            batch.outputs.append(self._raw_item(key, row, fp, "UPSERT", result.sync_id))
-            batch.fingerprints[key] = fp
-        return key, changed_at
-
     def _deletions(self, seen: set[str], result: ScanResult, batch: Batch) -> None:
         known = set(self.memory.fingerprints) | {
             k for k, fp in batch.fingerprints.items() if fp is not None
         }
         if not seen and known:
-            raise SiesaError(
-                f"tenant {self.tenant.id}: Siesa returned no rows while {len(known)} "
+            raise SourceError(
+                f"tenant {self.tenant.id}: the source returned no rows while {len(known)} "
                 "were known; not taking the whole catalogue for deleted",
                 tenant=self.tenant.id,
             )
         missing = known - seen
         if missing:
-            # A row deleted in Siesa while the scan ran shifts the rows after it one place
-            # back, so one of them can slip between two pages: only rows missing from a
-            # second complete read are taken for deleted (that read emits nothing).
+            # A row deleted in the source while the scan ran shifts the rows after it one
+            # place back, so one of them can slip between two pages: only rows missing
+            # from a second complete read are taken for deleted (that read emits nothing).
             again: set[str] = set()
-            for page in self.client.scan():
+            source = self.source
+            for page in source.pages():
                 result.pages += 1
                 batch.pages += 1
-                again.update(str(raw.get(rows.KEY_FIELD) or "").strip() for raw in page)
+                again.update(source.key(source.row(raw)) or "" for raw in page)
             missing -= again
         for key in sorted(missing):
-            batch.deleted += 1
-            batch.outputs.append(
-                self._raw_item(key, {rows.KEY_FIELD: key}, "", "DELETE", result.sync_id)
-            )
-            batch.fingerprints[key] = None
-
-    def _raw_item(
-        self, key: str, row: dict[str, str | None], fp: str, op: str, sync_id: str
-    ) -> OutRecord:
-        # A random 128-bit id; not a secret, and (unlike uuid4) no system call per row.
-        trace_id = f"{random.getrandbits(128):032x}"
-        value = self.serde.encode(
-            "RawItem",
-            rows.raw_item(
-                tenant=self.tenant.id,
-                company=str(self.tenant.siesa.company),
-                consulta=self.tenant.siesa.consulta,
-                key=key,
-                row=row,
-                fingerprint=fp,
-                op=op,
-                sync_id=sync_id,
-                trace_id=trace_id,
-                extracted_at=int(time.time() * 1000),
-            ),
-        )
-        return OutRecord(
-            topic=self.kafka.topic(topics.RAW),
-            key=f"{self.tenant.id}/{key}".encode(),
-            value=value,
-            headers=trace_headers(self.tenant.id, trace_id, sync_id),
-        )
+            self._emitter.deleted(key, batch)
 
     def _hand_off(self, batch: Batch, update: dict[str, Any]) -> None:
-        """Commit `batch` in the background, once the batch before it is committed."""
-        self._settle()
-        state = {**self.memory.state, **batch.counters(self.memory.state), **update}
-        if self._committer is None:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.tenant.id}")
-        self._inflight = (batch, self._committer.submit(self._commit, batch, state))
+        """Commit `batch` in the background, after the batches handed over before it;
+        its state counts on from theirs."""
+        base = self._state if self._state is not None else self.memory.state
+        self._state = {**base, **batch.counters(base), **update}
+        self._committer.hand_over(batch, self._state)
 
     def _settle(self) -> None:
-        """Wait for the batch in flight; its commit error, if any, is raised here."""
-        if self._inflight is not None:
-            future = self._inflight[1]
-            self._inflight = None
-            future.result()
-
-    def _commit(self, batch: Batch, state: dict[str, Any]) -> None:
-        """The batch's rows, their fingerprints and the tenant's new state in one
-        transaction; memory follows only once it is committed."""
-        outputs = [
-            *batch.outputs,
-            *(
-                fingerprint_record(self.kafka, self.tenant.id, key, fp)
-                for key, fp in batch.fingerprints.items()
-            ),
-            state_record(self.kafka, self.serde, state),
-        ]
-        produce_in_transaction(self.producer, outputs)
-        for key, fp in batch.fingerprints.items():
-            if fp is None:
-                self.memory.fingerprints.pop(key, None)
-            else:
-                self.memory.fingerprints[key] = fp
-        self.memory.state = state
-
-
-def commit_state(
-    producer: Producer, kafka: KafkaSettings, serde: Serde, memory: TenantMemory, **update: Any
-) -> None:
-    """Store a new state for the tenant alone (status changes, pause, errors)."""
-    state = {**memory.state, **update}
-    produce_in_transaction(producer, [state_record(kafka, serde, state)])
-    memory.state = state
+        """Wait for every batch handed over; a commit error is raised here."""
+        self._committer.settle()
+        self._state = None  # memory holds what was stored

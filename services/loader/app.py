@@ -10,10 +10,11 @@ from functools import partial
 from services.common import metrics, topics
 from services.common.alerts import Alerter
 from services.common.kafka import make_consumer, make_producer
-from services.common.runloop import RunLoop, Stopper
+from services.common.runloop import RunLoop
 from services.common.serde import default_serde
 from services.common.service import connect, run_service
 from services.common.state import read_states
+from services.common.stopper import Stopper
 from services.common.tenants import enabled, load_tenants
 from services.loader.breaker import Breaker
 from services.loader.service import Loader
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def start(settings: LoaderSettings, stopper: Stopper) -> None:
-    # Every target's settings are checked by their plugin's model as the file loads.
-    tenants = {t.id: t for t in enabled(load_tenants(settings.tenants_file))}
+    # The targets' credentials only: the loader never holds a source's. Every target's
+    # settings are checked by their plugin's model as the file loads.
+    tenants = {t.id: t for t in enabled(load_tenants(settings.tenants_file, resolve=("target",)))}
     kafka = settings.kafka
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"

@@ -33,7 +33,7 @@ from services.common.records import coordinates
 from services.common.runloop import BatchResult, unexpected
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
-from services.common.state import new_state, state_record
+from services.common.state import StateWriter
 from services.common.tenants import Tenant
 from services.loader.breaker import Breaker, BreakerState
 from services.loader.ids import TargetIds
@@ -41,8 +41,6 @@ from services.targets import open_target
 from services.targets.base import Target, UpsertResult
 
 log = logging.getLogger(__name__)
-
-STATE_FIELDS = ("status", "loaded", "failed", "dead_lettered", "last_load_at", "last_error")
 
 
 @dataclass(frozen=True)
@@ -83,14 +81,11 @@ class Loader:
             t.id: threading.BoundedSemaphore(t.target.concurrency) for t in tenants.values()
         }
         self._pending: dict[str, dict[str, Pending]] = {t: {} for t in tenants}
-        self.states = {t: new_state(t, writer) for t in tenants}
-        self._written: dict[str, tuple[Any, ...]] = {}
+        self.states = StateWriter(writer, serde, tenants)
 
     def restore(self, states: list[dict[str, Any]]) -> None:
         """Carry on from this writer's stored states (counts, last load time)."""
-        for stored in states:
-            if stored["tenant"] in self.states:
-                self.states[stored["tenant"]].update({k: stored[k] for k in STATE_FIELDS})
+        self.states.restore(states)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -230,10 +225,4 @@ class Loader:
         """A SyncState record for each tenant whose state changed since the last one."""
         if self.kafka is None:
             return []
-        records = []
-        for tenant, state in self.states.items():
-            signature = tuple(state[k] for k in STATE_FIELDS)
-            if self._written.get(tenant) != signature:
-                records.append(state_record(self.kafka, self.serde, state))
-                self._written[tenant] = signature
-        return records
+        return self.states.records(self.kafka)

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from confluent_kafka import TopicPartition
 
-from services.common.errors import ConfigError, SyncError
+from services.common.errors import SyncError
 from services.common.kafka import make_consumer
 from services.common.records import header_value
 from services.common.scan import end_offsets, reader, scan
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.state import read_compacted, read_states
-from services.common.tenants import tenant_of_key
+from services.common.tenants import load_tenants, tenant_of_key
 from services.common.topics import CANONICAL, COMMANDS, DLQ, DLQ_REDRIVEN, RAW
 
 SEVERITY = {"idle": 0, "syncing": 1, "degraded": 2, "failed": 3}
@@ -39,22 +38,11 @@ class Stage:
 
 
 def configured_tenants(path: Path) -> dict[str, dict[str, Any]]:
-    """Tenant id -> {target, enabled} from the tenants file, without resolving secrets
-    (status needs no credentials)."""
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read tenants file: {exc}") from None
-    found: dict[str, dict[str, Any]] = {}
-    for item in raw.get("tenants") or []:
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            target = item.get("target")
-            target = target if isinstance(target, dict) else {}
-            found[item["id"]] = {
-                "target": target.get("type"),
-                "enabled": item.get("enabled", True),
-            }
-    return found
+    """Tenant id -> {target, enabled} from the tenants file, read as the services read it
+    but without resolving secrets (status needs no credentials)."""
+    return {
+        t.id: {"target": t.target.type, "enabled": t.enabled} for t in load_tenants(path).values()
+    }
 
 
 def dead_letter_counts(kafka: KafkaSettings) -> tuple[Counter[str], Counter[str]]:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common.errors import RetriableError
 from services.common.http import raise_for_transient
 from services.common.secrets import Secret
-from services.targets.tagged import tagged_union
+from services.common.tagged import tagged_union
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from services.common.secrets import BASE_DIR
+from services.common.tagged import relocated, tagged_union
 from services.targets import TARGETS
 from services.targets.base import TargetSettings
-from services.targets.tagged import relocated, tagged_union
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ else:
 def parse_target(data: Any, base_dir: Path | None = None) -> TargetSettings:
     """One `target:` read on its own (tools, tests); secret files relative to
     `base_dir`. Raises pydantic's ValidationError."""
-    settings: TargetSettings = _ADAPTER.validate_python(data, context={"base_dir": base_dir})
+    settings: TargetSettings = _ADAPTER.validate_python(data, context={BASE_DIR: base_dir})
     return settings
 
 

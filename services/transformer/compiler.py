@@ -24,6 +24,7 @@ import yaml
 from services.common.errors import ConfigError
 from services.common.packaged import data_dir
 from services.common.serde import Serde, default_serde
+from services.sources import origin_fields
 from services.transformer.convert import CONVERSIONS, TEXT_STEPS
 from services.transformer.expressions import ExpressionError, compile_expression
 from services.transformer.mapping import FieldRule, Mapping, Passthrough, TargetType
@@ -69,7 +70,8 @@ class Shapes:
 
     targets: dict[str, TargetType]  # CanonicalProduct fields a mapping may set
     canonical_fields: frozenset[str]
-    raw_fields: frozenset[str]  # RawItem string fields, readable as `@field`
+    # RawItem string fields and the sources' `origin` names, readable as `@field`.
+    raw_fields: frozenset[str]
 
     @classmethod
     def from_serde(cls, serde: Serde) -> Shapes:
@@ -82,7 +84,7 @@ class Shapes:
                 if f["name"] not in NOT_MAPPABLE
             },
             canonical_fields=frozenset(f["name"] for f in canonical),
-            raw_fields=frozenset(f["name"] for f in raw if f["type"] == "string"),
+            raw_fields=frozenset(f["name"] for f in raw if f["type"] == "string") | origin_fields(),
         )
 
 

@@ -8,11 +8,10 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from services.common.records import OutRecord
 from services.common.runloop import BatchHandler, BatchResult
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
-from services.common.state import new_state, state_record
+from services.common.state import StateWriter
 from services.common.tenants import tenant_of_key
 from services.common.topics import STATE
 
@@ -20,15 +19,11 @@ from services.common.topics import STATE
 class TenantProgress:
     def __init__(self, kafka: KafkaSettings, serde: Serde, writer: str) -> None:
         self.kafka = kafka
-        self.serde = serde
-        self.writer = writer
-        self.states: dict[str, dict[str, Any]] = {}
+        self.states = StateWriter(writer, serde)
 
     def restore(self, stored: list[dict[str, Any]]) -> None:
         """Carry on from this writer's stored counts (a stable instance id restarted)."""
-        for state in stored:
-            if state["writer"] == self.writer:
-                self.states[state["tenant"]] = dict(state)
+        self.states.restore(stored)
 
     def wrap(self, handler: BatchHandler) -> BatchHandler:
         """``handler`` plus one state record per tenant the batch touched. A batch redone
@@ -44,13 +39,10 @@ class TenantProgress:
                 err.tenant or tenant_of_key(msg.key()) or "" for msg, err in result.failures
             )
             for tenant in (set(out) | set(failed)) - {""}:
-                state = self.states.setdefault(tenant, new_state(tenant, self.writer))
+                state = self.states[tenant]
                 state["transformed"] += out[tenant]
                 state["dead_lettered"] += failed[tenant]
-                result.outputs.append(self._record(state))
+            result.outputs.extend(self.states.records(self.kafka))
             return result
 
         return handle_batch
-
-    def _record(self, state: dict[str, Any]) -> OutRecord:
-        return state_record(self.kafka, self.serde, state)

@@ -53,8 +53,13 @@ class Transformer:
     def canonical(raw: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
         tenant = raw["tenant"]
         row = raw["row"]
-        # The RawItem's own text fields, which a mapping reads as `@name`.
-        meta = {name: value for name, value in raw.items() if isinstance(value, str)}
+        # What a mapping reads as `@name`: where the source read the row (`origin`), and
+        # the RawItem's own text fields (a record of RawItem v1 still has `company` and
+        # `consulta` of its own: the serde returns fields the schema dropped).
+        meta = {
+            **(raw.get("origin") or {}),
+            **{name: value for name, value in raw.items() if isinstance(value, str)},
+        }
         try:
             if raw["op"] == "DELETE":
                 # A vanished item: only its key is known. Its sku goes through the same

@@ -115,9 +115,10 @@ def consultas(stack: Stack, company: int) -> list[tuple[float, int, bool]]:
 
 
 def siesa_tenant(stack: Stack, tenant: str, company: int, **siesa: Any) -> dict[str, Any]:
-    """A tenant reading `company` from the simulator, with Siesa settings overridden."""
+    """A tenant reading `company` from the simulator, with its Siesa source's settings
+    overridden."""
     entry = stack.kong_tenant(tenant, company)
-    entry["siesa"].update(siesa)
+    entry["source"].update(siesa)
     return entry
 
 

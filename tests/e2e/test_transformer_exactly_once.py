@@ -29,8 +29,7 @@ def raw_item(i: int) -> dict[str, Any]:
     return {
         "tenant": "acme",
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": ref,
         "row": {
             "f120_referencia": ref,

@@ -31,8 +31,9 @@ from devtools.stack import SERVICES, Stack
 from services.common import health, topics
 from services.common.health import HealthServer
 from services.common.kafka import make_consumer, make_producer, producer_config
-from services.common.runloop import BatchResult, RunLoop, Stopper
+from services.common.runloop import BatchResult, RunLoop
 from services.common.settings import KafkaSettings
+from services.common.stopper import Stopper
 from services.common.topics import create_topics
 
 COMPANY = 8585

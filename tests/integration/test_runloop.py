@@ -13,9 +13,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from devtools import procs
 from services.common import topics
 from services.common.kafka import make_consumer, make_producer, producer_config
-from services.common.runloop import RunLoop, Stopper, per_record
+from services.common.runloop import RunLoop, per_record
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
+from services.common.stopper import Stopper
 from services.transformer.compiler import load_mappings
 from services.transformer.service import Transformer
 from tests import ROOT
@@ -27,8 +28,7 @@ def raw_item(tenant: str, ref: str, name: str | None) -> dict[str, Any]:
     return {
         "tenant": tenant,
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": ref,
         "row": {
             "f120_referencia": ref,

@@ -38,24 +38,35 @@ def test_bad_tenants_file_stops_every_service_naming_tenant_and_field(tmp_path: 
     stack = Stack(bootstrap="unused")
     good = stack.kong_tenant("acme", 8585)
     broken = stack.kong_tenant("globex", 8020)
-    broken["siesa"]["page_size"] = 500
-    # In the first release's shape (credentials at the top of `target`), which still
-    # loads: its errors name the fields as written.
+    broken["source"]["page_size"] = 500
+    broken["source"]["conni_key"] = {"env": "GLOBEX_CONNI_KEY_UNSET"}
+    # The target in the first release's shape (credentials at the top of `target`), which
+    # still loads: its errors name the fields as written, in every service.
     auth = broken["target"].pop("auth")
     broken["target"]["username"] = auth["username"]
+    broken["target"]["auth_scheme"] = "two words"
     broken["target"]["password"] = {"env": "GLOBEX_KONG_PASSWORD_UNSET"}
     tenants_file = tmp_path / "tenants.yaml"
     tenants_file.write_text(yaml.safe_dump({"tenants": [good, broken]}))
     env = {**stack.credentials.tenant_env("acme"), "ACME_KONG_PASSWORD": SECRET}
+    # Each service reads the secrets of the parts it uses, and only those: the extractor
+    # the sources', the loader the targets', the transformer none.
+    uses = {
+        "extractor": ("source.conni_key", "GLOBEX_CONNI_KEY_UNSET"),
+        "transformer": None,
+        "loader": ("target.password", "GLOBEX_KONG_PASSWORD_UNSET"),
+    }
 
-    for service in ("extractor", "transformer", "loader"):
+    for service, used in uses.items():
         done = start_service(service, tenants_file, env)
 
         output = done.stdout + done.stderr
         assert done.returncode == 2, output
-        assert "tenant globex: siesa.page_size" in output
-        assert "tenant globex: target.password" in output
-        assert "GLOBEX_KONG_PASSWORD_UNSET is not set" in output
+        assert "tenant globex: source.page_size" in output
+        assert "tenant globex: target.auth_scheme" in output
+        for field, variable in [u for u in uses.values() if u is not None]:
+            named = f"tenant globex: {field}" in output and f"{variable} is not set" in output
+            assert named == (used == (field, variable)), (service, field, output)
         assert SECRET not in output
 
 

@@ -19,6 +19,7 @@ from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.common.state import new_state, state_record
 from services.common.topics import COMMANDS, DLQ, RAW
+from tests.unit.fakes import tenant_config
 
 
 def test_status_json_merges_writers_and_counts_dead_letters_and_lag(
@@ -30,8 +31,8 @@ def test_status_json_merges_writers_and_counts_dead_letters_and_lag(
         yaml.safe_dump(
             {
                 "tenants": [
-                    {"id": "acme", "target": {"type": "kong"}},
-                    {"id": "beta", "target": {"type": "wms"}},
+                    tenant_config("acme"),
+                    tenant_config("beta", target__type="wms", target__settings={}),
                 ]
             }
         )
@@ -119,9 +120,7 @@ def test_a_paused_tenant_shows_paused_since_when_and_by_whom(
 ) -> None:
     serde = default_serde()
     tenants = tmp_path / "tenants.yaml"
-    tenants.write_text(
-        yaml.safe_dump({"tenants": [{"id": "acme", "target": {"type": "kong"}}, {"id": "beta"}]})
-    )
+    tenants.write_text(yaml.safe_dump({"tenants": [tenant_config("acme"), tenant_config("beta")]}))
     paused_at = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
     producer = make_producer(kafka, transactional_id=f"{kafka.topic_prefix}paused-test")
     command = serde.encode(

@@ -42,8 +42,7 @@ def raw_item(ref: str, **columns: str) -> dict[str, Any]:
     return {
         "tenant": "acme",
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": ref,
         "row": row,
         "fingerprint": uuid.uuid4().hex,

@@ -3,15 +3,14 @@ transactional producer, and a tenant's entry of config/tenants.yaml."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import KafkaError
 from starlette.testclient import TestClient
-
-from services.extractor.siesa import SiesaClient
 
 Header = tuple[str, str | bytes | None]
 # What a FakeTransactionalProducer keeps of one record: (topic, key, value, headers).
@@ -55,7 +54,8 @@ class FakeMessage:
 
 @dataclass
 class FakeTransactionalProducer:
-    """A transactional producer that keeps what each committed transaction held."""
+    """A transactional producer that keeps what each committed transaction held (an
+    aborted one leaves nothing)."""
 
     transactions: list[list[Produced]] = field(default_factory=list)
     _open: list[Produced] | None = None
@@ -78,6 +78,10 @@ class FakeTransactionalProducer:
         self.transactions.append(self._open)
         self._open = None
 
+    def abort_transaction(self, _timeout: float) -> None:
+        assert self._open is not None
+        self._open = None  # nothing of it was stored
+
 
 def set_secrets(
     monkeypatch: pytest.MonkeyPatch,
@@ -98,10 +102,11 @@ def set_secrets(
 def tenant_config(tenant_id: str = "acme", *, env: str = "T", **overrides: Any) -> dict[str, Any]:
     """One entry of config/tenants.yaml: Siesa company 8585 in, Kong (type 1, customer 100)
     out, every secret a reference to an `{env}_...` variable (see `set_secrets`). An
-    override names a nested key with `__`: `tenant_config(siesa__page_size=3)`."""
+    override names a nested key with `__`: `tenant_config(source__page_size=3)`."""
     config: dict[str, Any] = {
         "id": tenant_id,
-        "siesa": {
+        "source": {
+            "type": "siesa",
             "base_url": "http://siesa.test/api/siesa/v3",
             "company": 8585,
             "conni_key": {"env": f"{env}_CONNI_KEY"},
@@ -124,11 +129,28 @@ def tenant_config(tenant_id: str = "acme", *, env: str = "T", **overrides: Any) 
     return config
 
 
-def on_simulator(client: SiesaClient, app: Any) -> SiesaClient:
-    """Send `client`'s requests, with the base URL and headers it set, to `app` in process."""
-    configured = client._http
-    client._http = TestClient(
-        app, base_url=str(configured.base_url), headers=dict(configured.headers)
-    )
-    configured.close()
-    return client
+def on_app(app: Any) -> httpx.Client:
+    """An HTTP client whose requests (to any URL) go to `app` in process: inject it into
+    a client under test (`http=on_app(app)`)."""
+    return TestClient(app)
+
+
+def on_handler(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
+    """An HTTP client whose requests `handler` answers: inject it (`http=...`)."""
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def on_apps(apps: list[Any]) -> httpx.Client:
+    """An HTTP client whose requests go to the last app of `apps`, in process: append
+    another app to switch (e.g. to a simulator that refuses the credentials)."""
+    clients: dict[int, TestClient] = {}
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        app = apps[-1]
+        client = clients.setdefault(id(app), TestClient(app))
+        answer = client.request(
+            request.method, str(request.url), headers=request.headers, content=request.content
+        )
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    return on_handler(forward)

@@ -57,7 +57,8 @@ def problems_loading(tmp_path: Path, settings: dict[str, Any]) -> tuple[Path, li
     """The problems a tenants file with a Kong tenant of these settings has."""
     tenant = {
         "id": "acme",
-        "siesa": {
+        "source": {
+            "type": "siesa",
             "base_url": "http://siesa.test",
             "company": 1,
             "conni_key": {"env": "K_USER"},

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from services.cli import main
 from tests import ROOT
+from tests.unit.fakes import tenant_config
 
 PAGE = ROOT / "tests" / "fixtures" / "siesa-items-page.json"
 CONVERSIONS = ROOT / "tests" / "fixtures" / "golden" / "conversions-page.json"
@@ -23,8 +24,16 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(ROOT / "tests" / "fixtures" / "mappings", mappings)
     shutil.copy(ROOT / "mappings" / "siesa-items.yaml", mappings)
     tenants = tmp_path / "tenants.yaml"
+    # Whole tenant entries, as the services read them; no credential is ever read.
     tenants.write_text(
-        yaml.safe_dump({"tenants": [{"id": "acme"}, {"id": "globex", "mapping": "golden-tenant"}]})
+        yaml.safe_dump(
+            {
+                "tenants": [
+                    tenant_config("acme"),
+                    {**tenant_config("globex"), "mapping": "golden-tenant"},
+                ]
+            }
+        )
     )
     monkeypatch.setenv("TRANSFORMER_TENANTS_FILE", str(tenants))
     monkeypatch.setenv("TRANSFORMER_MAPPINGS_DIR", str(mappings))

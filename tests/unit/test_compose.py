@@ -184,7 +184,7 @@ def test_tenants_file_reaches_the_simulators_by_service_name() -> None:
         tenants_file = _tenants_file(parsed.params["service"], _environment(svc))
         tenants = yaml.safe_load(tenants_file.read_text())
         for tenant in tenants["tenants"]:
-            for part in ("siesa", "target"):
+            for part in ("source", "target"):
                 url = tenant[part]["base_url"]
                 match = re.match(r"https?://([^:/]+):(\d+)", url)
                 assert match, f"{name}: {url}: no host:port"

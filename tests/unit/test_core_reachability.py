@@ -15,7 +15,7 @@ from services.common import health, reachability
 from services.common.assignment import PARTITIONS, Assignment
 from services.common.health import Health
 from services.common.reachability import BrokerWatch, Repeats, client_error
-from services.common.runloop import Stopper
+from services.common.stopper import Stopper
 
 ADDRESS = "127.0.0.1:9092"
 REFUSED = f"{ADDRESS}/bootstrap: Connect to ipv4#{ADDRESS} failed: Connection refused"

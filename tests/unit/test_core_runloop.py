@@ -17,11 +17,11 @@ from services.common.records import OutRecord
 from services.common.runloop import (
     BatchResult,
     RunLoop,
-    Stopper,
     first_offsets,
     next_offsets,
     per_record,
 )
+from services.common.stopper import Stopper
 from tests.unit.fakes import FakeMessage
 
 TOPIC = "raw"

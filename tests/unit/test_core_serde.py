@@ -70,8 +70,7 @@ def raw_item(**overrides: Any) -> dict[str, Any]:
     return {
         "tenant": "acme",
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": "CAM-OXF-001",
         "row": {"f120_referencia": "CAM-OXF-001", "f120_descripcion_comercial": None},
         "fingerprint": "f" * 32,

@@ -17,6 +17,7 @@ from tests.unit.fakes import set_secrets, tenant_config
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.e30.c2VjcmV0LXRva2Vu"  # noqa: S105 - a test credential
 PASSWORD = "pa55-w0rd-never-shown"  # noqa: S105 - a test credential
+BOTH = ("source", "target")  # resolve every secret of a tenant
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def write(tmp_path: Path, *tenants: Any) -> Path:
 
 def problems_of(path: Path) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        load_tenants(path)
+        load_tenants(path, resolve=BOTH)
     return caught.value.problems
 
 
@@ -41,14 +42,14 @@ def test_a_valid_file_resolves_env_and_file_secrets(tmp_path: Path) -> None:
     secret_file.write_text(PASSWORD + "\n")
     path = write(tmp_path, tenant_config(target__password={"file": str(secret_file)}))
 
-    tenants = load_tenants(path)
+    tenants = load_tenants(path, resolve=BOTH)
 
     acme = tenants["acme"]
-    assert acme.siesa.conni_key.get() == KEY
-    assert acme.siesa.conni_token.get() == TOKEN
+    assert acme.source.conni_key.get() == KEY
+    assert acme.source.conni_token.get() == TOKEN
     assert acme.target.auth.password.get() == PASSWORD  # file content, newline trimmed
-    assert acme.siesa.page_size == 100
-    assert acme.siesa.consulta == "API_v2_Items"
+    assert acme.source.page_size == 100
+    assert acme.source.consulta == "API_v2_Items"
     assert acme.mapping == "siesa-items"
     assert acme.target.settings.model_dump(include={"type_id", "customer_id"}) == {
         "type_id": 1,
@@ -57,7 +58,7 @@ def test_a_valid_file_resolves_env_and_file_secrets(tmp_path: Path) -> None:
 
 
 def test_secrets_never_show_in_reprs(tmp_path: Path) -> None:
-    acme = load_tenants(write(tmp_path, tenant_config()))["acme"]
+    acme = load_tenants(write(tmp_path, tenant_config()), resolve=BOTH)["acme"]
 
     shown = repr(acme) + str(acme) + acme.model_dump_json()
     assert KEY not in shown
@@ -73,7 +74,7 @@ def test_a_relative_secret_file_is_found_next_to_the_tenants_file(
     path = write(tmp_path, tenant_config(target__password={"file": "secrets/kong-password"}))
     monkeypatch.chdir("/")
 
-    acme = load_tenants(path)["acme"]
+    acme = load_tenants(path, resolve=BOTH)["acme"]
 
     assert acme.target.auth.password.get() == PASSWORD
 
@@ -94,9 +95,9 @@ def test_the_shipped_demo_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None
 def test_every_problem_of_every_tenant_is_reported_at_once(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        tenant_config("alpha", siesa__page_size=500),
-        tenant_config("beta", target__password=PASSWORD, siesa__company="not-a-number"),
-        tenant_config("gamma", siesa__conni_key={"env": "T_NOT_SET_ANYWHERE"}),
+        tenant_config("alpha", source__page_size=500),
+        tenant_config("beta", target__password=PASSWORD, source__company="not-a-number"),
+        tenant_config("gamma", source__conni_key={"env": "T_NOT_SET_ANYWHERE"}),
     )
 
     problems = problems_of(path)
@@ -104,10 +105,10 @@ def test_every_problem_of_every_tenant_is_reported_at_once(tmp_path: Path) -> No
     assert len(problems) == 4
     assert all(p.startswith(f"{path}: tenant ") for p in problems)
     joined = "\n".join(problems)
-    assert "tenant alpha: siesa.page_size:" in joined
+    assert "tenant alpha: source.page_size:" in joined
     assert "tenant beta: target.password:" in joined
-    assert "tenant beta: siesa.company:" in joined
-    assert "tenant gamma: siesa.conni_key:" in joined
+    assert "tenant beta: source.company:" in joined
+    assert "tenant gamma: source.conni_key:" in joined
     assert "T_NOT_SET_ANYWHERE is not set" in joined
 
 
@@ -145,11 +146,11 @@ def test_a_malformed_reference_is_refused_without_echoing_values(
 
 def test_an_unreadable_secret_file_names_tenant_and_field(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "secret"
-    path = write(tmp_path, tenant_config(siesa__conni_token={"file": str(missing)}))
+    path = write(tmp_path, tenant_config(source__conni_token={"file": str(missing)}))
 
     (problem,) = problems_of(path)
 
-    assert "tenant acme: siesa.conni_token:" in problem
+    assert "tenant acme: source.conni_token:" in problem
     assert "cannot read secret file" in problem
 
 
@@ -231,7 +232,8 @@ def test_the_yaml_written_by_hand_reads_the_same(tmp_path: Path) -> None:
             """\
             tenants:
               - id: hand
-                siesa:
+                source:
+                  type: siesa
                   base_url: http://siesa.test
                   company: 8020
                   conni_key: {env: T_CONNI_KEY}
@@ -246,7 +248,7 @@ def test_the_yaml_written_by_hand_reads_the_same(tmp_path: Path) -> None:
         )
     )
 
-    hand = load_tenants(path)["hand"]
+    hand = load_tenants(path, resolve=BOTH)["hand"]
 
-    assert hand.siesa.company == 8020
+    assert hand.source.company == 8020
     assert hand.target.auth.username.get() == "integrator"

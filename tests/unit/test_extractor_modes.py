@@ -19,10 +19,17 @@ from services.common.settings import KafkaSettings
 from services.common.tenants import Tenant, load_tenants
 from services.extractor.memory import Cursor, TenantMemory
 from services.extractor.poller import TenantPoller
-from services.extractor.scan import Scanner, filter_parametros
-from services.extractor.siesa import SiesaClient, SiesaCodigoError
+from services.extractor.scan import Scanner
+from services.sources.siesa.client import SiesaClient, SiesaCodigoError
+from services.sources.siesa.source import SiesaSource, filter_parametros
 from simulators.siesa import create_app
-from tests.unit.fakes import FakeTransactionalProducer, on_simulator, set_secrets, tenant_config
+from tests.unit.fakes import (
+    FakeTransactionalProducer,
+    on_app,
+    on_handler,
+    set_secrets,
+    tenant_config,
+)
 
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "jwt-token"  # noqa: S105 - a test credential
@@ -32,11 +39,11 @@ RAW = "siesa.items.raw.v1"
 STATE = "sync.state.v1"
 
 
-def make_tenant(monkeypatch: pytest.MonkeyPatch, **siesa: Any) -> Tenant:
+def make_tenant(monkeypatch: pytest.MonkeyPatch, **source: Any) -> Tenant:
     set_secrets(monkeypatch, "P", KEY, TOKEN, "u", "p")
-    overrides = {f"siesa__{k}": v for k, v in siesa.items()}
+    overrides = {f"source__{k}": v for k, v in source.items()}
     return Tenant.model_validate(
-        tenant_config("acme", env="P", siesa__company=COMPANY, **overrides)
+        tenant_config("acme", env="P", source__company=COMPANY, **overrides)
     )
 
 
@@ -56,7 +63,7 @@ def poller_for(tenant: Tenant, app: Any, producer: FakeTransactionalProducer) ->
     return TenantPoller(
         Scanner(
             tenant=tenant,
-            client=on_simulator(SiesaClient(tenant.siesa, tenant=tenant.id), app),
+            source=SiesaSource(tenant.source, tenant=tenant.id, http=on_app(app)),
             producer=producer,  # type: ignore[arg-type]
             serde=SERDE,
             kafka=KafkaSettings(),
@@ -90,11 +97,12 @@ def test_the_filter_starts_at_the_watermark_day_minus_the_lookback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tenant = make_tenant(monkeypatch, mode="filter", change_date_column="f", lookback_days=2)
-    assert filter_parametros(tenant, Cursor()) is None  # no watermark yet: read all
+    settings = tenant.source
+    assert filter_parametros(settings, Cursor().watermark) is None  # no watermark: read all
     cursor = Cursor(("20260301093000", "K"))
-    assert filter_parametros(tenant, cursor) == "FechaInicio=20260227"
+    assert filter_parametros(settings, cursor.watermark) == "FechaInicio=20260227"
     # A stored watermark that is no date (e.g. a bad row from before) reads everything.
-    assert filter_parametros(tenant, Cursor(("2026-03-01", "K"))) is None
+    assert filter_parametros(settings, Cursor(("2026-03-01", "K")).watermark) is None
 
 
 def test_a_row_with_a_malformed_change_date_never_becomes_the_watermark(
@@ -121,9 +129,9 @@ def test_a_row_with_a_malformed_change_date_never_becomes_the_watermark(
 def test_the_default_mode_is_hybrid_only_where_a_change_date_column_is_declared(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert make_tenant(monkeypatch).siesa.effective_mode == "diff"
+    assert make_tenant(monkeypatch).source.effective_mode == "diff"
     dated = make_tenant(monkeypatch, change_date_column="f120_fecha_actualizacion")
-    assert dated.siesa.effective_mode == "hybrid"
+    assert dated.source.effective_mode == "hybrid"
 
 
 def test_filter_mode_without_a_date_column_is_a_config_error_naming_the_tenant(
@@ -189,7 +197,9 @@ def test_filter_scans_ask_siesa_for_recent_days_and_skip_rows_already_sent(
     assert [filtered for _, _, filtered in log] == [False, True]
     assert again.seen >= 1  # the watermark's own row at least, by the day filter
     assert again.changed == 0
-    assert filter_parametros(tenant, poller.memory.cursor) == f"FechaInicio={day:%Y%m%d}"
+    assert filter_parametros(tenant.source, poller.memory.cursor.watermark) == (
+        f"FechaInicio={day:%Y%m%d}"
+    )
 
 
 def test_resync_re_emits_everything_once_and_pause_stops_polling(
@@ -263,9 +273,8 @@ def test_every_attempt_takes_a_slot_of_the_budget(monkeypatch: pytest.MonkeyPatc
     answers = [httpx.Response(503), httpx.Response(503)] + [
         httpx.Response(200, json={"codigo": 0, "mensaje": "ok", "detalle": {"Table": []}})
     ] * 2
-    client = SiesaClient(tenant.siesa, tenant="acme", limiter=limiter)
-    client._http = httpx.Client(
-        transport=httpx.MockTransport(lambda _r: answers.pop(0)), base_url="http://siesa.test"
+    client = SiesaClient(
+        tenant.source, tenant="acme", limiter=limiter, http=on_handler(lambda _r: answers.pop(0))
     )
     monkeypatch.setattr(SiesaClient.page.retry, "sleep", lambda _s: None)  # type: ignore[attr-defined]
 
@@ -289,12 +298,13 @@ def test_the_cli_refuses_a_malformed_tenant_id_before_touching_kafka() -> None:
 def test_a_stop_ends_a_budget_wait_without_sending_the_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from services.common.runloop import Stopper
-    from services.extractor.siesa import StopRequested, budget_limiter
+    from services.common.stopper import Stopper
+    from services.sources.base import StopRequested
+    from services.sources.siesa.source import budget_limiter
 
     tenant = make_tenant(monkeypatch, request_budget_per_min=1)
     stopper = Stopper()
-    limiter = budget_limiter(tenant.siesa, stopper, tenant="acme")
+    limiter = budget_limiter(tenant.source, stopper, tenant="acme")
     assert limiter is not None
     sent: list[httpx.Request] = []
 
@@ -302,8 +312,7 @@ def test_a_stop_ends_a_budget_wait_without_sending_the_request(
         sent.append(request)
         return httpx.Response(200, json={"codigo": 0, "mensaje": "ok", "detalle": {"Table": []}})
 
-    client = SiesaClient(tenant.siesa, tenant="acme", limiter=limiter)
-    client._http = httpx.Client(transport=httpx.MockTransport(answer), base_url="http://s.test")
+    client = SiesaClient(tenant.source, tenant="acme", limiter=limiter, http=on_handler(answer))
     client.page(1)
     stopper.stop()
     with pytest.raises(StopRequested):

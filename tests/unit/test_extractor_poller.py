@@ -14,13 +14,17 @@ from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
+from services.extractor.rows import fingerprint, legacy_fingerprint
 from services.extractor.scan import Scanner
-from services.extractor.siesa import SiesaClient, SiesaError
+from services.sources.base import SourceError
+from services.sources.siesa import rows as siesa_rows
+from services.sources.siesa.rows import normalize
+from services.sources.siesa.source import SiesaSource
 from simulators.siesa import create_app
 from tests import ROOT
 from tests.unit.fakes import (
     FakeTransactionalProducer,
-    on_simulator,
+    on_apps,
     set_secrets,
     tenant_config,
 )
@@ -38,7 +42,7 @@ ROWS: list[dict[str, Any]] = json.loads(
 def tenant(monkeypatch: pytest.MonkeyPatch) -> Tenant:
     set_secrets(monkeypatch, "P", KEY, TOKEN, "u", "p")
     return Tenant.model_validate(
-        tenant_config("acme", env="P", siesa__company=COMPANY, siesa__page_size=3)
+        tenant_config("acme", env="P", source__company=COMPANY, source__page_size=3)
     )
 
 
@@ -68,7 +72,7 @@ class ScanOnce:
 
     def __init__(self, scanner: Scanner) -> None:
         self.scanner = scanner
-        self.client = scanner.client
+        self.source = scanner.source
 
     def scan_once(self) -> Any:
         return self.scanner.scan("diff")
@@ -79,11 +83,17 @@ class ScanOnce:
 
 
 @pytest.fixture
-def poller(tenant: Tenant, app: Any, producer: FakeTransactionalProducer) -> ScanOnce:
+def apps(app: Any) -> list[Any]:
+    """The apps the poller's requests go to: the last one answers."""
+    return [app]
+
+
+@pytest.fixture
+def poller(tenant: Tenant, apps: list[Any], producer: FakeTransactionalProducer) -> ScanOnce:
     return ScanOnce(
         Scanner(
             tenant=tenant,
-            client=on_simulator(SiesaClient(tenant.siesa, tenant=tenant.id), app),
+            source=SiesaSource(tenant.source, tenant=tenant.id, http=on_apps(apps)),
             producer=producer,  # type: ignore[arg-type]
             serde=SERDE,
             kafka=KAFKA,
@@ -130,11 +140,12 @@ def test_the_first_scan_emits_every_row_in_one_transaction(
     shampoo = items[2]
     assert shampoo["row"]["f120_referencia"] == "SHP-ACD-400"
     assert shampoo["row"]["f120_descripcion"] == 'SHAMPOO & ACONDICIONADOR "BRILLO" 400ML'
-    assert (shampoo["tenant"], shampoo["company"], shampoo["consulta"]) == (
+    assert (shampoo["tenant"], shampoo["origin"]["company"], shampoo["origin"]["consulta"]) == (
         "acme",
         str(COMPANY),
         "API_v2_Items",
     )
+    assert shampoo["source_system"] == "siesa"
     headers = rows_of(transaction)[2][3]
     assert headers["trace_id"] == shampoo["trace_id"].encode()
     assert headers["tenant"] == b"acme"
@@ -171,6 +182,33 @@ def test_a_changed_row_and_a_vanished_row_are_emitted(
     assert deleted["row"] == {"f120_referencia": "TUB-PVC-2030"}
 
 
+def test_fingerprints_of_the_first_release_are_taken_over_without_re_emitting(
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
+) -> None:
+    """An upgraded extractor restores the fingerprints the first release stored (SHA-256
+    of a row's JSON): unchanged rows are not emitted again, only their new fingerprint
+    is stored; a row changed meanwhile is."""
+    for row in ROWS:
+        text = normalize(row)
+        poller.fingerprints[str(siesa_rows.key(text))] = legacy_fingerprint(text)
+    changed = {**ROWS[0], "f120_descripcion": "CAMISA OXFORD MANGA LARGA AZUL & BLANCO"}
+    admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=[changed])
+
+    poller.scan_once()
+
+    (transaction,) = producer.transactions
+    assert emitted(transaction) == [("raw", "CAM-OXF-001", "UPSERT")]
+    stored = {k: v for t, k, v, _ in transaction if t == "siesa.fingerprints.v1"}
+    current = [changed, *ROWS[1:]]
+    assert stored == {
+        f"acme/{siesa_rows.key(normalize(r))}".encode(): fingerprint(normalize(r)).encode()
+        for r in current
+    }
+    producer.transactions.clear()
+    poller.scan_once()
+    assert rows_of(producer.transactions[0]) == []  # nothing left to take over
+
+
 def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
     admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
 ) -> None:
@@ -193,15 +231,15 @@ def test_a_rejected_row_is_dead_lettered_in_the_same_transaction(
 
 
 def test_a_failed_scan_emits_nothing_and_keeps_what_it_knew(
-    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer
+    admin: TestClient, poller: ScanOnce, producer: FakeTransactionalProducer, apps: list[Any]
 ) -> None:
     poller.scan_once()
     known = dict(poller.fingerprints)
     admin.delete(f"/_admin/companies/{COMPANY}/items/CAM-OXF-001")
     # Siesa now refuses the tenant's credentials: the scan fails before it completes.
-    on_simulator(poller.client, create_app("f" * 32, "other"))
+    apps.append(create_app("f" * 32, "other"))
 
-    with pytest.raises(SiesaError):
+    with pytest.raises(SourceError):
         poller.scan_once()
 
     assert len(producer.transactions) == 1  # no DELETE for what an incomplete scan missed
@@ -228,7 +266,7 @@ def test_an_empty_answer_is_not_taken_for_a_wholesale_deletion(
     for row in ROWS:
         admin.delete(f"/_admin/companies/{COMPANY}/items/{row['f120_referencia'].strip()}")
 
-    with pytest.raises(SiesaError, match="no rows while 4 were known"):
+    with pytest.raises(SourceError, match="no rows while 4 were known"):
         poller.scan_once()
 
     assert len(producer.transactions) == 1
@@ -242,7 +280,7 @@ def test_a_row_shifted_past_a_page_boundary_mid_scan_is_not_taken_for_deleted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     poller.scan_once()  # pages of 3: CAM, PAN, SHP | TUB
-    real_page = poller.client.page
+    real_page = poller.source.client.page
     deleted: list[str] = []
 
     def page(number: int, parametros: str | None = None) -> Any:
@@ -253,7 +291,7 @@ def test_a_row_shifted_past_a_page_boundary_mid_scan_is_not_taken_for_deleted(
             deleted.append("CAM-OXF-001")
         return real_page(number, parametros)
 
-    monkeypatch.setattr(poller.client, "page", page)
+    monkeypatch.setattr(poller.source.client, "page", page)
 
     poller.scan_once()
 

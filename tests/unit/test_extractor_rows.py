@@ -1,4 +1,6 @@
-"""From a Siesa row to RawItem text: padding trimmed, text verbatim, fingerprints, keys."""
+"""From a Siesa row to RawItem text: padding trimmed, text verbatim, fingerprints, keys
+(services/sources/siesa/rows.py for Siesa's own part, services/extractor/rows.py for the
+extractor's)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ from typing import Any
 import pytest
 
 from services.common.errors import SkippableError
-from services.extractor.rows import KEY_FIELD, RowError, fingerprint, normalize, row_key
+from services.extractor import rows
+from services.extractor.rows import RowError, fingerprint
+from services.sources.base import Row
+from services.sources.siesa.rows import KEY_FIELD, key, normalize
 from tests import ROOT
 
 PAGE = json.loads((ROOT / "tests" / "fixtures" / "siesa-items-page.json").read_text())
@@ -27,6 +32,17 @@ TRICKY = [
 
 def row(**fields: Any) -> dict[str, Any]:
     return {**ROWS[0], **fields}
+
+
+def row_key(normalized: Row, *, tenant: str, max_field_length: int) -> str:
+    """The key the extractor takes for a Siesa row (its `f120_referencia`, checked)."""
+    return rows.row_key(
+        normalized,
+        key(normalized),
+        key_name=KEY_FIELD,
+        tenant=tenant,
+        max_field_length=max_field_length,
+    )
 
 
 def test_padding_is_trimmed_and_types_become_text() -> None:

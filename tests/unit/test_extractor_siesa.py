@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -12,11 +12,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.errors import RetriableError
-from services.common.tenants import SiesaSource
-from services.extractor.siesa import SiesaAuthError, SiesaClient, SiesaError
+from services.sources.siesa.client import SiesaAuthError, SiesaClient, SiesaError
+from services.sources.siesa.settings import SiesaSettings
 from simulators.siesa import create_app
 from tests import ROOT
-from tests.unit.fakes import on_simulator
+from tests.unit.fakes import on_app, on_handler
 
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"  # noqa: S105 - a test credential
@@ -30,8 +30,8 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T_CONNI_TOKEN", TOKEN)
 
 
-def source(page_size: int = 100, **overrides: Any) -> SiesaSource:
-    return SiesaSource.model_validate(
+def source(page_size: int = 100, **overrides: Any) -> SiesaSettings:
+    return SiesaSettings.model_validate(
         {
             "base_url": "http://siesa.test/api/siesa/v3/",
             "company": COMPANY,
@@ -41,19 +41,6 @@ def source(page_size: int = 100, **overrides: Any) -> SiesaSource:
             **overrides,
         }
     )
-
-
-def on_handler(
-    client: SiesaClient, handler: Callable[[httpx.Request], httpx.Response]
-) -> SiesaClient:
-    configured = client._http
-    client._http = httpx.Client(
-        transport=httpx.MockTransport(handler),
-        base_url=configured.base_url,
-        headers=configured.headers,
-    )
-    configured.close()
-    return client
 
 
 @pytest.fixture
@@ -91,7 +78,7 @@ def test_scan_reads_pages_until_the_short_or_empty_one(
     app: Any, admin: TestClient, count: int, page_size: int, pages: list[int]
 ) -> None:
     seed(admin, count)
-    client = on_simulator(SiesaClient(source(page_size), tenant="acme"), app)
+    client = SiesaClient(source(page_size), tenant="acme", http=on_app(app))
 
     scanned = list(client.scan())
 
@@ -106,7 +93,7 @@ def test_scan_reads_pages_until_the_short_or_empty_one(
 def test_rows_come_back_as_siesa_serves_them(app: Any, admin: TestClient) -> None:
     rows = PAGE["detalle"]["Table"]
     admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=rows)
-    client = on_simulator(SiesaClient(source(), tenant="acme"), app)
+    client = SiesaClient(source(), tenant="acme", http=on_app(app))
 
     assert client.page(1) == rows  # padding kept: trimming is rows.normalize's job
 
@@ -118,7 +105,7 @@ def test_paginacion_is_one_percent_encoded_parameter() -> None:
         seen.append(request)
         return httpx.Response(200, json=envelope([]))
 
-    client = on_handler(SiesaClient(source(page_size=50), tenant="acme"), handler)
+    client = SiesaClient(source(page_size=50), tenant="acme", http=on_handler(handler))
     client.page(3)
 
     (request,) = seen
@@ -143,7 +130,7 @@ def test_wrong_credentials_raise_auth_error_once_and_never_show_them(app: Any) -
         answer = wrong.get(str(request.url), headers={"ConniKey": "f" * 32, "ConniToken": "x"})
         return httpx.Response(answer.status_code, content=answer.content)
 
-    client = on_handler(SiesaClient(source(), tenant="acme"), handler)
+    client = SiesaClient(source(), tenant="acme", http=on_handler(handler))
 
     with pytest.raises(SiesaAuthError) as caught:
         client.page(1)
@@ -159,14 +146,14 @@ def test_the_simulator_refuses_a_client_with_other_credentials(
     app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("T_CONNI_TOKEN", "another-token")
-    client = on_simulator(SiesaClient(source(), tenant="acme"), app)
+    client = SiesaClient(source(), tenant="acme", http=on_app(app))
 
     with pytest.raises(SiesaAuthError):
         client.page(1)
 
 
 def test_codigo_other_than_zero_in_http_200_raises_with_mensaje(app: Any) -> None:
-    client = on_simulator(SiesaClient(source(consulta="API_v2_NoExiste"), tenant="acme"), app)
+    client = SiesaClient(source(consulta="API_v2_NoExiste"), tenant="acme", http=on_app(app))
 
     with pytest.raises(SiesaError) as caught:
         client.page(1)
@@ -187,8 +174,8 @@ def test_codigo_other_than_zero_in_http_200_raises_with_mensaje(app: Any) -> Non
     ],
 )
 def test_error_envelopes_raise_siesa_error(body: Any, expected: str) -> None:
-    client = on_handler(
-        SiesaClient(source(), tenant="acme"), lambda _r: httpx.Response(200, json=body)
+    client = SiesaClient(
+        source(), tenant="acme", http=on_handler(lambda _r: httpx.Response(200, json=body))
     )
 
     with pytest.raises(SiesaError, match=expected):
@@ -196,9 +183,12 @@ def test_error_envelopes_raise_siesa_error(body: Any, expected: str) -> None:
 
 
 def test_a_non_json_answer_raises_siesa_error() -> None:
-    client = on_handler(
-        SiesaClient(source(), tenant="acme"),
-        lambda _r: httpx.Response(200, text="<html>Service Unavailable</html>"),
+    client = SiesaClient(
+        source(),
+        tenant="acme",
+        http=on_handler(
+            lambda _r: httpx.Response(200, text="<html>Service Unavailable</html>"),
+        ),
     )
 
     with pytest.raises(SiesaError, match="not JSON"):
@@ -208,8 +198,8 @@ def test_a_non_json_answer_raises_siesa_error() -> None:
 @pytest.mark.parametrize("detalle", [None, {}, {"Table": None}])
 def test_a_success_without_rows_is_an_empty_page(detalle: Any) -> None:
     body = {"codigo": 0, "mensaje": "transacción exitosa", "detalle": detalle}
-    client = on_handler(
-        SiesaClient(source(), tenant="acme"), lambda _r: httpx.Response(200, json=body)
+    client = SiesaClient(
+        source(), tenant="acme", http=on_handler(lambda _r: httpx.Response(200, json=body))
     )
 
     assert list(client.scan()) == [[]]
@@ -222,7 +212,7 @@ def test_429_and_5xx_are_retried_honouring_retry_after(no_sleep: list[float]) ->
         httpx.Response(200, json=envelope([{"f120_referencia": "A"}])),
     ]
 
-    client = on_handler(SiesaClient(source(), tenant="acme"), lambda _r: answers.pop(0))
+    client = SiesaClient(source(), tenant="acme", http=on_handler(lambda _r: answers.pop(0)))
 
     assert client.page(1) == [{"f120_referencia": "A"}]
     assert answers == []
@@ -237,7 +227,7 @@ def test_a_lasting_outage_ends_in_a_retriable_error(no_sleep: list[float]) -> No
         calls.append(1)
         return httpx.Response(502)
 
-    client = on_handler(SiesaClient(source(), tenant="acme"), down)
+    client = SiesaClient(source(), tenant="acme", http=on_handler(down))
 
     with pytest.raises(RetriableError, match="HTTP 502"):
         client.page(1)
@@ -253,7 +243,7 @@ def test_a_transport_failure_is_retried(no_sleep: list[float]) -> None:
             raise failures.pop(0)
         return httpx.Response(200, json=envelope([]))
 
-    client = on_handler(SiesaClient(source(), tenant="acme"), handler)
+    client = SiesaClient(source(), tenant="acme", http=on_handler(handler))
 
     assert client.page(1) == []
     assert len(no_sleep) == 1
@@ -263,7 +253,9 @@ def test_a_transport_failure_is_retried(no_sleep: list[float]) -> None:
 def test_other_http_errors_raise_siesa_error_without_retry(
     no_sleep: list[float], status: int
 ) -> None:
-    client = on_handler(SiesaClient(source(), tenant="acme"), lambda _r: httpx.Response(status))
+    client = SiesaClient(
+        source(), tenant="acme", http=on_handler(lambda _r: httpx.Response(status))
+    )
 
     with pytest.raises(SiesaError, match=f"HTTP {status}"):
         client.page(1)
@@ -274,8 +266,8 @@ def test_other_http_errors_raise_siesa_error_without_retry(
 @pytest.mark.parametrize("detalle", ["error", [1, 2]])
 def test_a_malformed_detalle_raises_siesa_error(detalle: Any) -> None:
     body = {"codigo": 0, "mensaje": "transacción exitosa", "detalle": detalle}
-    client = on_handler(
-        SiesaClient(source(), tenant="acme"), lambda _r: httpx.Response(200, json=body)
+    client = SiesaClient(
+        source(), tenant="acme", http=on_handler(lambda _r: httpx.Response(200, json=body))
     )
 
     with pytest.raises(SiesaError):

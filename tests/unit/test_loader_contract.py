@@ -340,7 +340,8 @@ def test_a_bad_setting_is_named_when_the_tenants_file_loads(
     target["settings"] = contract.bad_settings
     tenant = {
         "id": "acme",
-        "siesa": {
+        "source": {
+            "type": "siesa",
             "base_url": "http://siesa.test",
             "company": 1,
             "conni_key": {"env": "C_USER"},

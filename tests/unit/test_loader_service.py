@@ -60,7 +60,7 @@ def target() -> FakeTarget:
 def loader(monkeypatch: pytest.MonkeyPatch, target: FakeTarget) -> Iterator[Loader]:
     set_secrets(monkeypatch, "L", "k", "k", "u", "p")
     tenant = Tenant.model_validate(
-        tenant_config("acme", env="L", siesa__base_url="http://siesa.test", siesa__company=1)
+        tenant_config("acme", env="L", source__base_url="http://siesa.test", source__company=1)
     )
     loader = Loader(
         serde=SERDE, tenants={"acme": tenant}, max_in_flight=4, targets={"acme": target}
@@ -220,7 +220,7 @@ def keeping(monkeypatch: pytest.MonkeyPatch, target: FakeTarget) -> Iterator[Loa
     partitions are assigned)."""
     set_secrets(monkeypatch, "L", "k", "k", "u", "p")
     tenant = Tenant.model_validate(
-        tenant_config("acme", env="L", siesa__base_url="http://siesa.test", siesa__company=1)
+        tenant_config("acme", env="L", source__base_url="http://siesa.test", source__company=1)
     )
     made = Loader(
         serde=SERDE,

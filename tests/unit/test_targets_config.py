@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from services.common.errors import ConfigError
+from services.common.secrets import UnresolvedSecret, secrets_in
 from services.common.tenants import load_tenants
 from services.targets.auth import BearerAuth, LoginAuth, NoAuth
 from services.targets.kong import KongSettings
@@ -31,7 +32,8 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 def tenant(target: dict[str, Any], tenant_id: str = "acme") -> dict[str, Any]:
     return {
         "id": tenant_id,
-        "siesa": {
+        "source": {
+            "type": "siesa",
             "base_url": "http://siesa.test",
             "company": 1,
             "conni_key": {"env": "T_KEY"},
@@ -44,7 +46,7 @@ def tenant(target: dict[str, Any], tenant_id: str = "acme") -> dict[str, Any]:
 def load(tmp_path: Path, *tenants: dict[str, Any]) -> Any:
     path = tmp_path / "tenants.yaml"
     path.write_text(yaml.safe_dump({"tenants": list(tenants)}))
-    return load_tenants(path)
+    return load_tenants(path, resolve=("target",))
 
 
 def problems(tmp_path: Path, *tenants: dict[str, Any]) -> list[str]:
@@ -185,3 +187,59 @@ def test_any_target_may_use_any_strategy(tmp_path: Path) -> None:
 
     assert isinstance(target.auth, BearerAuth)
     assert target.identity == "wms http://wms.test"
+
+
+AUTHS: dict[str, dict[str, Any]] = {
+    "login": {**LOGIN, "path": "/login"},
+    "oauth2": {
+        "type": "oauth2",
+        "token_url": "/oauth/token",
+        "client_id": "siesa-sync",
+        "client_secret": {"env": "T_PASSWORD"},
+    },
+    "bearer": {"type": "bearer", "token": {"env": "T_PASSWORD"}},
+    "api_key": {"type": "api_key", "key": {"env": "T_PASSWORD"}},
+    "basic": {"type": "basic", **LOGIN},
+}
+
+
+@pytest.mark.parametrize("strategy", AUTHS)
+def test_a_targets_secrets_are_read_only_where_the_target_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    monkeypatch.setenv("T_HOOK", "hook-key")
+    hook = {
+        "type": "webhook",
+        "base_url": "https://hooks.test",
+        "auth": AUTHS[strategy],
+        "settings": {"secret": {"env": "T_HOOK"}},
+    }
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": [tenant(hook)]}))
+    wanted = {("settings", "secret")} | {
+        ("auth", name) for name, value in AUTHS[strategy].items() if isinstance(value, dict)
+    }
+
+    loader = dict(secrets_in(load_tenants(path, resolve=("target",))["acme"].target))
+    others = [
+        dict(secrets_in(load_tenants(path, resolve=parts)["acme"].target))
+        for parts in [("source",), ()]  # the extractor, the transformer and the tools
+    ]
+
+    assert set(loader) == wanted
+    assert all(secret.resolved for secret in loader.values())
+    assert loader[("settings", "secret")].get() == "hook-key"
+    for secrets in others:
+        assert set(secrets) == wanted
+        for secret in secrets.values():
+            with pytest.raises(UnresolvedSecret):
+                secret.get()
+    # A target's secret that can't be read stops only a service that uses the target.
+    monkeypatch.delenv("T_PASSWORD")
+    monkeypatch.delenv("T_HOOK")
+    assert load_tenants(path, resolve=("source",))["acme"].source.conni_key.get() == "x"
+    with pytest.raises(ConfigError) as caught:
+        load_tenants(path, resolve=("target",))
+    named = {p.split(": ")[2] for p in caught.value.problems}
+    assert "target.settings.secret" in named
+    assert any(n.startswith("target.auth.") for n in named)

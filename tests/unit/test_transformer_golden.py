@@ -25,7 +25,8 @@ from services.common.tenants import Tenant
 from services.extractor import rows
 from services.extractor.memory import TenantMemory
 from services.extractor.scan import Scanner
-from services.extractor.siesa import SiesaClient
+from services.sources.siesa import rows as siesa_rows
+from services.sources.siesa.source import SiesaSource
 from services.transformer.compiler import compile_mapping
 from services.transformer.service import Transformer
 from simulators.siesa import create_app
@@ -33,7 +34,7 @@ from tests import ROOT
 from tests.unit.fakes import (
     FakeMessage,
     FakeTransactionalProducer,
-    on_simulator,
+    on_app,
     set_secrets,
     tenant_config,
 )
@@ -57,13 +58,18 @@ def without_per_run_fields(product: dict[str, Any]) -> dict[str, Any]:
 
 def raw_item(raw: dict[str, Any]) -> dict[str, Any]:
     """The RawItem the extractor's poller emits for one Siesa row."""
-    row = rows.normalize(raw)
-    key = rows.row_key(row, tenant=TENANT, max_field_length=4000)
+    row = siesa_rows.normalize(raw)
+    key = rows.row_key(
+        row,
+        siesa_rows.key(row),
+        key_name=siesa_rows.KEY_FIELD,
+        tenant=TENANT,
+        max_field_length=4000,
+    )
     return {
         "tenant": TENANT,
         "source_system": "siesa",
-        "company": str(COMPANY),
-        "consulta": "API_v2_Items",
+        "origin": {"company": str(COMPANY), "consulta": "API_v2_Items"},
         "key": key,
         "row": row,
         "fingerprint": rows.fingerprint(row),
@@ -141,7 +147,7 @@ def test_the_golden_file_says_what_the_targets_expect() -> None:
 @pytest.fixture
 def tenant(monkeypatch: pytest.MonkeyPatch) -> Tenant:
     set_secrets(monkeypatch, "G", KEY, TOKEN, "integrator", "pw")
-    return Tenant.model_validate(tenant_config(TENANT, env="G", siesa__company=COMPANY))
+    return Tenant.model_validate(tenant_config(TENANT, env="G", source__company=COMPANY))
 
 
 def test_the_page_served_by_siesa_reaches_the_same_canonical_products(tenant: Tenant) -> None:
@@ -149,11 +155,10 @@ def test_the_page_served_by_siesa_reaches_the_same_canonical_products(tenant: Te
     with TestClient(app) as admin:
         loaded = admin.post(f"/_admin/companies/{COMPANY}/items?keep_dates=true", json=ROWS)
         assert loaded.status_code == 200
-    client = on_simulator(SiesaClient(tenant.siesa, tenant=TENANT), app)
     producer = FakeTransactionalProducer()
     scanner = Scanner(
         tenant=tenant,
-        client=client,
+        source=SiesaSource(tenant.source, tenant=TENANT, http=on_app(app)),
         producer=producer,  # type: ignore[arg-type]
         serde=SERDE,
         kafka=KafkaSettings(),

@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 
 from services.cli.mappings import page_rows, raw_items
+from services.common.secrets import RESOLVE
+from services.sources.siesa.settings import SiesaSettings
+from services.sources.siesa.source import SiesaSource
 from services.transformer.compiler import compile_mapping
 from services.transformer.preview import Outcome, preview
 from tests import ROOT
@@ -27,6 +30,19 @@ FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = FIXTURES / "golden"
 TENANT = "golden"
 PER_RUN = ("sync_id", "trace_id")
+# Reads the pages given, sends nothing: its credentials are references never read.
+SOURCE = SiesaSource(
+    SiesaSettings.model_validate(
+        {
+            "base_url": "http://siesa.test",
+            "company": 1,
+            "conni_key": {"env": "UNSET_CONNI_KEY"},
+            "conni_token": {"env": "UNSET_CONNI_TOKEN"},
+        },
+        context={RESOLVE: ()},
+    ),
+    tenant=TENANT,
+)
 REGENERATE = "UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_transformer_golden_pages.py"
 
 CASES = {
@@ -42,7 +58,7 @@ def page(name: str) -> list[dict[str, Any]]:
 
 def run(case: str) -> Outcome:
     page_file, mapping_file = CASES[case]
-    items, rejected = raw_items(page(page_file), TENANT)
+    items, rejected = raw_items(page(page_file), TENANT, SOURCE, "siesa")
     outcome = preview(items, compile_mapping(mapping_file))
     outcome.rejections[:0] = rejected
     return outcome

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import ConfigError, SkippableError
-from services.extractor.rows import normalize
+from services.sources.siesa.rows import normalize
 from services.transformer.compiler import compile_mapping, default_shapes, load_mappings
 from services.transformer.convert import barcode_type, to_boolean, to_decimal, to_integer
 from services.transformer.mapping import Mapping, MappingError

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from services.common.runloop import UnexpectedError, per_record
 from services.common.serde import default_serde
-from services.extractor.rows import fingerprint, normalize
+from services.extractor.rows import fingerprint
+from services.sources.siesa.rows import normalize
 from services.transformer.compiler import compile_mapping
 from services.transformer.service import Transformer
 from tests import ROOT
@@ -88,8 +89,7 @@ def raw_item(tenant: str, source: dict[str, Any]) -> dict[str, Any]:
     return {
         "tenant": tenant,
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": (row.get("f120_referencia") or "?")[:100],
         "row": row,
         "fingerprint": fingerprint(row),

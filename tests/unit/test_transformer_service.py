@@ -11,7 +11,8 @@ import pytest
 from services.common.errors import SkippableError, UnknownTenant
 from services.common.runloop import per_record
 from services.common.serde import DecodeError, default_serde
-from services.extractor.rows import fingerprint, normalize
+from services.extractor.rows import fingerprint
+from services.sources.siesa.rows import normalize
 from services.transformer.compiler import compile_mapping
 from services.transformer.mapping import Mapping, MappingError
 from services.transformer.service import Transformer
@@ -41,8 +42,7 @@ def raw_item(tenant: str = "acme", op: str = "UPSERT", **columns: Any) -> dict[s
     return {
         "tenant": tenant,
         "source_system": "siesa",
-        "company": "8585",
-        "consulta": "API_v2_Items",
+        "origin": {"company": "8585", "consulta": "API_v2_Items"},
         "key": "SHP-ACD-400",
         "row": row if op == "UPSERT" else {"f120_referencia": "SHP-ACD-400"},
         "fingerprint": fingerprint(row) if op == "UPSERT" else "",

@@ -5,35 +5,37 @@ Every request, retries included, first takes a slot of the tenant's request budg
 answers and transport errors are retried with exponential backoff and jitter, honouring
 `Retry-After` (services/common/http.py); ``codigo != 0`` inside an HTTP 200 is an error
 with Siesa's ``mensaje``; 401 means the tenant's ConniKey/ConniToken are refused.
+
+The client sends absolute URLs and its tenant's headers on each request, so the
+`httpx.Client` it is given can be shared by every tenant of one Siesa host.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
 from services.common import metrics
-from services.common.errors import SyncError
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
-from services.common.runloop import Stopper
-from services.common.tenants import SiesaSource
+from services.sources.base import CredentialsRefused, SourceError
+from services.sources.siesa.settings import SiesaSettings
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
-# The budget's window is a little longer than Siesa's minute, so that a request sent
-# just over 60 s after another never reaches Siesa just under 60 s after it.
-BUDGET_WINDOW_S = 61.0
 ATTEMPTS = 8
+# Pages a scan's reader fetches ahead of its caller, at most.
+READ_AHEAD = 8
 
 
-class SiesaError(SyncError):
+class SiesaError(SourceError):
     """Siesa answered with an error (not worth an immediate retry); the next poll tries again."""
 
     error_class = "siesa_error"
@@ -50,53 +52,41 @@ class SiesaCodigoError(SiesaError):
         self.mensaje = mensaje
 
 
-class SiesaAuthError(SiesaError):
+class SiesaAuthError(SiesaError, CredentialsRefused):
+    """HTTP 401: Siesa refused the tenant's ConniKey/ConniToken."""
+
     error_class = "siesa_auth"
-
-
-class StopRequested(SyncError):
-    """The process is stopping while a request waited for its slot of the budget."""
-
-    error_class = "stopped"
-
-
-def budget_limiter(
-    source: SiesaSource, stopper: Stopper | None = None, *, tenant: str = ""
-) -> RateLimiter | None:
-    """The tenant's request budget as a limiter, or None when it has none. Its waits end
-    early (StopRequested, no request sent) when `stopper` is set."""
-    if source.request_budget_per_min is None:
-        return None
-    if stopper is None:
-        return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S)
-    halt = stopper
-
-    def sleep(seconds: float) -> None:
-        if halt.wait(seconds):
-            raise StopRequested(f"tenant {tenant}: stopping", tenant=tenant)
-
-    return RateLimiter(source.request_budget_per_min, BUDGET_WINDOW_S, sleep=sleep)
 
 
 class SiesaClient:
     def __init__(
-        self, source: SiesaSource, *, tenant: str, limiter: RateLimiter | None = None
+        self,
+        source: SiesaSettings,
+        *,
+        tenant: str,
+        limiter: RateLimiter | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
+        """`http`: the client to send requests with (shared, closed by its owner);
+        default a client of this one's own, closed by `close`."""
         self.source = source
         self.tenant = tenant
         self.limiter = limiter
         self.requests = 0
-        self._http = httpx.Client(
-            base_url=source.base_url.rstrip("/"),
-            timeout=source.timeout_s,
-            headers={
-                "ConniKey": source.conni_key.get(),
-                "ConniToken": source.conni_token.get(),
-            },
-        )
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=source.timeout_s)
+        self._url = f"{source.base_url.rstrip('/')}/ejecutarconsultaestandar"
+
+    def _headers(self) -> dict[str, str]:
+        # Read when a request is sent: a client that never sends (a preview) needs none.
+        return {
+            "ConniKey": self.source.conni_key.get(),
+            "ConniToken": self.source.conni_token.get(),
+        }
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     @with_retries(attempts=ATTEMPTS, max_delay_s=60.0)
     def page(self, number: int, parametros: str | None = None) -> list[Row]:
@@ -114,7 +104,9 @@ class SiesaClient:
         self.requests += 1
         calls = metrics.TARGET_CALLS
         try:
-            response = self._http.get("/ejecutarconsultaestandar", params=params)
+            response = self._http.get(
+                self._url, params=params, headers=self._headers(), timeout=self.source.timeout_s
+            )
         except httpx.TransportError as exc:
             calls.labels(tenant=self.tenant, target="siesa", status="error").inc()
             raise as_retriable(exc, what) from None
@@ -148,20 +140,47 @@ class SiesaClient:
     def scan(self, parametros: str | None = None) -> Iterator[list[Row]]:
         """Every page of the consulta, in order, until the short (or empty) one.
 
-        While the caller handles a full page, the next one is already being fetched (one
-        page ahead, never more), so Siesa's answer time and ours overlap."""
+        A reader thread fetches the pages one after the other (one request at a time, as
+        a plain loop would) up to `READ_AHEAD` pages ahead of the caller, so Siesa's
+        answer time overlaps with the caller's work, also while the caller waits on
+        something else (a commit). Stopping early ends the reader after the request it
+        has in flight."""
         size = self.source.page_size
-        with ThreadPoolExecutor(1, thread_name_prefix=f"siesa-{self.tenant}") as pool:
+        pages: queue.Queue[tuple[list[Row] | None, BaseException | None]] = queue.Queue(READ_AHEAD)
+        done = threading.Event()
+
+        def hand(item: tuple[list[Row] | None, BaseException | None]) -> None:
+            while not done.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                except queue.Full:
+                    continue
+                else:
+                    return
+
+        def read() -> None:
             number = 1
-            ahead: Future[list[Row]] | None = pool.submit(self.page, number, parametros)
             try:
-                while ahead is not None:
-                    rows = ahead.result()
-                    ahead = None
-                    if len(rows) >= size:
-                        ahead = pool.submit(self.page, number + 1, parametros)
-                    yield rows
+                while not done.is_set():
+                    rows = self.page(number, parametros)
+                    hand((rows, None))
+                    if len(rows) < size:
+                        return
                     number += 1
-            finally:
-                if ahead is not None:
-                    ahead.cancel()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+                hand((None, exc))
+
+        reader = threading.Thread(target=read, name=f"siesa-{self.tenant}", daemon=True)
+        reader.start()
+        try:
+            while True:
+                rows, error = pages.get()
+                if error is not None:
+                    raise error
+                assert rows is not None  # noqa: S101 - a page or an error, never neither
+                yield rows
+                if len(rows) < size:
+                    return
+        finally:
+            done.set()
+            reader.join()

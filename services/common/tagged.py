@@ -1,5 +1,5 @@
-"""Unions of settings models chosen by a `type` field, whose errors name the fields as
-the tenants file writes them.
+"""Unions of settings models chosen by a `type` field (a tenant's `source:` and `target:`,
+a target's `auth:`), whose errors name the fields as the tenants file writes them.
 
 pydantic puts the chosen tag in an error's location (`target.kong.settings.type_id`);
 people wrote `target.settings.type_id`, so the tag is taken out again, and an unknown
@@ -58,9 +58,13 @@ def untagged(tag: Callable[[Any], str | None], known: Sequence[str], what: str) 
 def _details(error: Any, chosen: str | None, known: Sequence[str], what: str) -> InitErrorDetails:
     loc = tuple(error["loc"])
     if error["type"] == UNKNOWN and not loc:  # this union's own: no such type
-        given = f"{chosen!r}" if chosen is not None else "missing"
+        names = ", ".join(known)
+        if chosen is None:
+            text = f"{what} type missing (one of {names})"
+        else:
+            text = f"{what} type {chosen!r} is not one of {names}"
         return InitErrorDetails(
-            type=_custom(f"{what} type {given} is not one of {', '.join(known)}"),
+            type=_custom(text),
             loc=("type",),
             input=chosen,
         )
