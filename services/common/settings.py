@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,9 +33,12 @@ class KafkaSettings(BaseSettings):
 
 
 class ServiceSettings(BaseSettings):
-    """Fields every service has; subclasses set their own `env_prefix`."""
+    """Fields every service has; subclasses set their own `env_prefix`, and name the
+    tenant parts whose secrets the service reads (`tenant_parts`, services/common/tenants.py:
+    a service is given and holds no other credential)."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    tenant_parts: ClassVar[tuple[str, ...]] = ()
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     tenants_file: Path = Field(default_factory=example_tenants_file)

@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def start(settings: ExtractorSettings, stopper: Stopper) -> None:
-    # The sources' credentials only: the extractor never holds a target's.
-    tenants = enabled(load_tenants(settings.tenants_file, resolve=("source",)))
+    tenants = enabled(load_tenants(settings.tenants_file, resolve=settings.tenant_parts))
     if not tenants:
         raise ConfigError(f"{settings.tenants_file}: no enabled tenant")
     serde = default_serde()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -10,6 +12,8 @@ from services.common.settings import ServiceSettings
 
 class ExtractorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EXTRACTOR_", frozen=True, extra="ignore")
+    # The sources' credentials only: the extractor never holds a target's.
+    tenant_parts: ClassVar[tuple[str, ...]] = ("source",)
 
     max_field_length: int = Field(default=4000, ge=1)
     max_backoff_s: float = Field(default=60.0, gt=0)

@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def start(settings: LoaderSettings, stopper: Stopper) -> None:
-    # The targets' credentials only: the loader never holds a source's. Every target's
-    # settings are checked by their plugin's model as the file loads.
-    tenants = {t.id: t for t in enabled(load_tenants(settings.tenants_file, resolve=("target",)))}
+    # Every target's settings are checked by their plugin's model as the file loads.
+    tenants = {
+        t.id: t for t in enabled(load_tenants(settings.tenants_file, resolve=settings.tenant_parts))
+    }
     kafka = settings.kafka
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -10,6 +12,8 @@ from services.common.settings import ServiceSettings
 
 class LoaderSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="LOADER_", frozen=True, extra="ignore")
+    # The targets' credentials only (`auth`, settings' secrets): never a source's.
+    tenant_parts: ClassVar[tuple[str, ...]] = ("target",)
 
     group_id: str = "siesa-sync-loader"
     batch_size: int = Field(default=500, ge=1)

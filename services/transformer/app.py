@@ -21,7 +21,7 @@ from services.transformer.settings import TransformerSettings
 
 
 def start(settings: TransformerSettings, stopper: Stopper) -> None:
-    tenants = enabled(load_tenants(settings.tenants_file))
+    tenants = enabled(load_tenants(settings.tenants_file, resolve=settings.tenant_parts))
     serde = default_serde()
     # Every mapping file (and the tenants' ones, wherever they are missing) is checked
     # before anything is consumed; one bad file stops the service.

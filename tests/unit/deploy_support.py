@@ -86,13 +86,29 @@ def env_references(node: Any) -> set[str]:
     return set()
 
 
+def used_references(tenants: Any, service: str) -> set[str]:
+    """The credential references of a parsed tenants file that `service` reads: those of
+    the tenant parts it resolves (its settings' `tenant_parts`), and no other."""
+    parts = settings_class(service).tenant_parts
+    entries = tenants.get("tenants") if isinstance(tenants, dict) else None
+    return set().union(
+        *(
+            env_references(entry.get(part))
+            for entry in entries or []
+            if isinstance(entry, dict)
+            for part in parts
+        )
+    )
+
+
 def allowed_env(path: list[str], parsed: click.Context, tenants: Any = None) -> set[str]:
     """The environment variables the process behind `siesa-sync <path>` reads; for
-    `run`, `tenants` is the parsed tenants file it is given (its credential references)."""
+    `run`, `tenants` is the parsed tenants file it is given (the credential references
+    of the parts the service uses)."""
     kafka = env_names(KafkaSettings)
     if path == ["run"]:
         service = parsed.params["service"]
-        return kafka | env_names(settings_class(service)) | env_references(tenants)
+        return kafka | env_names(settings_class(service)) | used_references(tenants, service)
     if path == ["sim"]:
         names: set[str] = set()
         for param in parsed.command.params:

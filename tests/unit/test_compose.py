@@ -27,6 +27,7 @@ from tests.unit.deploy_support import (
     env_references,
     resolve,
     settings_class,
+    used_references,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,8 +165,11 @@ def test_tenants_file_exists_and_its_credentials_are_given(name: str) -> None:
     env = _environment(service)
     tenants_file = _tenants_file(parsed.params["service"], env)
     assert tenants_file.is_file(), f"{name}: tenants file {tenants_file} does not exist"
-    # Loading the tenants file resolves every reference in it; a missing one stops it.
-    missing = sorted(env_references(yaml.safe_load(tenants_file.read_text())) - set(env))
+    tenants = yaml.safe_load(tenants_file.read_text())
+    assert env_references(tenants), f"{tenants_file.name} names no credential"
+    # Loading the tenants file resolves the references of the parts the service uses (and
+    # only those: any other credential is refused by the test above); a missing one stops it.
+    missing = sorted(used_references(tenants, parsed.params["service"]) - set(env))
     assert not missing, f"{name}: {tenants_file.name} needs {missing}"
 
 
