@@ -1,8 +1,8 @@
 """Unions of settings models chosen by a `type` field (a tenant's `source:` and `target:`,
 a target's `auth:`), whose errors name the fields as the tenants file writes them.
 
-pydantic puts the chosen tag in an error's location (`target.kong.settings.type_id`);
-people wrote `target.settings.type_id`, so the tag is taken out again, and an unknown
+pydantic puts the chosen tag in an error's location (`target.<type>.settings.<field>`);
+people wrote `target.settings.<field>`, so the tag is taken out again, and an unknown
 `type` is reported at `type` with the known ones listed.
 """
 
