@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 import click
 
+from services.cli.common import clean_errors, kafka_settings
 from services.common import topics
 from services.common.errors import SyncError
 from services.common.kafka import make_producer
 from services.common.serde import default_serde
-from services.common.service import load_settings
 from services.common.settings import KafkaSettings
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -52,13 +52,11 @@ def send_command(kafka: KafkaSettings, tenant: str, command: str) -> None:
 def _command(name: str, doc: str) -> click.Command:
     @click.command(name, help=doc)
     @click.option("--tenant", required=True, help="the tenant's id in the tenants file")
+    @clean_errors
     def command(tenant: str) -> None:
         if not TENANT_ID.match(tenant):
             raise click.BadParameter(f"{tenant!r} is not a tenant id", param_hint="--tenant")
-        try:
-            send_command(load_settings(KafkaSettings), tenant, name)
-        except SyncError as exc:
-            raise click.ClickException(str(exc)) from None
+        send_command(kafka_settings(), tenant, name)
         click.echo(f"{name} requested for tenant {tenant}")
 
     return command

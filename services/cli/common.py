@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from services.common.errors import SyncError
+from services.common.errors import ConfigError, SyncError
 from services.common.service import load_settings
 from services.common.settings import KafkaSettings
 from services.ops.times import parse_time
@@ -22,13 +22,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class BadConfig(click.ClickException):
+    """A setting is missing or wrong: exit 2, as the services do."""
+
+    exit_code = 2
+
+
 def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Our errors become one clear line and exit 1, not a traceback."""
+    """Our errors become one clear line and exit 1 (2 for a bad configuration), not a
+    traceback."""
 
     @wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
+        except ConfigError as exc:
+            raise BadConfig(str(exc)) from None
         except SyncError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -36,7 +45,8 @@ def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def kafka_settings() -> KafkaSettings:
-    return load_settings(KafkaSettings)
+    """`KAFKA_*`, the clients named `<client id>-cli`."""
+    return load_settings(KafkaSettings).for_client("cli")
 
 
 class TimeParam(click.ParamType[datetime, Any]):

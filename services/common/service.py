@@ -36,12 +36,14 @@ def load_settings(cls: type[S]) -> S:
         # A nested settings class (KafkaSettings) fails with its own title and prefix.
         owner = KafkaSettings if exc.title == KafkaSettings.__name__ else cls
         prefix = str(owner.model_config.get("env_prefix", ""))
-        raise ConfigError(
-            [
-                f"setting {prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-                for err in exc.errors()
-            ]
-        ) from None
+        problems = []
+        for err in exc.errors():
+            if err["loc"]:
+                name = "_".join(str(p) for p in err["loc"]).upper()
+                problems.append(f"setting {prefix}{name}: {err['msg']}")
+            else:  # a check across fields: one problem a line, each naming its setting
+                problems += err["msg"].removeprefix("Value error, ").splitlines()
+        raise ConfigError(problems) from None
 
 
 def run_service(
