@@ -4,9 +4,11 @@ thread listening for operator commands."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
-from services.common import health
+from services.common import health, kafka_auth
 from services.common.alerts import Alerter
 from services.common.errors import ConfigError, FatalError, RetriableError
 from services.common.kafka import make_producer
@@ -29,7 +31,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
     if not tenants:
         raise ConfigError(f"{settings.tenants_file}: no enabled tenant")
     serde = default_serde()
-    kafka = settings.kafka
+    kafka = settings.kafka.for_client(f"extractor-{socket.gethostname()}-{os.getpid()}")
     failures: list[str] = []
     # One transactional producer per tenant: a second extractor for the same tenant
     # fences the first (and aborts what a killed one left open) before state is read.
@@ -51,6 +53,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
         "extractor",
         secrets=[s.get() for t in tenants for s in (t.siesa.conni_key, t.siesa.conni_token)],
     )
+    kafka_auth.current().alerter = alerter  # Kafka refusing the extractor alerts too
     pollers = {
         tenant.id: TenantPoller(
             Scanner(

@@ -34,9 +34,9 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
     ]
     if unknown:
         raise ConfigError(unknown)
-    kafka = settings.kafka
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
+    kafka = settings.kafka.for_client(writer)
     # Adapters check their tenants' settings here, before anything connects.
     loader = Loader(
         serde=serde,
@@ -55,10 +55,13 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             tenant=tenant_id, target=tenants[tenant_id].target.type
         ).set_function(partial(breaker_value, breaker))
 
+    group_id = f"{kafka.topic_prefix}{settings.group_id}"
     try:
         RunLoop(
             stage="load",
-            consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}{settings.group_id}"),
+            consumer=make_consumer(kafka, group_id=group_id, stage=True),
+            group=group_id,
+            lost_offsets=kafka.lost_offsets,
             producer=make_producer(kafka),
             topics=[kafka.topic(topics.CANONICAL)],
             handler=loader.handle_batch,
