@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from services.cli.acls import acls_command
 from services.cli.commands import pause, resume, resync
 from services.cli.dlq import dlq
 from services.cli.mappings import mappings
@@ -19,5 +20,17 @@ def main() -> None:
     """Keep Siesa catalogues in sync with Kong and WMS through Kafka."""
 
 
-for command in (topics, run, sim, mappings, resync, pause, resume, status, dlq, replay_command):
+for command in (
+    topics,
+    acls_command,
+    run,
+    sim,
+    mappings,
+    resync,
+    pause,
+    resume,
+    status,
+    dlq,
+    replay_command,
+):
     main.add_command(command)
