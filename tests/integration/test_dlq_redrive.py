@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
+from devtools import procs
 from services.common.dlq import dead_letter_record
 from services.common.errors import SkippableError
 from services.common.kafka import make_producer
@@ -84,7 +85,16 @@ def test_redrive_sends_each_dead_letter_once_within_its_filters(kafka: KafkaSett
         "superseded": 1,
         "not_redrivable": 0,
     }
-    after = canonical_records(kafka)
+    # A transaction's records are readable once its markers are written, which the
+    # broker does just after the commit returns: wait for them, briefly.
+    after: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+
+    def resent_readable() -> bool:
+        nonlocal after
+        after = canonical_records(kafka)
+        return len(after) >= before + 3
+
+    procs.wait_until(resent_readable, timeout=30, what="the redriven records")
     resent = [r for r in after if "redriven.from" in r[2]]
     assert len(after) == before + 3
     assert sorted(key for key, _, _ in resent) == [b"acme/SKU-0", b"acme/SKU-1", b"acme/SKU-2"]
