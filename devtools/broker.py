@@ -10,6 +10,7 @@ is SASL_SSL with SCRAM users and ACLs enforced. Only Java 17 and Maven are assum
     python -m devtools.broker fetch
     python -m devtools.broker up [--port 9092] [--secure] [--brokers 3]
     python -m devtools.broker down
+    python -m devtools.broker tool kafka-consumer-groups --bootstrap-server ... --describe ...
 """
 
 from __future__ import annotations
@@ -99,13 +100,24 @@ def java(heap: str = "256m", log4j: Path | None = None) -> list[str]:
     return argv
 
 
+# Kafka's own command-line tools (bin/kafka-*.sh in a release) by their script names.
+TOOLS = {
+    "kafka-acls": "org.apache.kafka.tools.AclCommand",
+    "kafka-configs": "kafka.admin.ConfigCommand",
+    "kafka-console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "kafka-console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "kafka-topics": "org.apache.kafka.tools.TopicCommand",
+}
+
+
 def run_tool(
-    main_class: str, *args: str, timeout: float = 120.0, stdin: str | None = None
+    name: str, *args: str, timeout: float = 120.0, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """One of Kafka's own command-line tools from the jars, e.g.
-    `org.apache.kafka.tools.consumer.group.ConsumerGroupCommand` (kafka-consumer-groups)."""
+    """One of Kafka's own tools from the jars, by script name (`kafka-consumer-groups`)
+    or main class."""
     return subprocess.run(
-        [*java(), main_class, *args],
+        [*java(), TOOLS.get(name, name), *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -349,7 +361,12 @@ def main() -> None:
     up.add_argument("--secure", action="store_true", help="SASL_SSL, SCRAM users, ACLs")
     up.add_argument("--brokers", type=int, choices=(1, 3), default=1)
     sub.add_parser("down", help="stop the broker(s) started by 'up'")
+    tool = sub.add_parser("tool", help=f"run one of Kafka's tools: {', '.join(TOOLS)}")
+    tool.add_argument("name", choices=sorted(TOOLS))
+    tool.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    if args.cmd == "tool":  # stdin and stdout are the tool's own
+        raise SystemExit(subprocess.call([*java(), TOOLS[args.name], *args.args]))
     if args.cmd == "fetch":
         log.info("Kafka jars ready in %s", fetch())
     elif args.cmd == "up":
