@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -149,7 +149,7 @@ def produce_all(
 
 def produce_in_transaction(
     producer: Producer,
-    outputs: Iterable[OutRecord],
+    outputs: Sequence[OutRecord],
     offsets: list[TopicPartition] | None = None,
     group_metadata: Any = None,
 ) -> None:
@@ -181,7 +181,8 @@ def produce_in_transaction(
                 f"could not abort a failed transaction ({error.str()}): {abort_exc.args[0].str()}"
             ) from abort_exc
         raise RetriableError(f"transaction aborted: {error.str()}") from exc
-    kafka_auth.current().succeeded()
+    # Records written (or, for an offsets-only transaction, the group read) as allowed.
+    kafka_auth.current().succeeded(except_operations=() if outputs else ("WRITE",))
 
 
 def _report_refusals(error: KafkaError, refused: list[tuple[KafkaError, str]]) -> None:

@@ -59,8 +59,7 @@ class Refusals:
         self.alerter: Alerter | None = None
         self._clock = clock
         self._lock = threading.Lock()
-        self._logged: dict[tuple[str, str], float] = {}
-        self._active = False
+        self._active: dict[tuple[str, str], float] = {}  # (operation, resource) -> logged at
 
     def refused(self, error: KafkaError, operation: str, resource: str) -> str:
         """Kafka refused `operation` (READ, WRITE, AUTHENTICATE...) on `resource` ("topic
@@ -72,11 +71,10 @@ class Refusals:
         REFUSALS.labels(operation=operation, resource=resource).inc()
         now = self._clock()
         with self._lock:
-            last = self._logged.get((operation, resource))
+            last = self._active.get((operation, resource))
             due = last is None or now - last >= RELOG_S
             if due:
-                self._logged[operation, resource] = now
-            self._active = True
+                self._active[operation, resource] = now
         if due:
             log.error(
                 message,
@@ -87,13 +85,17 @@ class Refusals:
             self.alerter.fire(ALL_TENANTS, CONDITION, message)
         return message
 
-    def succeeded(self) -> None:
-        """An operation went through: the refusals (if any) are over."""
+    def succeeded(self, *, except_operations: tuple[str, ...] = ()) -> None:
+        """Operations went through: the refusals (if any) are over, but those of
+        `except_operations`, which what succeeded did not exercise (an offsets-only
+        commit says nothing of WRITE on a topic)."""
         with self._lock:
             if not self._active:
                 return
-            self._active = False
-            self._logged.clear()
+            for key in [k for k in self._active if k[0] not in except_operations]:
+                del self._active[key]
+            if self._active:
+                return
         log.info("Kafka accepts %s's operations again", self.principal)
         health.current().resolve(PROBLEM)
         if self.alerter is not None:

@@ -330,7 +330,7 @@ class RunLoop:
             except KafkaException as new_exc:
                 raise FatalError(f"{exc.message}; no new producer: {new_exc}") from new_exc
             raise
-        self._done(offsets)
+        self._done(offsets, batch)
 
     def _produce_then_commit(
         self, batch: list[Message], outputs: list[OutRecord], ends: Ends
@@ -367,11 +367,13 @@ class RunLoop:
             # which is harmless because every write downstream is idempotent.
             log.warning("%s: offsets not committed: %s", self.stage, error.str())
             return
-        self._done(offsets)
+        self._done(offsets, batch)
 
-    def _done(self, offsets: list[TopicPartition]) -> None:
+    def _done(self, offsets: list[TopicPartition], batch: list[Message]) -> None:
         self._commits.committed(offsets)
-        kafka_auth.current().succeeded()
+        if not self.transactional:  # (produce_in_transaction says it for transactions)
+            written = ("WRITE",) if not batch else ()
+            kafka_auth.current().succeeded(except_operations=written)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         _log_revoke(consumer, partitions)
