@@ -38,6 +38,9 @@ DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
 # at start-up.
 FINGERPRINTS = FINGERPRINTS_TOPIC
 
+# Each consuming stage's input: the only topics replay and redrive ever write to.
+INPUTS = {"transform": RAW, "load": CANONICAL}
+
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
 
 
