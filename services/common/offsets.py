@@ -132,6 +132,20 @@ class LostOffsets:
             )
             _restart_from_beginning(consumer, topic, partition)
             return
+        if self.policy == "earliest":
+            message = self._lost(consumer, topic, partition, offset)
+            log.warning("%s; going on from the earliest (KAFKA_LOST_OFFSETS=earliest)", message)
+            _restart_from_beginning(consumer, topic, partition)
+            return
+        # Stopping: say every partition's loss at once, not only the first one noticed.
+        losses = [self._lost(consumer, topic, partition, offset)]
+        losses += [self._lost(consumer, *gone) for gone in _behind(consumer, (topic, partition))]
+        message = losses[0] if len(losses) == 1 else f"{len(losses)} partitions lost records"
+        health.current().report(PROBLEM, message)
+        raise OffsetsLost(f"{message}. Stopped (KAFKA_LOST_OFFSETS=stop)")
+
+    def _lost(self, consumer: Consumer, topic: str, partition: int, offset: int) -> str:
+        """Log, count and alert the records of `partition` from `offset` that are gone."""
         try:
             low, _high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
         except KafkaException:
@@ -139,12 +153,12 @@ class LostOffsets:
         lost = (
             f"offsets {offset} to {low - 1} ({low - offset} records)"
             if low > offset
-            else (f"records from offset {offset}")
+            else f"records from offset {offset}"
         )
         message = (
             f"{self.stage}: {topic}[{partition}]: {lost} were deleted by retention before "
             f"this stage read them; they will not reach the targets. Recover with a resync "
-            f"of the tenants (docs/operations.md, 'Offsets lost')"
+            f"of the tenants (docs/operations.md, 'Offsets lost to retention')"
         )
         LOST.labels(stage=self.stage, topic=topic, partition=str(partition)).inc(
             max(low - offset, 0)
@@ -152,18 +166,27 @@ class LostOffsets:
         log.error(message, extra={"topic": topic, "partition": partition, "offset": offset})
         if self.alerter is not None:
             self.alerter.fire(ALL_TENANTS, CONDITION, message)
-        if self.policy == "earliest":
-            log.warning(
-                "%s: %s[%d]: going on from offset %d (KAFKA_LOST_OFFSETS=earliest)",
-                self.stage,
-                topic,
-                partition,
-                low,
-            )
-            _restart_from_beginning(consumer, topic, partition)
-            return
-        health.current().report(PROBLEM, message)
-        raise OffsetsLost(f"{message}. Stopped (KAFKA_LOST_OFFSETS=stop)")
+        return message
+
+
+def _behind(consumer: Consumer, noticed: tuple[str, int]) -> list[tuple[str, int, int]]:
+    """The other assigned partitions whose committed offset retention has deleted."""
+    others = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) != noticed]
+    try:
+        committed = consumer.committed(others, timeout=10) if others else []
+    except KafkaException:
+        return []
+    behind = []
+    for tp in committed:
+        if tp.offset < 0:
+            continue
+        try:
+            low, _high = consumer.get_watermark_offsets(tp, timeout=10)
+        except KafkaException:
+            continue
+        if tp.offset < low:
+            behind.append((tp.topic, tp.partition, tp.offset))
+    return behind
 
 
 def _restart_from_beginning(consumer: Consumer, topic: str, partition: int) -> None:

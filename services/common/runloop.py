@@ -166,7 +166,7 @@ class RunLoop:
         except OffsetsLost as exc:
             # Stopped, not exited: /readyz keeps saying why (no crash loop) until SIGTERM.
             self._close()
-            log.error("%s: %s; waiting to be stopped", self.stage, exc.message)  # noqa: TRY400
+            log.error("%s; waiting to be stopped", exc.message)  # noqa: TRY400
             while not self.stopper.wait(3600):
                 pass
             raise
