@@ -130,5 +130,6 @@ def apply(kafka: KafkaSettings, acls: Iterable[Acl], timeout: float = 30.0) -> i
         try:
             future.result(timeout)
         except KafkaException as exc:
-            raise RetriableError(f"could not create ACL {binding}: {exc.args[0].str()}") from exc
+            error = exc.args[0]
+            raise RetriableError(f"could not create ACL {binding}: {error.name()}") from exc
     return len(bindings)

@@ -1,0 +1,77 @@
+"""The secured session broker refuses what it must, through the project's own clients:
+no credentials, a wrong password, a principal writing outside its ACLs, the operator
+granting itself ACLs. Each refusal the clients see is reported by `kafka_auth`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import KafkaError
+
+from devtools.broker import LocalBroker
+from services.common import health, kafka_auth, topics
+from services.common.errors import RetriableError
+from services.common.kafka import make_producer
+from services.common.settings import KafkaSettings
+from services.ops import acls
+from tests.kafka_support import harness_settings, principal_settings
+
+
+def deliver(
+    kafka: KafkaSettings, topic: str, timeout: float = 15.0, until: Callable[[], bool] | None = None
+) -> list[KafkaError | None]:
+    """Produce one record; what its delivery report said (nothing if none came before
+    `timeout`, or before `until` holds)."""
+    outcome: list[KafkaError | None] = []
+    producer = make_producer(kafka, **{"message.timeout.ms": int(timeout * 1000)})
+    producer.produce(topic, b"x", on_delivery=lambda err, _msg: outcome.append(err))
+    deadline = time.monotonic() + timeout + 5
+    while not outcome and time.monotonic() < deadline and not (until and until()):
+        producer.poll(0.2)
+    return outcome
+
+
+@pytest.fixture(autouse=True)
+def _refusals_cleared() -> None:
+    kafka_auth.current().succeeded()
+
+
+def test_the_secured_listener_refuses_what_no_credential_or_acl_allows(
+    secured_broker: LocalBroker, topic_prefix: str
+) -> None:
+    admin = harness_settings(secured_broker, topic_prefix)
+    topics.create_topics(admin)
+    acls.apply(admin, acls.plan(admin))
+    raw = admin.topic(topics.RAW)
+    loader = principal_settings(secured_broker, "loader", topic_prefix)
+
+    # No credentials at all: TLS, but no SASL.
+    anonymous = loader.model_copy(
+        update={"security_protocol": "SSL", "sasl_mechanism": None, "sasl_username": None}
+    )
+    outcome = deliver(anonymous, raw, timeout=4)
+    assert len(outcome) == 1
+    assert outcome[0] is not None  # never delivered
+
+    # A wrong password: the client's error callback reports the refusal.
+    wrong = KafkaSettings.model_validate(
+        {**loader.model_dump(exclude={"sasl_password_file"}), "sasl_password": "wrong"}
+    )
+    deliver(wrong, raw, until=lambda: kafka_auth.PROBLEM in health.current().problems)
+    problem = health.current().problems[kafka_auth.PROBLEM]
+    assert problem.startswith("Kafka refused AUTHENTICATE on the cluster to User:siesa-sync-loader")
+    assert "invalid credentials" in problem
+    kafka_auth.current().succeeded()
+
+    # The loader's principal writing the raw topic: authenticated, not authorized.
+    outcome = deliver(loader, raw)
+    assert [e.code() if e else None for e in outcome] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    # ...while the extractor's, whose topic it is, may.
+    assert deliver(principal_settings(secured_broker, "extractor", topic_prefix), raw) == [None]
+
+    # The operator cannot grant itself more.
+    operator = principal_settings(secured_broker, "operator", topic_prefix)
+    with pytest.raises(RetriableError, match="CLUSTER_AUTHORIZATION_FAILED"):
+        acls.apply(operator, acls.plan(operator)[:1])
