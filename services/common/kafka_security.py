@@ -195,6 +195,8 @@ def _tls_problems(kafka: KafkaSettings) -> list[str]:
         problems.append(f"setting {env('ssl_key_password')}: set, but there is no key")
     for field in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
         path: Path | None = getattr(kafka, field)
+        if field == "ssl_ca_location" and str(path) == "probe":
+            continue  # librdkafka looks for the system's CA bundle itself
         if path is not None and not path.is_file():
             problems.append(f"setting {env(field)}: no file {path}")
     return problems
