@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,19 +77,24 @@ class LocalCluster:
             for i, port in enumerate(self.ports)
         ]
         try:
-            # A node answers once the quorum is up, so all are launched before any wait.
-            for node in self.nodes:
-                node.launch()
-            for node in self.nodes:
-                node.wait(timeout)
+            # A node answers once the quorum is up, so all are launched (formatted and
+            # started, side by side) before any is waited for.
+            self._each(lambda node: node.launch())
+            self._each(lambda node: node.wait(timeout))
         except BaseException:
             self.stop()
             raise
         return self.bootstrap
 
     def stop(self) -> None:
-        for node in reversed(self.nodes):
-            node.stop()
+        """Stop every node at once: one by one, the last ones would wait for a quorum
+        that is already gone."""
+        self._each(lambda node: node.stop())
+
+    def _each(self, action: Callable[[LocalBroker], None]) -> None:
+        with ThreadPoolExecutor(max(1, len(self.nodes))) as pool:
+            for future in [pool.submit(action, node) for node in self.nodes]:
+                future.result()
 
     def node(self, node_id: int) -> LocalBroker:
         return self.nodes[node_id - 1]

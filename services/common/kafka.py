@@ -95,7 +95,14 @@ def make_producer(
         Producer, producer_config(kafka, transactional_id=transactional_id, **overrides)
     )
     if transactional_id:
-        producer.init_transactions(30)
+        try:
+            producer.init_transactions(30)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if kafka_auth.is_refusal(error):
+                resource = f"transactional id {transactional_id}"
+                kafka_auth.current().refused(error, "WRITE", resource)
+            raise
     return producer
 
 
