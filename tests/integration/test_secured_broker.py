@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError
 
 from devtools.broker import LocalBroker
+from services.cli.commands import send_command
 from services.common import health, kafka_auth, topics
-from services.common.errors import RetriableError
+from services.common.dlq import dead_letter_record
+from services.common.errors import RetriableError, SkippableError
 from services.common.kafka import make_producer
+from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.ops import acls
+from services.ops.dlq import dead_letters, redrive
+from services.ops.replay import replay
+from services.ops.status import default_stages, tenant_status
 from tests.kafka_support import harness_settings, principal_settings
+
+GROUPS = ("siesa-sync-transformer", "siesa-sync-loader")
 
 
 def deliver(
@@ -42,8 +52,8 @@ def test_the_secured_listener_refuses_what_no_credential_or_acl_allows(
     secured_broker: LocalBroker, topic_prefix: str
 ) -> None:
     admin = harness_settings(secured_broker, topic_prefix)
-    topics.create_topics(admin)
     acls.apply(admin, acls.plan(admin))
+    topics.create_topics(admin)
     raw = admin.topic(topics.RAW)
     loader = principal_settings(secured_broker, "loader", topic_prefix)
 
@@ -75,3 +85,39 @@ def test_the_secured_listener_refuses_what_no_credential_or_acl_allows(
     operator = principal_settings(secured_broker, "operator", topic_prefix)
     with pytest.raises(RetriableError, match="CLUSTER_AUTHORIZATION_FAILED"):
         acls.apply(operator, acls.plan(operator)[:1])
+
+
+def test_the_operator_runs_every_command_under_its_acls_alone(
+    secured_broker: LocalBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    admin = harness_settings(secured_broker, topic_prefix)
+    acls.apply(admin, acls.plan(admin))
+    operator = principal_settings(secured_broker, "operator", topic_prefix).for_client("cli")
+    assert set(topics.create_topics(operator).values()) == {"created"}
+    assert set(topics.create_topics(operator).values()) == {"exists"}
+    # A product went through, another failed at the load stage (written as the harness).
+    producer = make_producer(admin)
+    canonical = admin.topic(topics.CANONICAL)
+    producer.produce(canonical, key=b"acme/A", value=b"A1")
+    producer.flush(30)
+    letter = dead_letter_record(
+        key=b"acme/B",
+        value=b"B1",
+        error=SkippableError("refused", tenant="acme", error_class="target_rejected"),
+        stage="load",
+        dlq_topic=admin.topic(topics.DLQ),
+        source=(canonical, 0, 0),
+        tenant="acme",
+    )
+    producer.produce(letter.topic, key=letter.key, value=letter.value, headers=letter.headers)
+    producer.flush(30)
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text("tenants: [{id: acme, target: {type: kong}}]\n")
+
+    rows = tenant_status(operator, default_serde(), tenants, default_stages(*GROUPS), only="acme")
+    assert [(r["tenant"], r["dead_lettered"]) for r in rows] == [("acme", 1)]
+    assert [d.key for d in dead_letters(operator)] == [b"acme/B"]
+    assert redrive(operator).summary()["sent"] == 1
+    assert replay(operator, "acme", "load", datetime.now(UTC) - timedelta(hours=1)).replayed >= 1
+    send_command(operator, "acme", "resync")
+    assert kafka_auth.PROBLEM not in health.current().problems
