@@ -6,6 +6,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SYSTEM := $(VENV)/.system-packages
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down up down demo test test-unit bench soak lint format clean
 
@@ -15,10 +16,15 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,console]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## create the venv and install the project with its dev tools
+# Chromium and promtool for the tests (apt-get when root on Debian; else says what to do).
+$(SYSTEM): $(STAMP) devtools/sysdeps.py
+	$(PY) devtools/sysdeps.py
+	touch $(SYSTEM)
+
+setup: $(STAMP) $(SYSTEM) ## create the venv, install the project with its dev tools, chromium and promtool
 
 kafka-fetch: $(STAMP) ## fetch the Kafka broker jars with Maven (cached in .cache/)
 	$(PY) -m devtools.broker fetch
@@ -40,7 +46,7 @@ down: $(STAMP) ## stop everything `make up` started
 demo: $(STAMP) ## run the whole pipeline: sync 5,000+ items into Kong and WMS, show live changes, stop
 	$(PY) -m devtools.demo demo
 
-test: $(STAMP) ## the whole test suite (unit, integration on a real broker, e2e)
+test: $(STAMP) $(SYSTEM) ## the whole test suite (unit, integration on a real broker, e2e)
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## unit tests only (no broker)

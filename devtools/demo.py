@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import secrets
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import yaml
 
 from devtools import procs
@@ -25,8 +30,15 @@ from devtools.stack import Credentials, Stack
 TENANTS = procs.ROOT / "config" / "tenants.yaml"
 FIXTURE_PAGE = procs.ROOT / "tests" / "fixtures" / "siesa-items-page.json"
 CREDENTIALS = procs.RUN_DIR / "credentials.json"
+CONSOLE_USERS = procs.RUN_DIR / "console-users.yaml"
 SEEDED = 5000
-PORTS = {"Kafka": 9092, "Siesa simulator": 8081, "Kong simulator": 8082, "WMS simulator": 8083}
+PORTS = {
+    "Kafka": 9092,
+    "Siesa simulator": 8081,
+    "Kong simulator": 8082,
+    "WMS simulator": 8083,
+    "console": 9100,
+}
 
 
 def say(text: str) -> None:
@@ -39,14 +51,57 @@ def check_ports() -> None:
         sys.exit(f"cannot start: {', '.join(busy)} in use (is `make up` running? `make down`)")
 
 
-def save_credentials(creds: Credentials) -> None:
+def save_credentials(creds: Credentials, **more: str) -> None:
     CREDENTIALS.parent.mkdir(parents=True, exist_ok=True)
     CREDENTIALS.touch(mode=0o600)
     CREDENTIALS.chmod(0o600)
-    CREDENTIALS.write_text(json.dumps(creds.__dict__, indent=2))
+    CREDENTIALS.write_text(json.dumps({**creds.__dict__, **more}, indent=2))
 
 
-def start_all() -> tuple[LocalBroker, Stack]:
+@dataclass(frozen=True)
+class Console:
+    url: str
+    user: str
+    password: str
+
+
+def start_console(stack: Stack) -> Console:
+    """The console on 127.0.0.1:9100 with one operator, its password generated now."""
+    from services.console.users import write_user
+
+    console = Console(f"http://127.0.0.1:{PORTS['console']}", "operator", secrets.token_urlsafe(12))
+    CONSOLE_USERS.unlink(missing_ok=True)
+    write_user(CONSOLE_USERS, console.user, "operator", console.password)
+    stack.start_console(CONSOLE_USERS, PORTS["console"])
+    save_credentials(
+        stack.credentials, console_user=console.user, console_password=console.password
+    )
+    return console
+
+
+def console_tenants(console: Console) -> list[str]:
+    """Log in as a browser would and read the tenants the overview lists."""
+    with httpx.Client(base_url=console.url, timeout=30) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+        form = {"username": console.user, "password": console.password, "next": "/"}
+        client.post("/login", data={**form, "csrf": token.group(1) if token else ""})
+        return re.findall(r'data-tenant="([^"]+)"', client.get("/").text)
+
+
+def show_console(console: Console, tenants: list[dict[str, Any]]) -> None:
+    want = sorted(t["id"] for t in tenants)
+    procs.wait_until(
+        lambda: sorted(console_tenants(console)) == want,
+        timeout=60,
+        interval=1.0,
+        what="the console listing the demo's tenants",
+    )
+    say("")
+    say(f"console: {console.url}  (shows tenants {', '.join(want)})")
+    say(f"  log in as {console.user!r} with password {console.password!r} (also in {CREDENTIALS})")
+
+
+def start_all() -> tuple[LocalBroker, Stack, Console]:
     """Start everything; if any step fails, stop what was started and re-raise."""
     procs.stop_recorded()  # leftovers of an interrupted run
     check_ports()
@@ -54,11 +109,12 @@ def start_all() -> tuple[LocalBroker, Stack]:
     stack = Stack(bootstrap=broker.bootstrap, free_health_ports=False)
     try:
         _start_all(broker, stack)
+        console = start_console(stack)
     except BaseException:
         stack.stop_all()
         broker.stop()
         raise
-    return broker, stack
+    return broker, stack, console
 
 
 def _start_all(broker: LocalBroker, stack: Stack) -> None:
@@ -79,6 +135,7 @@ def _start_all(broker: LocalBroker, stack: Stack) -> None:
         )
     say("starting extractor, transformer and loader...")
     stack.start_services()
+    say("starting the console...")
 
 
 def held(stack: Stack, tenant: dict[str, Any]) -> list[dict[str, Any]]:
@@ -223,7 +280,7 @@ def show_status(stack: Stack) -> None:
 
 
 def demo() -> None:
-    broker, stack = start_all()
+    broker, stack, console = start_all()
     try:
         started = time.monotonic()
         took = wait_for_sync(stack, stack.tenants, started)
@@ -233,6 +290,15 @@ def demo() -> None:
         kong = next(t for t in stack.tenants if t["target"]["type"] == "kong")
         dead_letter_fixed_and_redriven(stack, kong)
         show_status(stack)
+        show_console(console, stack.tenants)
+        keep = float(os.environ.get("DEMO_KEEP_S", "0"))
+        if keep > 0:
+            say(
+                f"  kept running {keep:.0f} s for you to look (DEMO_KEEP_S); `make up` keeps it all"
+            )
+            time.sleep(keep)
+        else:
+            say("  (stopped with the rest now: `make up` keeps it running, DEMO_KEEP_S=300 too)")
     finally:
         say("stopping everything...")
         stack.stop_all()
@@ -241,7 +307,8 @@ def demo() -> None:
 
 
 def up() -> None:
-    _, stack = start_all()
+    _, stack, console = start_all()
+    show_console(console, stack.tenants)
     say(
         f"up: Kafka {stack.bootstrap}, Siesa {stack.siesa_url}, Kong {stack.kong_url}, "
         f"WMS {stack.wms_url}"

@@ -53,6 +53,7 @@ class Credentials:
     kong_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     wms_user: str = "siesa-sync-wms"
     wms_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def tenant_env(self, tenant: str) -> dict[str, str]:
         prefix = env_prefix(tenant)
@@ -63,6 +64,7 @@ class Credentials:
             f"{prefix}_KONG_PASSWORD": self.kong_password,
             f"{prefix}_WMS_USERNAME": self.wms_user,
             f"{prefix}_WMS_PASSWORD": self.wms_password,
+            f"{prefix}_WEBHOOK_SECRET": self.webhook_secret,
         }
 
 
@@ -74,6 +76,7 @@ class Stack:
     kong_port: int = 8082
     topic_prefix: str = ""
     wms_port: int = 8083
+    webhook_port: int = 8084
     credentials: Credentials = field(default_factory=Credentials)
     tenants: list[dict[str, Any]] = field(default_factory=list)
     processes: dict[str, procs.Process] = field(default_factory=dict)
@@ -102,6 +105,10 @@ class Stack:
         return f"http://127.0.0.1:{self.wms_port}"
 
     @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}"
+
+    @property
     def tenants_file(self) -> Path:
         return self.run_dir / "tenants.yaml"
 
@@ -123,8 +130,11 @@ class Stack:
             "target": {
                 "type": "kong",
                 "base_url": self.kong_url,
-                "username": {"env": f"{env}_KONG_USERNAME"},
-                "password": {"env": f"{env}_KONG_PASSWORD"},
+                "auth": {
+                    "type": "login",
+                    "username": {"env": f"{env}_KONG_USERNAME"},
+                    "password": {"env": f"{env}_KONG_PASSWORD"},
+                },
                 "settings": {"type_id": 1, "customer_id": 100},
                 **target,
             },
@@ -139,8 +149,27 @@ class Stack:
         config["target"] = {
             "type": "wms",
             "base_url": self.wms_url,
-            "username": {"env": f"{env}_WMS_USERNAME"},
-            "password": {"env": f"{env}_WMS_PASSWORD"},
+            "auth": {
+                "type": "login",
+                "username": {"env": f"{env}_WMS_USERNAME"},
+                "password": {"env": f"{env}_WMS_PASSWORD"},
+            },
+            **target,
+        }
+        return config
+
+    def webhook_tenant(
+        self, tenant: str, company: int, *, poll_interval_s: float = 1.0, **target: Any
+    ) -> dict[str, Any]:
+        """A tenant reading `company` from the Siesa simulator into the webhook receiver."""
+        config = self.kong_tenant(tenant, company, poll_interval_s=poll_interval_s)
+        config["target"] = {
+            "type": "webhook",
+            "base_url": self.webhook_url,
+            "settings": {
+                "path": "/products",
+                "secret": {"env": f"{env_prefix(tenant)}_WEBHOOK_SECRET"},
+            },
             **target,
         }
         return config
@@ -169,30 +198,42 @@ class Stack:
     # -- processes ----------------------------------------------------------------
 
     def start_simulators(self, timeout: float = 30.0) -> None:
-        creds = self.credentials
-        self._start(
-            "sim-siesa",
-            ["sim", "siesa", "--port", str(self.siesa_port)],
-            {"SIESA_SIM_CONNI_KEY": creds.conni_key, "SIESA_SIM_CONNI_TOKEN": creds.conni_token},
-        )
-        self._start(
-            "sim-kong",
-            ["sim", "kong", "--port", str(self.kong_port)],
-            {"KONG_SIM_USERS": f"{creds.kong_user}:{creds.kong_password}"},
-        )
-        for name, url in (("sim-siesa", self.siesa_url), ("sim-kong", self.kong_url)):
-            self._wait_http(name, f"{url}/_admin/stats", timeout)
-        if any(t["target"]["type"] == "wms" for t in self.tenants):
-            self.start_wms_simulator(timeout)
+        """Siesa and Kong, and the WMS and webhook receiver when a tenant writes to them;
+        started together, then waited for."""
+        used = {t["target"]["type"] for t in self.tenants}
+        names = ["siesa", "kong", *(n for n in ("wms", "webhook") if n in used)]
+        for name in names:
+            self._start(f"sim-{name}", *self._simulator(name))
+        for name in names:
+            self._wait_http(f"sim-{name}", f"{self.sim_url(name)}/_admin/stats", timeout)
+
+    def start_simulator(self, name: str, timeout: float = 30.0) -> None:
+        """One simulator: `siesa` (extractor tests need no target), `kong`, `wms`, `webhook`."""
+        self._start(f"sim-{name}", *self._simulator(name))
+        self._wait_http(f"sim-{name}", f"{self.sim_url(name)}/_admin/stats", timeout)
 
     def start_wms_simulator(self, timeout: float = 30.0) -> None:
+        self.start_simulator("wms", timeout)
+
+    def start_siesa_simulator(self, timeout: float = 30.0) -> None:
+        self.start_simulator("siesa", timeout)
+
+    def sim_url(self, name: str) -> str:
+        port = {"siesa": self.siesa_port, "kong": self.kong_port, "wms": self.wms_port}
+        return f"http://127.0.0.1:{port.get(name, self.webhook_port)}"
+
+    def _simulator(self, name: str) -> tuple[list[str], dict[str, str]]:
         creds = self.credentials
-        self._start(
-            "sim-wms",
-            ["sim", "wms", "--port", str(self.wms_port)],
-            {"WMS_SIM_USERS": f"{creds.wms_user}:{creds.wms_password}"},
-        )
-        self._wait_http("sim-wms", f"{self.wms_url}/_admin/stats", timeout)
+        env = {
+            "siesa": {
+                "SIESA_SIM_CONNI_KEY": creds.conni_key,
+                "SIESA_SIM_CONNI_TOKEN": creds.conni_token,
+            },
+            "kong": {"KONG_SIM_USERS": f"{creds.kong_user}:{creds.kong_password}"},
+            "wms": {"WMS_SIM_USERS": f"{creds.wms_user}:{creds.wms_password}"},
+            "webhook": {"WEBHOOK_SIM_SECRET": creds.webhook_secret},
+        }[name]
+        return ["sim", name, "--port", str(self.sim_url(name).rsplit(":", 1)[1])], env
 
     def start_loader(self, name: str = "loader", **settings: str) -> None:
         """One more loader process (`LOADER_<KEY>` env from `settings`), e.g.
@@ -203,16 +244,6 @@ class Stack:
             **{f"LOADER_{k.upper()}": v for k, v in settings.items()},
         }
         self._start(name, ["run", "loader"], env)
-
-    def start_siesa_simulator(self, timeout: float = 30.0) -> None:
-        """Only the Siesa simulator (extractor tests need no target)."""
-        creds = self.credentials
-        self._start(
-            "sim-siesa",
-            ["sim", "siesa", "--port", str(self.siesa_port)],
-            {"SIESA_SIM_CONNI_KEY": creds.conni_key, "SIESA_SIM_CONNI_TOKEN": creds.conni_token},
-        )
-        self._wait_http("sim-siesa", f"{self.siesa_url}/_admin/stats", timeout)
 
     def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
         self.write_tenants()
@@ -227,6 +258,26 @@ class Stack:
                 # downstream readers waiting for that transaction to time out.
                 env.setdefault(f"{name.upper()}_INSTANCE_ID", name)
             self._start(name, ["run", name], env)
+
+    def start_console(self, users_file: Path, port: int, timeout: float = 30.0) -> str:
+        """`siesa-sync console` on ``port`` for this stack's topics and tenants, reading
+        the services' /metrics; its users from ``users_file``. Returns its base URL."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "PYTHONUNBUFFERED": "1",
+            "CONSOLE_PORT": str(port),
+            "CONSOLE_USERS_FILE": str(users_file),
+            "CONSOLE_TENANTS_FILE": str(self.tenants_file),
+            "CONSOLE_METRICS_URLS": ",".join(f"{self.health_url(n)}/metrics" for n in SERVICES),
+            "CONSOLE_REFRESH_S": "2",
+            "CONSOLE_METRICS_INTERVAL_S": "2",
+            **{k: v for k, v in self.service_env.items() if k.startswith("CONSOLE_")},
+        }
+        self._start("console", ["console"], env)
+        url = f"http://127.0.0.1:{port}"
+        self._wait_http("console", f"{url}/login", timeout)
+        return url
 
     def health_url(self, name: str) -> str:
         """The base URL of service `name`'s health and metrics endpoints."""
@@ -340,21 +391,23 @@ class Stack:
         items: list[dict[str, Any]] = response.json()
         return items
 
-    def kong_skus(self) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.kong_url}/_admin/skus", timeout=60)
+    def held(self, target: str) -> list[dict[str, Any]]:
+        """What target simulator `kong`, `wms` or `webhook` stores now."""
+        url, path = {
+            "kong": (self.kong_url, "skus"),
+            "wms": (self.wms_url, "products"),
+            "webhook": (self.webhook_url, "products"),
+        }[target]
+        response = httpx.get(f"{url}/_admin/{path}", timeout=60)
         response.raise_for_status()
-        skus: list[dict[str, Any]] = response.json()
-        return skus
+        items: list[dict[str, Any]] = response.json()
+        return items
+
+    def kong_skus(self) -> list[dict[str, Any]]:
+        return self.held("kong")
 
     def wms_products(self) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.wms_url}/_admin/products", timeout=60)
-        response.raise_for_status()
-        products: list[dict[str, Any]] = response.json()
-        return products
-
-    def held(self, target: str) -> list[dict[str, Any]]:
-        """What target simulator `kong` or `wms` stores now."""
-        return self.kong_skus() if target == "kong" else self.wms_products()
+        return self.held("wms")
 
     def set_faults(self, url: str, **faults: Any) -> dict[str, Any]:
         """`POST {url}/_admin/faults` (a simulator's base URL): replaces its faults."""

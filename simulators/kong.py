@@ -47,6 +47,13 @@ def _positive_int(raw: str | None) -> int | None:
     return value if value is not None and value > 0 else None
 
 
+def _matches(sku: dict[str, Any], external_id: str | None, customer_id: str | None) -> bool:
+    """Whether ``sku`` passes the list filters given (an unparsable customer_id: no)."""
+    if external_id and sku["external_id"] != external_id:
+        return False
+    return not customer_id or str(sku["customer_id"]) == customer_id.strip()
+
+
 class KongSimulator(TargetAdmin):
     """The simulator's state (users, issued tokens, SKUs, stats) and endpoints."""
 
@@ -135,11 +142,15 @@ class KongSimulator(TargetAdmin):
         )
 
     async def sku_detail(self, request: Request) -> Response:
-        """``GET|PUT|PATCH /inventory/skus/{id}/``."""
+        """``GET|PUT|PATCH /inventory/skus/{id}/``. Like DRF's generic views, the list's
+        filters (``external_id``, ``customer_id``) apply to the object too: a SKU that
+        does not match them is not found, so ``PATCH .../5/?external_id=X`` is
+        conditional on SKU 5 still being X's."""
         if not self._authenticated(request):
             return JSONResponse(INVALID_TOKEN, status_code=401)
         sku = self.skus.get(int(request.path_params["id"]))
-        if sku is None:
+        params = request.query_params
+        if sku is None or not _matches(sku, params.get("external_id"), params.get("customer_id")):
             return JSONResponse(NOT_FOUND, status_code=404)
         if request.method == "GET":
             return JSONResponse(public(sku))

@@ -133,6 +133,7 @@ def stack(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[S
         kong_port=procs.free_port(),
         topic_prefix=topic_prefix,
         wms_port=procs.free_port(),
+        webhook_port=procs.free_port(),
     )
     try:
         yield stack

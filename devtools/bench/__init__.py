@@ -51,6 +51,7 @@ def bench_stack(bootstrap: str, run_dir: Path) -> Stack:
         siesa_port=procs.free_port(),
         kong_port=procs.free_port(),
         wms_port=procs.free_port(),
+        webhook_port=procs.free_port(),
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
     )
 

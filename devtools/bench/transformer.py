@@ -1,18 +1,22 @@
 """Transformer throughput through Kafka against a raw loop on the same broker.
 
 N RawItems (rows like the fixture page) are put on a fresh raw topic; then a real
-transformer process maps them to a fresh canonical topic. In the same run, the raw loop
-(devtools/bench/rawloop.py: the same RunLoop, consume → fastavro decode → encode →
-produce, no mapping) does the same, once in transactions like the transformer and once
-without. Each rate is output records over the span of their broker timestamps (first to
-last record read back with read_committed), so process start-up and the group join are
-not counted. Three rounds, alternating; each figure is the median of its rounds.
+transformer process maps them to a fresh canonical topic: once with the default
+mapping, once with one whose fields also run patterns and expressions (`SANDBOXED`),
+which is what the sandbox's bounds (watchdog, sizes, regex timeouts) cost. In the same
+run, the raw loop (devtools/bench/rawloop.py: the same RunLoop, consume → fastavro
+decode → encode → produce, no mapping) does the same, once in transactions like the
+transformer and once without. Each rate is output records over the span of their broker
+timestamps (first to last record read back with read_committed), so process start-up
+and the group join are not counted. Three rounds, alternating; each figure is the
+median of its rounds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import statistics
 import uuid
 from pathlib import Path
@@ -34,6 +38,27 @@ COUNT = 20_000
 ROUNDS = 3
 BATCH = 500
 PAGE = ROOT / "tests" / "fixtures" / "siesa-items-page.json"
+# The default mapping plus two patterns and two expressions; it rejects no bench row.
+SANDBOXED = """\
+name: bench-sandboxed
+extends: siesa-items
+fields:
+  sku:
+    source: f120_referencia
+    required: true
+    pattern: "[A-Z0-9][A-Z0-9-]{0,49}"
+  barcode:
+    source: f120_codigo_barras
+    pattern: "\\\\d{8}|\\\\d{12,13}"
+    on_mismatch: "null"
+  display_name:
+    source: [f120_descripcion_comercial, f120_descripcion]
+    expr: "collapse(value) if value else value"
+  weight_kg:
+    source: f120_peso
+    convert: decimal
+    expr: "round(value / 1000, 6) if value is not None else None"
+"""
 
 
 def raw_items(count: int) -> list[tuple[str, bytes]]:
@@ -129,11 +154,26 @@ def run(bootstrap: str, workdir: Path) -> list[Figure]:
     stack = Stack(bootstrap=bootstrap, run_dir=workdir)
     stack.tenants = [stack.kong_tenant("bench", 8585)]
     stack.write_tenants()
+    sandboxed = Stack(bootstrap=bootstrap, run_dir=workdir / "sandboxed")
+    sandboxed.tenants = [{**sandboxed.kong_tenant("bench", 8585), "mapping": "bench-sandboxed"}]
+    sandboxed.write_tenants()
+    mappings = workdir / "mappings"
+    shutil.copytree(ROOT / "mappings", mappings, dirs_exist_ok=True)
+    (mappings / "bench-sandboxed.yaml").write_text(SANDBOXED)
     batch = {"TRANSFORMER_BATCH_SIZE": str(BATCH), "RAWLOOP_BATCH_SIZE": str(BATCH)}
     contenders = {
         "transformer": (
             procs.python_module("services.transformer"),
             {**stack.env(), **batch, "TRANSFORMER_LOG_LEVEL": "WARNING"},
+        ),
+        "transformer-sandboxed": (
+            procs.python_module("services.transformer"),
+            {
+                **sandboxed.env(),
+                **batch,
+                "TRANSFORMER_LOG_LEVEL": "WARNING",
+                "TRANSFORMER_MAPPINGS_DIR": str(mappings),
+            },
         ),
         "rawloop-tx": (
             procs.python_module("devtools.bench.rawloop"),
@@ -150,7 +190,9 @@ def run(bootstrap: str, workdir: Path) -> list[Figure]:
     for round_no in range(ROUNDS):
         for name, (argv, env) in contenders.items():
             rates[name].append(measure(bootstrap, workdir, f"{name}-{round_no}", argv, env))
-    transformer, raw_tx, raw_plain = (statistics.median(rates[n]) for n in contenders)
+    transformer, sandboxed_rate, raw_tx, raw_plain = (
+        statistics.median(rates[n]) for n in contenders
+    )
     log.info("rounds: %s", {n: [round(r) for r in rs] for n, rs in rates.items()})
     return [
         Figure(
@@ -166,5 +208,12 @@ def run(bootstrap: str, workdir: Path) -> list[Figure]:
             "records/s",
             "raw loop: consume→decode→encode→produce, at least once",
             raw_plain,
+        ),
+        Figure(
+            "transformer, patterns and expressions (vs raw loop, transactional)",
+            sandboxed_rate,
+            "records/s",
+            "raw loop: consume→decode→encode→produce, transactional",
+            raw_tx,
         ),
     ]

@@ -6,6 +6,7 @@ import click
 
 from services.cli.acls import acls_command
 from services.cli.commands import pause, resume, resync
+from services.cli.console import console
 from services.cli.dlq import dlq
 from services.cli.mappings import mappings
 from services.cli.replay import replay_command
@@ -32,5 +33,6 @@ for command in (
     status,
     dlq,
     replay_command,
+    console,
 ):
     main.add_command(command)

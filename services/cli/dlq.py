@@ -11,13 +11,15 @@ import click
 from services.cli.common import (
     TIME,
     clean_errors,
+    cli_actor,
     echo_json,
     echo_table,
     kafka_settings,
     progress_bar,
 )
 from services.common.serde import default_serde
-from services.ops.dlq import DEFAULT_MAX_ATTEMPTS, Filters, dead_letters, redrive
+from services.ops import actions
+from services.ops.dlq import DEFAULT_MAX_ATTEMPTS, Filters, dead_letters
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,7 +28,7 @@ def filter_options(command: F) -> F:
     for option in reversed(
         [
             click.option("--tenant", help="only this tenant's dead letters"),
-            click.option("--error-class", help="only this error.class (e.g. validation)"),
+            click.option("--error-class", help="only this error.class (e.g. mapping)"),
             click.option("--since", type=TIME, help="failed at or after TIME (ISO or 2h, 30m)"),
         ]
     ):
@@ -91,9 +93,10 @@ def dlq_replay(
     """Send matching dead letters back to the stage that failed them, each once."""
     with progress_bar() as bar:
         task = bar.add_task("redriving", total=None)
-        report = redrive(
+        report = actions.redrive(
             kafka_settings(),
             Filters(tenant, error_class, since),
+            cli_actor(),
             max_attempts=max_attempts,
             dry_run=dry_run,
             progress=lambda done, total: bar.update(task, completed=done, total=total),

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from services.cli.common import echo_json, printable
 from services.common.errors import ConfigError, SkippableError
 from services.common.service import load_settings
 from services.extractor import rows
@@ -114,7 +115,7 @@ def raw_items(
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else printable(str(value))
     return text if len(text) <= CELL else text[: CELL - 1] + "…"
 
 
@@ -131,7 +132,7 @@ def table(outcome: Outcome) -> str:
         for r in [header, *lines]
     ]
     out.append(f"{len(outcome.products)} products, {len(outcome.rejections)} rejected")
-    out += [f"rejected {r['key']}: {r['reason']}" for r in outcome.rejections]
+    out += [printable(f"rejected {r['key']}: {r['reason']}") for r in outcome.rejections]
     return "\n".join(out)
 
 
@@ -161,17 +162,13 @@ def preview_command(tenant: str, as_json: bool, file: Path) -> None:
     outcome = preview(items, mapping)
     outcome.rejections[:0] = rejected
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "tenant": tenant,
-                    "mapping": {"name": mapping.name, "version": mapping.version},
-                    "products": outcome.products,
-                    "rejections": outcome.rejections,
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
+        echo_json(
+            {
+                "tenant": tenant,
+                "mapping": {"name": mapping.name, "version": mapping.version},
+                "products": outcome.products,
+                "rejections": outcome.rejections,
+            }
         )
     else:
         click.echo(f"tenant {tenant}, mapping {mapping.name}@{mapping.version}")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
+from rich.markup import escape
 
-from services.cli.common import TIME, clean_errors, kafka_settings, progress_bar
-from services.ops.replay import STAGE_INPUTS, replay
+from services.cli.common import TIME, clean_errors, cli_actor, kafka_settings, progress_bar
+from services.ops import actions
+from services.ops.replay import STAGE_INPUTS
 
 
 @click.command("replay")
@@ -27,13 +29,14 @@ def replay_command(tenant: str, since: datetime, until: datetime | None, stage: 
     if until is not None and until <= since:
         raise click.UsageError("--to must be after --from")
     with progress_bar() as bar:
-        task = bar.add_task(f"reading {tenant}'s window", total=None)
-        report = replay(
+        task = bar.add_task(escape(f"reading {tenant}'s window"), total=None)
+        report = actions.replay(
             kafka_settings(),
             tenant,
             stage,
             since,
             until,
+            cli_actor(),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     s = report.summary()

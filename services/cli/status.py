@@ -20,6 +20,14 @@ def _when(value: Any) -> str:
     return value.isoformat(timespec="seconds") if isinstance(value, datetime) else ""
 
 
+def _status(row: dict[str, Any]) -> str:
+    """``paused since <time> by <user>`` for a paused tenant (what is known of it)."""
+    if not row.get("paused"):
+        return str(row["status"])
+    by = f" by {row['paused_by']}" if row.get("paused_by") else ""
+    return f"paused since {_when(row.get('paused_since'))}{by}"
+
+
 @click.command()
 @click.option("--tenant", help="only this tenant")
 @click.option("--json", "as_json", is_flag=True, help="a JSON list, one object per tenant")
@@ -66,7 +74,7 @@ def status(tenant: str | None, as_json: bool, tenants_file: Path | None) -> None
             (
                 r["tenant"],
                 r["target"],
-                r["status"],
+                _status(r),
                 r["extracted"],
                 r["changed"],
                 r["transformed"],

@@ -27,8 +27,9 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from services.common import health, kafka_auth, metrics
+from services.common import health, kafka_auth, logs, metrics
 from services.common.alerts import Alerter
+from services.common.batch_stats import BatchStats
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SkippableError, SyncError
 from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
@@ -38,12 +39,9 @@ from services.common.offsets import (
     LostOffsets,
     OffsetsLost,
     first_offsets,
-    next_offsets,
 )
 from services.common.records import OutRecord, coordinates
 from services.common.tenants import tenant_of_key
-from services.common.topics import STATE
-from services.product import NAME
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +103,12 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
     def handle_batch(batch: list[Message]) -> BatchResult:
         result = BatchResult()
         for msg in batch:
+            topic, partition, offset = coordinates(msg)
             try:
-                outputs = handle(msg)
+                with logs.context(
+                    tenant=tenant_of_key(msg.key()), topic=topic, partition=partition, offset=offset
+                ):
+                    outputs = handle(msg)
                 result.outputs.extend(outputs)
                 result.counts["out"] += len(outputs)
             except SkippableError as exc:
@@ -114,7 +116,6 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
             except (RetriableError, FatalError):
                 raise
             except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, not lost
-                topic, partition, offset = coordinates(msg)
                 result.failures.append((msg, unexpected(exc, f"{topic}[{partition}]@{offset}")))
         return result
 
@@ -144,6 +145,9 @@ class RunLoop:
     # Told which partitions left this consumer, so such a handler drops what it holds of
     # them (the new owner reads them again from the committed offset).
     on_revoked: Callable[[list[TopicPartition]], None] | None = None
+    # Told which partitions this consumer was given, before any of their records is
+    # handled (the loader reads back what it keeps of them: the target ids).
+    on_assigned: Callable[[list[TopicPartition]], None] | None = None
     # Makes a new transactional producer (same transactional id) when the current one is
     # wedged (kafka.ProducerWedged); without it, a wedged producer stops the service.
     new_producer: Callable[[], Producer] | None = None
@@ -152,14 +156,26 @@ class RunLoop:
     group: str = ""
     lost_offsets: str = "stop"
     _failures_in_row: int = 0
-    _dead_lettered: Counter[str] = field(default_factory=Counter)
+    _stats: BatchStats = field(init=False)
     _commits: Commits = field(default_factory=Commits)
+    _assigned: set[tuple[str, int]] = field(default_factory=set)
     _closed: bool = False
 
+    def __post_init__(self) -> None:
+        self._stats = BatchStats(self.stage, self.alerter, self.alert_dlq_threshold)
+
     def run(self) -> None:
+        with logs.context(stage=self.stage):
+            self._run()
+
+    def _run(self) -> None:
         refusals = kafka_auth.current()
         refusals.alerter = refusals.alerter or self.alerter
-        self.consumer.subscribe(self.topics, on_assign=_on_assign, on_revoke=self._revoked)
+        self.consumer.subscribe(
+            self.topics, on_assign=self._assign, on_revoke=self._revoked, on_lost=self._lost
+        )
+        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(0)
+        metrics.CONSUMER_EVICTIONS.labels(stage=self.stage).inc(0)  # exported from the start
         log.info("%s consuming %s", self.stage, ", ".join(self.topics))
         try:
             self._consume(LostOffsets(self.stage, self.lost_offsets, self.alerter))
@@ -226,7 +242,7 @@ class RunLoop:
     def _process(self, batch: list[Message], ends: Ends) -> None:
         with metrics.BATCH_SECONDS.labels(stage=self.stage).time():
             self._process_timed(batch, ends)
-        self._record_lag(batch)
+        self._stats.lag(self.consumer, batch)
 
     def _process_timed(self, batch: list[Message], ends: Ends) -> None:
         try:
@@ -236,13 +252,20 @@ class RunLoop:
                 for msg, err in result.failures
             ]
             for msg, err in result.failures:
+                topic, partition, offset = coordinates(msg)
                 log.warning(
                     "dead-lettered %s[%d]@%d: %s",
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
+                    topic,
+                    partition,
+                    offset,
                     err.message,
-                    extra={"tenant": err.tenant, "error_class": err.error_class},
+                    extra={
+                        "tenant": err.tenant or tenant_of_key(msg.key()),
+                        "error_class": err.error_class,
+                        "topic": topic,
+                        "partition": partition,
+                        "offset": offset,
+                    },
                 )
             if self.transactional:
                 self._commit_in_transaction(batch, outputs, ends)
@@ -262,7 +285,7 @@ class RunLoop:
         self._failures_in_row = 0
         if not batch and not result.counts and not result.failures:
             return
-        self._count(batch, result)
+        self._stats.count(batch, result.outputs, result.failures)
         log.info(
             "%s: batch of %d done: %s, %d dead-lettered",
             self.stage,
@@ -271,45 +294,6 @@ class RunLoop:
             len(result.failures),
             extra={"batch": len(batch), "dead_lettered": len(result.failures)},
         )
-
-    def _count(self, batch: list[Message], result: BatchResult) -> None:
-        """Records in, out and dead-lettered per tenant, for /metrics."""
-        counts: Counter[tuple[str | None, str]] = Counter()
-        for msg in batch:
-            counts[tenant_of_key(msg.key()), "in"] += 1
-        for out in result.outputs:
-            if not out.topic.endswith(STATE):  # state records are bookkeeping, not output
-                counts[tenant_of_key(out.key), "out"] += 1
-        for _msg, err in result.failures:
-            counts[err.tenant or tenant_of_key(_msg.key()), "dead_lettered"] += 1
-        for (tenant, outcome), n in counts.items():
-            metrics.count_records(self.stage, tenant, outcome, n)
-            if outcome == "dead_lettered" and tenant:
-                self._alert_on_dead_letters(tenant, n)
-
-    def _alert_on_dead_letters(self, tenant: str, n: int) -> None:
-        """One alert when a tenant's dead letters (since start) pass the threshold."""
-        self._dead_lettered[tenant] += n
-        if self.alerter is not None and self._dead_lettered[tenant] >= self.alert_dlq_threshold:
-            self.alerter.fire(
-                tenant,
-                "dlq_growing",
-                f"{self._dead_lettered[tenant]} records dead-lettered at the {self.stage} "
-                f"stage since start (threshold {self.alert_dlq_threshold}); "
-                f"see `{NAME} dlq list --tenant {tenant}`",
-            )
-
-    def _record_lag(self, batch: list[Message]) -> None:
-        """Lag per partition seen in the batch, from the cached high watermarks."""
-        for tp in next_offsets(batch):
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if high >= 0:
-                metrics.CONSUMER_LAG.labels(
-                    stage=self.stage, topic=tp.topic, partition=str(tp.partition)
-                ).set(max(0, high - tp.offset))
 
     def _commit_in_transaction(
         self, batch: list[Message], outputs: list[OutRecord], ends: Ends
@@ -375,8 +359,23 @@ class RunLoop:
             written = ("WRITE",) if not batch else ()
             kafka_auth.current().succeeded(except_operations=written)
 
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.on_assigned is not None:
+            self.on_assigned(partitions)
+        _on_assign(consumer, partitions)
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(len(self._assigned))
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a handover: the group evicted this consumer."""
+        metrics.CONSUMER_EVICTIONS.labels(stage=self.stage).inc()
+        log.warning("%s lost %d partitions: evicted from its group", self.stage, len(partitions))
+        self._revoked(consumer, partitions)
+
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         _log_revoke(consumer, partitions)
+        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        metrics.ASSIGNED_PARTITIONS.labels(stage=self.stage).set(len(self._assigned))
         self._commits.revoked(partitions)
         if self.on_revoked is not None:
             self.on_revoked(partitions)

@@ -8,15 +8,16 @@ reported at once, naming the tenant and the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.common.errors import ConfigError
 from services.common.secrets import Secret, SecretRef
+from services.targets.config import TargetConfig
 
-__all__ = ["Secret", "SecretRef", "Target", "Tenant", "enabled", "load_tenants", "tenant_of_key"]
+__all__ = ["Secret", "SecretRef", "Tenant", "enabled", "load_tenants", "tenant_of_key"]
 
 SiesaMode = Literal["diff", "filter", "hybrid"]
 
@@ -63,27 +64,6 @@ class SiesaSource(BaseModel):
         return "hybrid" if self.change_date_column else "diff"
 
 
-class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: str
-    base_url: str
-    username: Secret
-    password: Secret
-    settings: dict[str, Any] = Field(default_factory=dict)
-    concurrency: int = Field(default=8, ge=1, le=64)
-    timeout_s: float = Field(default=30.0, gt=0)
-    # Requests per second this tenant may send to its target (None: no limit of ours).
-    rate_limit_rps: float | None = Field(default=None, gt=0)
-    # The Authorization scheme before the token (None: the adapter's, Kong `Token`,
-    # WMS `Bearer`).
-    auth_scheme: str | None = Field(default=None, min_length=1, pattern=r"^\S+$")
-    # The breaker opens after this many records in a row failed for a passing reason,
-    # and tries one record again after `breaker_cooldown_s` (or the target's Retry-After).
-    breaker_failures: int = Field(default=5, ge=1)
-    breaker_cooldown_s: float = Field(default=5.0, gt=0)
-
-
 class Tenant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -91,7 +71,7 @@ class Tenant(BaseModel):
     enabled: bool = True
     mapping: str = "siesa-items"
     siesa: SiesaSource
-    target: Target
+    target: TargetConfig  # a registered target's settings, by `type` (services/targets)
 
 
 class TenantsFile(BaseModel):

@@ -23,7 +23,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at
 
 from services.common.errors import ConfigError, RetriableError
 from services.common.kafka import make_admin
-from services.common.settings import KafkaSettings
+from services.common.settings import DAY_MS, KafkaSettings
 from services.product import FINGERPRINTS_TOPIC, RAW_TOPIC
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
 # The extractor's fingerprints, written in the same transactions as the rows, read back
 # at start-up.
 FINGERPRINTS = FINGERPRINTS_TOPIC
+AUDIT = "ops.audit.v1"  # who did what (console or CLI), kept a year
+# The target's id of each product, keyed <tenant>/<sku> like the canonical topic (so, with
+# the same partition count, a canonical partition's ids are on the same partition here).
+TARGET_IDS = "loader.target-ids.v1"
 
 # Each consuming stage's input: the only topics replay and redrive ever write to.
 INPUTS = {"transform": RAW, "load": CANONICAL}
@@ -58,6 +62,8 @@ SPECS = (
     TopicSpec(COMMANDS, {"cleanup.policy": "delete"}),
     TopicSpec(DLQ_REDRIVEN, COMPACTED),
     TopicSpec(FINGERPRINTS, {**COMPACTED, "segment.ms": str(3600 * 1000)}),
+    TopicSpec(AUDIT, {"cleanup.policy": "delete", "retention.ms": str(365 * DAY_MS)}),
+    TopicSpec(TARGET_IDS, {**COMPACTED, "segment.ms": str(3600 * 1000)}),
 )
 
 

@@ -9,14 +9,12 @@ from functools import partial
 
 from services.common import metrics, topics
 from services.common.alerts import Alerter
-from services.common.errors import ConfigError
 from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop, Stopper
 from services.common.serde import default_serde
 from services.common.service import run_service
 from services.common.state import read_states
 from services.common.tenants import enabled, load_tenants
-from services.loader.adapters import ADAPTERS
 from services.loader.breaker import Breaker
 from services.loader.service import Loader
 from services.loader.settings import LoaderSettings
@@ -25,19 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def start(settings: LoaderSettings, stopper: Stopper) -> None:
+    # Every target's settings are checked by their plugin's model as the file loads.
     tenants = {t.id: t for t in enabled(load_tenants(settings.tenants_file))}
-    unknown = [
-        f"{settings.tenants_file}: tenant {t.id}: target.type: no adapter for {t.target.type!r} "
-        f"(known: {', '.join(ADAPTERS)})"
-        for t in tenants.values()
-        if t.target.type not in ADAPTERS
-    ]
-    if unknown:
-        raise ConfigError(unknown)
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
     kafka = settings.kafka.for_client(writer)
-    # Adapters check their tenants' settings here, before anything connects.
     loader = Loader(
         serde=serde,
         tenants=tenants,
@@ -70,6 +60,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             batch_size=settings.batch_size,
             holds=loader.holds,
             on_revoked=loader.revoked,
+            on_assigned=loader.assigned,
             alerter=Alerter(settings.alert_webhook_url, "loader"),
             alert_dlq_threshold=settings.alert_dlq_threshold,
         ).run()

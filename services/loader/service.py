@@ -8,6 +8,10 @@ pending products of every tenant whose breaker lets it, different keys concurren
 has its breaker opened: its records stay pending (parked) while the partitions flow on
 for the other tenants, and the run loop commits offsets only below the oldest record
 still pending (`holds`), so nothing is lost on a crash or a rebalance.
+
+Each write is given the target id the product had when last written (`ids.py`), so an
+update is one call; an id that changed is written to `loader.target-ids.v1` with the
+batch's outputs, before its offsets are committed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from services.common import metrics
 from services.common.boundary import check_tenant
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
 from services.common.records import coordinates
@@ -30,9 +36,10 @@ from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.state import new_state, state_record
 from services.common.tenants import Tenant
-from services.loader.adapters import ADAPTERS
-from services.loader.adapters.base import Adapter, UpsertResult
 from services.loader.breaker import Breaker, BreakerState
+from services.loader.ids import TargetIds
+from services.targets import open_target
+from services.targets.base import Target, UpsertResult
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +62,19 @@ class Loader:
         kafka: KafkaSettings | None = None,
         writer: str = "loader",
         max_parked: int = 100_000,
+        targets: Mapping[str, Target] | None = None,
     ) -> None:
+        """`targets`: each tenant's target (default: opened from its settings)."""
         self.serde = serde
         self.tenants = tenants
         self.kafka = kafka
         self.writer = writer
         self.max_parked = max_parked
-        self.adapters: dict[str, Adapter] = {
-            t.id: ADAPTERS[t.target.type](t.id, t.target) for t in tenants.values()
-        }
+        self.targets: dict[str, Target] = dict(targets) if targets is not None else {}
+        for t in tenants.values():
+            if t.id not in self.targets:
+                self.targets[t.id] = open_target(t.id, t.target)
+        self.ids = TargetIds(kafka, serde, {t.id: t.target.identity for t in tenants.values()})
         self.breakers = {
             t.id: Breaker(t.id, t.target.breaker_failures, t.target.breaker_cooldown_s)
             for t in tenants.values()
@@ -84,8 +95,8 @@ class Loader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        for adapter in self.adapters.values():
-            adapter.close()
+        for target in self.targets.values():
+            target.close()
 
     # -- what the run loop asks ---------------------------------------------------------
 
@@ -106,6 +117,11 @@ class Loader:
         for queue in self._pending.values():
             for sku in [s for s, p in queue.items() if coordinates(p.msg)[:2] in gone]:
                 del queue[sku]
+        self.ids.revoked(partitions)
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Read back the target ids of newly assigned partitions."""
+        self.ids.assigned(partitions)
 
     def parked(self) -> int:
         return sum(len(queue) for queue in self._pending.values())
@@ -121,7 +137,7 @@ class Loader:
             try:
                 product = self.serde.decode_as("CanonicalProduct", msg.value())
                 check_tenant(msg.key(), product["tenant"])
-                if product["tenant"] not in self.adapters:
+                if product["tenant"] not in self.targets:
                     raise UnknownTenant(
                         f"tenant {product['tenant']}: no target configured for it",
                         tenant=product["tenant"],
@@ -149,7 +165,10 @@ class Loader:
                 continue
             # Half open: one record probes the target; the rest follow once it answers.
             todo = list(queue.values())[:1] if state is BreakerState.HALF_OPEN else queue.values()
-            work.extend((tenant, p, self._pool.submit(self._upsert, p.product)) for p in todo)
+            work.extend(
+                (tenant, p, self._pool.submit(self._upsert, p.product, self._known(p.product)))
+                for p in todo
+            )
         tallies: dict[str, Counter[str]] = {t: Counter() for t in self.tenants}
         for tenant, pending, future in work:
             breaker = self.breakers[tenant]
@@ -171,16 +190,24 @@ class Loader:
                 tallies[tenant]["failed"] += 1
             else:
                 breaker.succeeded()
+                metrics.observe_freshness(pending.msg, tenant)
                 result.counts[done.action] += 1
                 tallies[tenant]["loaded"] += 1
+                partition = coordinates(pending.msg)[1]
+                kept = self.ids.learned(tenant, done.sku, partition, done.target_id)
+                if kept is not None:
+                    result.outputs.append(kept)
             del self._pending[tenant][pending.product["sku"]]
         self._account(tallies)
 
-    def _upsert(self, product: dict[str, Any]) -> UpsertResult:
+    def _known(self, product: dict[str, Any]) -> str | None:
+        return self.ids.known(product["tenant"], product["sku"])
+
+    def _upsert(self, product: dict[str, Any], known_id: str | None) -> UpsertResult:
         tenant = product["tenant"]
         with self._slots[tenant]:
             self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
-            return self.adapters[tenant].upsert(product)
+            return self.targets[tenant].upsert(product, known_id)
 
     # -- state ----------------------------------------------------------------------------
 

@@ -102,15 +102,23 @@ def plan(
     topic("transformer", topics.DLQ, "WRITE")
     allow("transformer", "GROUP", "LITERAL", p + groups.transformer, "READ")
     allow("transformer", "TRANSACTIONAL_ID", "PREFIXED", f"{p}{groups.transformer}-", "WRITE")
-    # loader: canonical in; state and dead letters out.
+    # loader: canonical in; state, dead letters and the targets' ids out (ids read back).
     topic("loader", topics.CANONICAL, "READ")
     topic("loader", topics.STATE, "READ", "WRITE")
     topic("loader", topics.DLQ, "WRITE")
+    topic("loader", topics.TARGET_IDS, "READ", "WRITE")
     allow("loader", "GROUP", "LITERAL", p + groups.loader, "READ")
-    # operator: topics create, status, dlq list/replay, replay, resync/pause/resume.
+    # operator (the CLI and the console): topics create, status, dlq list/replay,
+    # replay, resync/pause/resume, each written to the audit trail.
     for spec in topics.SPECS:
         topic("operator", spec.name, "CREATE", "ALTER_CONFIGS", "READ")
-    for name in (topics.RAW, topics.CANONICAL, topics.COMMANDS, topics.DLQ_REDRIVEN):
+    for name in (
+        topics.RAW,
+        topics.CANONICAL,
+        topics.COMMANDS,
+        topics.DLQ_REDRIVEN,
+        topics.AUDIT,
+    ):
         topic("operator", name, "WRITE")
     for group in (groups.transformer, groups.loader):
         allow("operator", "GROUP", "LITERAL", p + group, "DESCRIBE")  # lag in `status`

@@ -110,17 +110,41 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class Filters:
+    """Which dead letters: each given field must match; ``only`` names chosen ones by
+    their DLQ coordinates (``DeadLetter.marker``: ``partition/offset``)."""
+
     tenant: str | None = None
     error_class: str | None = None
     since: datetime | None = None
+    stage: str | None = None
+    until: datetime | None = None
+    only: frozenset[str] | None = None
 
     def match(self, letter: DeadLetter) -> bool:
         if self.tenant is not None and letter.tenant != self.tenant:
             return False
         if self.error_class is not None and letter.error_class != self.error_class:
             return False
+        if self.stage is not None and letter.stage != self.stage:
+            return False
+        if self.only is not None and letter.marker.decode() not in self.only:
+            return False
         failed_at = letter.failed_at
-        return self.since is None or (failed_at is not None and failed_at >= self.since)
+        if self.since is not None and (failed_at is None or failed_at < self.since):
+            return False
+        return self.until is None or (failed_at is not None and failed_at < self.until)
+
+    def describe(self) -> dict[str, Any]:
+        """The filter as JSON-ready fields, the unset ones left out."""
+        out: dict[str, Any] = {
+            "tenant": self.tenant,
+            "error_class": self.error_class,
+            "stage": self.stage,
+            "since": self.since.isoformat(timespec="seconds") if self.since else None,
+            "until": self.until.isoformat(timespec="seconds") if self.until else None,
+            "only": sorted(self.only) if self.only is not None else None,
+        }
+        return {k: v for k, v in out.items() if v is not None}
 
 
 def dead_letters(kafka: KafkaSettings, filters: Filters = Filters()) -> list[DeadLetter]:

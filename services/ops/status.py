@@ -1,5 +1,11 @@
 """Per-tenant status: what each writer stored in sync.state.v1, merged, plus what the
-topics say now (dead letters, and the records each stage has yet to process)."""
+topics say now (dead letters, and the records each stage has yet to process).
+
+A tenant whose extractor stored ``paused`` shows ``paused``, whatever its writers
+report otherwise (an operator stopped it: that is what to see first), with since when
+and by whom: the newest ``pause`` command on sync.commands.v1 (kept 7 days) when there
+is one, else the time the extractor stored its paused state and no name.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 import yaml
 from confluent_kafka import TopicPartition
 
-from services.common.errors import ConfigError
+from services.common.errors import ConfigError, SyncError
 from services.common.kafka import make_consumer
 from services.common.records import header_value
 from services.common.scan import end_offsets, reader, scan
@@ -19,7 +25,7 @@ from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.state import read_compacted, read_states
 from services.common.tenants import tenant_of_key
-from services.common.topics import CANONICAL, DLQ, DLQ_REDRIVEN, RAW
+from services.common.topics import CANONICAL, COMMANDS, DLQ, DLQ_REDRIVEN, RAW
 
 SEVERITY = {"idle": 0, "syncing": 1, "degraded": 2, "failed": 3}
 SUMMED = ("extracted", "changed", "transformed", "loaded", "failed")
@@ -88,9 +94,50 @@ def lag_by_tenant(kafka: KafkaSettings, stage: Stage) -> Counter[str]:
         consumer.close()
 
 
+def last_pauses(kafka: KafkaSettings, serde: Serde) -> dict[str, dict[str, Any]]:
+    """Per tenant, the newest readable ``pause`` command: requested_at, requested_by."""
+    consumer = reader(kafka)
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for msg in scan(consumer, kafka.topic(COMMANDS)):
+            try:
+                command = serde.decode_as("SyncCommand", msg.value())
+            except SyncError:
+                continue  # the extractor skips it too
+            if command["command"] == "pause":
+                newest = found.get(command["tenant"])
+                if newest is None or command["requested_at"] >= newest["requested_at"]:
+                    found[command["tenant"]] = command
+    finally:
+        consumer.close()
+    return found
+
+
+def mark_paused(
+    row: dict[str, Any], extractor: dict[str, Any], pause: dict[str, Any] | None
+) -> None:
+    """Show an extractor-paused tenant as paused, since when and by whom where known."""
+    row["paused"] = True
+    row["status"] = "paused"
+    stored_at = extractor["updated_at"]
+    if pause is not None and pause["requested_at"] <= stored_at:
+        row["paused_since"] = pause["requested_at"]
+        row["paused_by"] = pause.get("requested_by")
+    else:
+        row["paused_since"] = stored_at
+        row["paused_by"] = None
+
+
 def merge(tenant: str, states: list[dict[str, Any]]) -> dict[str, Any]:
     """One tenant's writers' states as one row: worst status, sums, latest times."""
-    row: dict[str, Any] = {"tenant": tenant, "status": "idle", "writers": []}
+    row: dict[str, Any] = {
+        "tenant": tenant,
+        "status": "idle",
+        "writers": [],
+        "paused": False,
+        "paused_since": None,
+        "paused_by": None,
+    }
     for field in SUMMED:
         row[field] = sum(int(s.get(field) or 0) for s in states)
     for field in ("last_extract_at", "last_load_at"):
@@ -123,12 +170,16 @@ def tenant_status(
     for state in read_states(kafka, serde):
         by_tenant.setdefault(state["tenant"], []).append(state)
     dead, dead_total = dead_letter_counts(kafka)
+    pauses = last_pauses(kafka, serde)
     lags = {stage.name: lag_by_tenant(kafka, stage) for stage in stages}
     rows = []
     for tenant in sorted(set(configured) | set(by_tenant)):
         if only is not None and tenant != only:
             continue
         row = merge(tenant, by_tenant.get(tenant, []))
+        extractor = next((s for s in by_tenant.get(tenant, []) if s["writer"] == "extractor"), None)
+        if extractor is not None and extractor.get("paused"):
+            mark_paused(row, extractor, pauses.get(tenant))
         config = configured.get(tenant, {})
         row["target"] = config.get("target")
         row["enabled"] = config.get("enabled", False)

@@ -27,6 +27,7 @@ from services.common.settings import ROOT
 from services.transformer.convert import CONVERSIONS, TEXT_STEPS
 from services.transformer.expressions import ExpressionError, compile_expression
 from services.transformer.mapping import FieldRule, Mapping, Passthrough, TargetType
+from services.transformer.patterns import Pattern, PatternError
 
 JSON_SCHEMA = ROOT / "mappings" / "mapping.schema.json"
 # Set by the transformer itself, or (attributes) built from `attributes:`.
@@ -207,8 +208,8 @@ def _compile_rule(
     pattern = None
     if "pattern" in spec:
         try:
-            pattern = re.compile(spec["pattern"])
-        except re.error as exc:
+            pattern = Pattern(spec["pattern"])
+        except PatternError as exc:
             problems.append(f"pattern {spec['pattern']!r}: {exc}")
     expr = None
     if "expr" in spec:

@@ -1,38 +1,43 @@
-"""Safe expressions in mapping files, evaluated by simpleeval inside tighter bounds.
+"""Safe expressions in mapping files, evaluated by simpleeval inside hard bounds.
 
-An expression is one line such as `upper(value) if value else col('f120_descripcion')`.
+An expression is one line such as `upper(value) if value else row['f120_descripcion']`.
 It is compiled once, at start-up, and refused there when it is not in the allowed
 subset: only the names `value`, `row`, `tenant`, `company`, `consulta`, `key`, the
 functions in FUNCTIONS, literals, arithmetic, comparisons, `and`/`or`/`not`,
 `x if c else y`, tuples and `row['col']` / `text[1:3]` subscripts. No attribute access
 (so no `().__class__`), no names starting with `_`, no f-strings, no comprehensions,
 no lambdas. An expression made of constants alone is evaluated once at compile time,
-so `10**10**10` or `'x' * 10_000_000` stop the service before it starts.
+under the same bounds, so `10**10**10` or `'x' * 10_000_000` stop the service before it
+starts.
 
-At run time every operation is bounded: powers, integer sizes and the length of any
-string an operation or function makes (`MAX_TEXT`), and a deadline per evaluation
-(`TIME_BUDGET_S`) checked before each node. Since there are no loops, each node costs
-at most one bounded operation. Any failure is an ExpressionFailed (the record goes to
-the DLQ naming the field), never a crash.
+At run time two bounds hold, whatever the expression does:
+- each operation is small: every value an operator, a function or a tuple makes is at
+  most `bounds.MAX_SIZE` characters of text (nested tuples counted in full) and
+  `bounds.MAX_INT_BITS` bits, checked *before* the operations that could grow a value
+  (`bounds.py`), so no single C call runs long or takes much memory;
+- each evaluation has `TIME_BUDGET_S` of CPU time, enforced by a watchdog that
+  interrupts the evaluating thread at its next bytecode (`watchdog.py`), not by checks
+  between steps; one over it gets one second try (a garbage collection may have been
+  charged to it), so a bomb costs at most twice the budget.
+
+Going over either is an ExpressionLimit (the record goes to the DLQ as `mapping_limit`);
+any other failure is an ExpressionFailed (DLQ, `mapping`); never a crash.
 """
 
 from __future__ import annotations
 
 import ast
-import operator as op
-import time
-from collections.abc import Callable
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import simpleeval
 
-from services.transformer.convert import collapse, to_decimal
+from services.transformer.bounds import FUNCTIONS, OPERATORS, LimitExceeded, check
+from services.transformer.watchdog import WATCHDOG, Overran
 
 MAX_SOURCE = 1000  # characters of expression text
 MAX_NODES = 200  # AST nodes of one expression
-MAX_TEXT = 10_000  # characters of any string an operation makes
-MAX_INT_BITS = 4096  # size of any integer an operation makes
 TIME_BUDGET_S = 0.05  # per evaluation
 
 NAMES = ("value", "row", "tenant", "company", "consulta", "key")
@@ -43,120 +48,12 @@ class ExpressionError(ValueError):
 
 
 class ExpressionFailed(ValueError):
-    """An expression that failed (or went over a bound) on one record."""
+    """An expression that failed on one record."""
 
 
-def _text_bound(result: Any) -> Any:
-    if isinstance(result, str) and len(result) > MAX_TEXT:
-        raise ExpressionFailed(f"result longer than {MAX_TEXT} characters")
-    if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
-        raise ExpressionFailed(f"integer larger than {MAX_INT_BITS} bits")
-    return result
+class ExpressionLimit(ExpressionFailed):
+    """An expression that went over a bound (time, size) on one record."""
 
-
-def _power(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int):
-        if b < 0:
-            return float(a) ** b
-        if b > MAX_INT_BITS or max(abs(a), 1).bit_length() * b > MAX_INT_BITS:
-            raise ExpressionFailed(f"{a} ** {b} is too large")
-    return _text_bound(a**b)
-
-
-def _mult(a: Any, b: Any) -> Any:
-    for seq, times in ((a, b), (b, a)):
-        if isinstance(seq, str | tuple) and isinstance(times, int):
-            if len(seq) * times > MAX_TEXT:
-                raise ExpressionFailed(f"result longer than {MAX_TEXT} characters")
-    if isinstance(a, int) and isinstance(b, int):
-        if a.bit_length() + b.bit_length() > MAX_INT_BITS:
-            raise ExpressionFailed("integer product too large")
-    return a * b
-
-
-def _add(a: Any, b: Any) -> Any:
-    if isinstance(a, str | tuple) and isinstance(b, str | tuple) and len(a) + len(b) > MAX_TEXT:
-        raise ExpressionFailed(f"result longer than {MAX_TEXT} characters")
-    return _text_bound(a + b)
-
-
-def _mod(a: Any, b: Any) -> Any:
-    if isinstance(a, str | bytes):
-        raise ExpressionFailed("%-formatting is not allowed")
-    return a % b
-
-
-def _shift(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def shift(a: Any, b: Any) -> Any:
-        if isinstance(b, int) and b > MAX_INT_BITS:
-            raise ExpressionFailed("shift too large")
-        return _text_bound(fn(a, b))
-
-    return shift
-
-
-OPERATORS: dict[type, Callable[..., Any]] = {
-    **simpleeval.DEFAULT_OPERATORS,
-    ast.Add: _add,
-    ast.Mult: _mult,
-    ast.Pow: _power,
-    ast.Mod: _mod,
-    ast.LShift: _shift(op.lshift),
-    ast.RShift: _shift(op.rshift),
-}
-
-
-def _replace(text: str, old: str, new: str) -> str:
-    if old and len(text) + text.count(old) * (len(new) - len(old)) > MAX_TEXT:
-        raise ExpressionFailed(f"result longer than {MAX_TEXT} characters")
-    if not old and len(text) * (len(new) + 1) > MAX_TEXT:
-        raise ExpressionFailed(f"result longer than {MAX_TEXT} characters")
-    return text.replace(old, new)
-
-
-def _concat(*parts: Any) -> str:
-    texts = ["" if p is None else str(p) for p in parts]
-    if sum(len(t) for t in texts) > MAX_TEXT:
-        raise ExpressionFailed(f"result longer than {MAX_TEXT} characters")
-    return "".join(texts)
-
-
-def _coalesce(*values: Any) -> Any:
-    return next((v for v in values if v is not None and v != ""), None)
-
-
-def _substr(text: str, start: int, end: int | None = None) -> str:
-    return text[start:end]
-
-
-def _str(value: Any) -> str:
-    text = "" if value is None else str(value)
-    _text_bound(text)
-    return text
-
-
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "str": _str,
-    "int": int,
-    "float": float,
-    "decimal": to_decimal,
-    "len": len,
-    "abs": abs,
-    "round": round,
-    "min": min,
-    "max": max,
-    "upper": lambda s: _text_bound(s.upper()),
-    "lower": lambda s: _text_bound(s.lower()),
-    "trim": str.strip,
-    "collapse": collapse,
-    "replace": _replace,
-    "substr": _substr,
-    "concat": _concat,
-    "coalesce": _coalesce,
-    "startswith": str.startswith,
-    "endswith": str.endswith,
-    "contains": lambda s, sub: sub in s,
-}
 
 _ALLOWED_NODES = (
     ast.Expression,
@@ -179,16 +76,21 @@ _ALLOWED_NODES = (
 )
 
 
+# The nodes that make a value (rather than select one): their results are bounded.
+_MAKERS = frozenset({ast.BinOp, ast.UnaryOp, ast.Call, ast.Tuple})
+
+
 class _Evaluator(simpleeval.SimpleEval):  # type: ignore[misc]  # simpleeval ships no types
     def __init__(self) -> None:
         super().__init__(operators=OPERATORS, functions=dict(FUNCTIONS), names={})
         self.nodes[ast.Tuple] = lambda node: tuple(self._eval(e) for e in node.elts)
-        self.deadline = 0.0
 
     def _eval(self, node: ast.AST) -> Any:
-        if time.perf_counter() > self.deadline:
-            raise ExpressionFailed(f"took longer than {TIME_BUDGET_S * 1000:.0f} ms")
-        return super()._eval(node)
+        # In place of simpleeval's walk of every result for forbidden functions (the
+        # grammar reaches none, and the walk itself is as long as the value): the bounds.
+        kind = type(node)
+        result = self.nodes[kind](node)
+        return check(result) if kind in _MAKERS else result
 
 
 def _check_tree(tree: ast.Expression) -> list[str]:
@@ -220,13 +122,17 @@ class Expression:
     uses_names: bool
 
     def evaluate(self, names: dict[str, Any]) -> Any:
-        evaluator = _EVALUATOR
+        evaluator = _evaluator()
         evaluator.names = names
-        evaluator.deadline = time.perf_counter() + TIME_BUDGET_S
         try:
-            return evaluator.eval(self.text, previously_parsed=self.tree)
-        except ExpressionFailed:
-            raise
+            try:
+                return WATCHDOG.run(TIME_BUDGET_S, evaluator.eval, self.text, self.tree)
+            except Overran:
+                # A garbage collection of the whole heap can land in an evaluation and
+                # be charged to it; a real bomb goes over again, an innocent one not.
+                return WATCHDOG.run(TIME_BUDGET_S, evaluator.eval, self.text, self.tree)
+        except (LimitExceeded, Overran) as exc:
+            raise ExpressionLimit(str(exc)) from None
         # The sandbox's edge: whatever the expression raised is this record's failure.
         except Exception as exc:  # noqa: BLE001
             raise ExpressionFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from None
@@ -234,7 +140,15 @@ class Expression:
             evaluator.names = {}
 
 
-_EVALUATOR = _Evaluator()
+_LOCAL = threading.local()
+
+
+def _evaluator() -> _Evaluator:
+    """This thread's evaluator (one evaluation at a time uses it)."""
+    evaluator: _Evaluator | None = getattr(_LOCAL, "evaluator", None)
+    if evaluator is None:
+        evaluator = _LOCAL.evaluator = _Evaluator()
+    return evaluator
 
 
 def compile_expression(text: str) -> Expression:
@@ -245,6 +159,8 @@ def compile_expression(text: str) -> Expression:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"not a valid expression: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # a lone surrogate, nesting too deep
+        raise ExpressionError(f"not a valid expression: {exc}") from None
     problems = _check_tree(tree)
     if problems:
         raise ExpressionError("; ".join(problems))

@@ -7,7 +7,9 @@ upper, lower); the lookup table; the regex `pattern` (`on_mismatch: reject` send
 record to the DLQ, `null` drops the value); the conversion; the expression; then the
 default, `required`, and a final check that the value fits the field's Avro type.
 `const` gives a fixed value. Every failure is a MappingError naming the tenant, item,
-field, column and value, so the record goes to the DLQ with the reason.
+field, column and value, so the record goes to the DLQ with the reason; a pattern or an
+expression that goes over its bounds (time, size) is a MappingLimit
+(`error.class=mapping_limit`), whatever `on_mismatch` says.
 
 Compiling files into these objects (and checking them) is in `compiler.py`.
 """
@@ -20,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import SkippableError
+from services.transformer.bounds import LimitExceeded
 from services.transformer.convert import Value
-from services.transformer.expressions import Expression, ExpressionFailed
+from services.transformer.expressions import Expression, ExpressionFailed, ExpressionLimit
+from services.transformer.patterns import Pattern
 
 Row = dict[str, str | None]
 SHOWN_VALUE = 80  # characters of a value quoted in a DLQ reason
@@ -31,6 +35,12 @@ class MappingError(SkippableError):
     """A row that the mapping can't turn into a valid product."""
 
     error_class = "mapping"
+
+
+class MappingLimit(MappingError):
+    """A row on which a pattern or an expression went over its bounds (time, size)."""
+
+    error_class = "mapping_limit"
 
 
 def shown(value: object) -> str:
@@ -94,7 +104,7 @@ class FieldRule:
     sources: tuple[str, ...] = ()
     text_steps: tuple[Callable[[str], str], ...] = ()
     lookup: dict[str, str] | None = None
-    pattern: re.Pattern[str] | None = None
+    pattern: Pattern | None = None
     on_mismatch: str = "reject"
     convert: Callable[[str], Value] = str
     expr: Expression | None = None
@@ -105,8 +115,9 @@ class FieldRule:
     # emptiness is left to check on each record.
     trusted: bool = False
 
-    def fail(self, ctx: Context, why: str) -> MappingError:
-        return MappingError(f"item {ctx.item}: field {self.target}: {why}")
+    def fail(self, ctx: Context, why: str, *, limit: bool = False) -> MappingError:
+        kind = MappingLimit if limit else MappingError
+        return kind(f"item {ctx.item}: field {self.target}: {why}")
 
     def apply(self, ctx: Context) -> Value:
         if self.const is not _MISSING:
@@ -144,7 +155,7 @@ class FieldRule:
             text = step(text)
         if self.lookup:
             text = self.lookup.get(text, text)
-        if self.pattern is not None and not self.pattern.fullmatch(text):
+        if self.pattern is not None and not self._matches(ctx, source, text, self.pattern):
             if self.on_mismatch == "null":
                 return None
             raise self.fail(ctx, f"{source}={shown(text)}: does not match /{self.pattern.pattern}/")
@@ -153,11 +164,19 @@ class FieldRule:
         except ValueError as exc:
             raise self.fail(ctx, f"{source}={shown(text)}: {exc}") from None
 
+    def _matches(self, ctx: Context, source: str, text: str, pattern: Pattern) -> bool:
+        try:
+            return pattern.fullmatch(text)
+        except LimitExceeded as exc:
+            why = f"{source}={shown(text)}: /{pattern.pattern}/: {exc}"
+            raise self.fail(ctx, why, limit=True) from None
+
     def _evaluate(self, ctx: Context, expr: Expression, value: Value) -> Value:
         try:
             result = expr.evaluate({"value": value, "row": ctx.row, **ctx.meta})
         except ExpressionFailed as exc:
-            raise self.fail(ctx, f"expression {expr.text!r} on {shown(value)}: {exc}") from None
+            why = f"expression {expr.text!r} on {shown(value)}: {exc}"
+            raise self.fail(ctx, why, limit=isinstance(exc, ExpressionLimit)) from None
         if not isinstance(result, str | bool | int | float) and result is not None:
             raise self.fail(ctx, f"expression {expr.text!r} gave a {type(result).__name__}")
         return result

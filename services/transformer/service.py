@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Message
 
 from services.common.boundary import check_tenant
 from services.common.errors import SkippableError, UnknownTenant
+from services.common.metrics import EXTRACTED_AT_HEADER
 from services.common.records import OutRecord, trace_headers
 from services.common.serde import Serde
 from services.transformer.mapping import Mapping
+
+
+def epoch_ms(moment: datetime | int) -> int:
+    """A decoded timestamp-millis (a datetime) as milliseconds since the epoch."""
+    return moment if isinstance(moment, int) else int(moment.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class Transformer:
             *trace_headers(tenant, raw["trace_id"], raw["sync_id"]),
             ("mapping.name", mapping.name.encode()),
             ("mapping.version", mapping.version.encode()),
+            # When the change was seen, for the loader's freshness metric.
+            (EXTRACTED_AT_HEADER, str(epoch_ms(raw["extracted_at"])).encode()),
         ]
         return [
             OutRecord(

@@ -51,7 +51,7 @@ def test_a_rate_limited_target_is_used_up_to_its_limit_and_no_faster(
         f"rate limit: {total} requests in {seconds:.1f}s, {rate:.1f}/s answered, "
         f"{throttled} answered 429 ({throttled / total:.2%})"
     )
-    assert total >= 2_000  # a look-up and a create per product
+    assert total >= 1_000  # a create per product (none was written before)
     assert rate >= 85
     assert throttled / total < 0.02
 

@@ -13,7 +13,6 @@ import pytest
 from confluent_kafka import KafkaError
 
 from devtools.broker import LocalBroker
-from services.cli.commands import send_command
 from services.common import health, kafka_auth, topics
 from services.common.dlq import dead_letter_record
 from services.common.errors import RetriableError, SkippableError
@@ -21,6 +20,7 @@ from services.common.kafka import make_producer
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.ops import acls
+from services.ops.actions import send_command
 from services.ops.dlq import dead_letters, redrive
 from services.ops.replay import replay
 from services.ops.status import default_stages, tenant_status
@@ -119,5 +119,5 @@ def test_the_operator_runs_every_command_under_its_acls_alone(
     assert [d.key for d in dead_letters(operator)] == [b"acme/B"]
     assert redrive(operator).summary()["sent"] == 1
     assert replay(operator, "acme", "load", datetime.now(UTC) - timedelta(hours=1)).replayed >= 1
-    send_command(operator, "acme", "resync")
+    send_command(operator, "acme", "resync", requested_by="test")
     assert kafka_auth.PROBLEM not in health.current().problems

@@ -39,6 +39,10 @@ def test_bad_tenants_file_stops_every_service_naming_tenant_and_field(tmp_path: 
     good = stack.kong_tenant("acme", 8585)
     broken = stack.kong_tenant("globex", 8020)
     broken["siesa"]["page_size"] = 500
+    # In the first release's shape (credentials at the top of `target`), which still
+    # loads: its errors name the fields as written.
+    auth = broken["target"].pop("auth")
+    broken["target"]["username"] = auth["username"]
     broken["target"]["password"] = {"env": "GLOBEX_KONG_PASSWORD_UNSET"}
     tenants_file = tmp_path / "tenants.yaml"
     tenants_file.write_text(yaml.safe_dump({"tenants": [good, broken]}))
@@ -68,3 +72,28 @@ def test_loader_refuses_a_kong_tenant_without_its_settings(tmp_path: Path) -> No
     assert done.returncode == 2, output
     assert "tenant acme: target.settings.type_id" in output
     assert "tenant acme: target.settings.customer_id" in output
+
+
+def test_a_bad_setting_of_any_target_type_stops_every_service_naming_tenant_and_field(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(bootstrap="unused")
+    kong = stack.kong_tenant("k-tenant", 1)
+    kong["target"]["settings"]["customer_id"] = "one hundred"
+    wms = stack.wms_tenant("w-tenant", 2, settings={"group_type": "aisle"})
+    hook = stack.webhook_tenant("h-tenant", 3)
+    del hook["target"]["settings"]["secret"]
+    tenants_file = tmp_path / "tenants.yaml"
+    tenants_file.write_text(yaml.safe_dump({"tenants": [kong, wms, hook]}))
+    env: dict[str, str] = {}
+    for tenant in ("k-tenant", "w-tenant", "h-tenant"):
+        env.update(stack.credentials.tenant_env(tenant))
+
+    for service in ("extractor", "transformer", "loader"):
+        done = start_service(service, tenants_file, env)
+
+        output = done.stdout + done.stderr
+        assert done.returncode == 2, output
+        assert "tenant k-tenant: target.settings.customer_id" in output
+        assert "tenant w-tenant: target.settings.group_type" in output
+        assert "tenant h-tenant: target.settings.secret: Field required" in output

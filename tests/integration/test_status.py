@@ -18,7 +18,7 @@ from services.common.records import OutRecord
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.common.state import new_state, state_record
-from services.common.topics import DLQ, RAW
+from services.common.topics import COMMANDS, DLQ, RAW
 
 
 def test_status_json_merges_writers_and_counts_dead_letters_and_lag(
@@ -112,3 +112,43 @@ def test_status_json_merges_writers_and_counts_dead_letters_and_lag(
     assert table.exit_code == 0, table.output
     assert "acme" in table.output
     assert "degraded" in table.output
+
+
+def test_a_paused_tenant_shows_paused_since_when_and_by_whom(
+    kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    serde = default_serde()
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(
+        yaml.safe_dump({"tenants": [{"id": "acme", "target": {"type": "kong"}}, {"id": "beta"}]})
+    )
+    paused_at = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+    producer = make_producer(kafka, transactional_id=f"{kafka.topic_prefix}paused-test")
+    command = serde.encode(
+        "SyncCommand",
+        {"tenant": "acme", "command": "pause", "requested_at": paused_at, "requested_by": "alice"},
+    )
+    produce_in_transaction(
+        producer,
+        [
+            OutRecord(kafka.topic(COMMANDS), b"acme", command),
+            # The extractor applied it: its state says paused (stored after the command).
+            state_record(kafka, serde, new_state("acme", "extractor", paused=True)),
+            state_record(kafka, serde, new_state("beta", "extractor", status="syncing")),
+        ],
+    )
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+    }
+
+    result = CliRunner().invoke(main, ["status", "--json", "--tenants-file", str(tenants)], env=env)
+
+    assert result.exit_code == 0, result.output
+    rows = {row["tenant"]: row for row in json.loads(result.output)}
+    assert rows["acme"]["status"] == "paused"
+    assert (rows["acme"]["paused"], rows["acme"]["paused_by"]) == (True, "alice")
+    assert datetime.fromisoformat(rows["acme"]["paused_since"]) == paused_at
+    assert (rows["beta"]["status"], rows["beta"]["paused"]) == ("syncing", False)
+    table = CliRunner().invoke(main, ["status", "--tenants-file", str(tenants)], env=env)
+    assert "paused since 2026-11-28T09:30:00+00:00 by alice" in table.output

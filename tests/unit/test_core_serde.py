@@ -204,4 +204,5 @@ def test_default_serde_is_built_once_with_every_schema() -> None:
         "CanonicalProduct",
         "SyncState",
         "SyncCommand",
+        "TargetId",
     }

@@ -46,11 +46,14 @@ def test_a_valid_file_resolves_env_and_file_secrets(tmp_path: Path) -> None:
     acme = tenants["acme"]
     assert acme.siesa.conni_key.get() == KEY
     assert acme.siesa.conni_token.get() == TOKEN
-    assert acme.target.password.get() == PASSWORD  # file content, newline trimmed
+    assert acme.target.auth.password.get() == PASSWORD  # file content, newline trimmed
     assert acme.siesa.page_size == 100
     assert acme.siesa.consulta == "API_v2_Items"
     assert acme.mapping == "siesa-items"
-    assert acme.target.settings == {"type_id": 1, "customer_id": 100}
+    assert acme.target.settings.model_dump(include={"type_id", "customer_id"}) == {
+        "type_id": 1,
+        "customer_id": 100,
+    }
 
 
 def test_secrets_never_show_in_reprs(tmp_path: Path) -> None:
@@ -72,7 +75,7 @@ def test_a_relative_secret_file_is_found_next_to_the_tenants_file(
 
     acme = load_tenants(path)["acme"]
 
-    assert acme.target.password.get() == PASSWORD
+    assert acme.target.auth.password.get() == PASSWORD
 
 
 def test_the_shipped_demo_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,6 +241,7 @@ def test_the_yaml_written_by_hand_reads_the_same(tmp_path: Path) -> None:
                   base_url: http://kong.test
                   username: {env: T_KONG_USER}
                   password: {env: T_KONG_PASSWORD}
+                  settings: {type_id: 1, customer_id: 100}
             """
         )
     )
@@ -245,4 +249,4 @@ def test_the_yaml_written_by_hand_reads_the_same(tmp_path: Path) -> None:
     hand = load_tenants(path)["hand"]
 
     assert hand.siesa.company == 8020
-    assert hand.target.username.get() == "integrator"
+    assert hand.target.auth.username.get() == "integrator"

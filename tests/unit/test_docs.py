@@ -9,6 +9,7 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from services.common.settings import KafkaSettings
+from services.console.settings import ConsoleSettings
 from services.extractor.settings import ExtractorSettings
 from services.loader.settings import LoaderSettings
 from services.transformer.settings import TransformerSettings
@@ -17,7 +18,8 @@ README = Path(__file__).parents[2] / "README.md"
 
 
 @pytest.mark.parametrize(
-    "settings", [KafkaSettings, ExtractorSettings, TransformerSettings, LoaderSettings]
+    "settings",
+    [KafkaSettings, ExtractorSettings, TransformerSettings, LoaderSettings, ConsoleSettings],
 )
 def test_readme_lists_every_setting(settings: type[BaseSettings]) -> None:
     prefix = str(settings.model_config["env_prefix"])

@@ -36,7 +36,7 @@ def make_tenant(monkeypatch: pytest.MonkeyPatch, **siesa: Any) -> Tenant:
     set_secrets(monkeypatch, "P", KEY, TOKEN, "u", "p")
     overrides = {f"siesa__{k}": v for k, v in siesa.items()}
     return Tenant.model_validate(
-        tenant_config("acme", env="P", siesa__company=COMPANY, target__settings={}, **overrides)
+        tenant_config("acme", env="P", siesa__company=COMPANY, **overrides)
     )
 
 
@@ -136,7 +136,8 @@ def test_filter_mode_without_a_date_column_is_a_config_error_naming_the_tenant(
         "    siesa: {{base_url: http://x, company: 1, {siesa},\n"
         "            conni_key: {{env: P_CONNI_KEY}}, conni_token: {{env: P_CONNI_TOKEN}}}}\n"
         "    target: {{type: kong, base_url: http://y, username: {{env: P_KONG_USER}},\n"
-        "             password: {{env: P_KONG_PASSWORD}}}}\n"
+        "             password: {{env: P_KONG_PASSWORD}},\n"
+        "             settings: {{type_id: 1, customer_id: 1}}}}\n"
     )
     path.write_text(
         "tenants:\n"

@@ -37,9 +37,7 @@ ROWS: list[dict[str, Any]] = json.loads(
 def tenant(monkeypatch: pytest.MonkeyPatch) -> Tenant:
     set_secrets(monkeypatch, "P", KEY, TOKEN, "u", "p")
     return Tenant.model_validate(
-        tenant_config(
-            "acme", env="P", siesa__company=COMPANY, siesa__page_size=3, target__settings={}
-        )
+        tenant_config("acme", env="P", siesa__company=COMPANY, siesa__page_size=3)
     )
 
 

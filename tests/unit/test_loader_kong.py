@@ -1,10 +1,10 @@
-"""The Kong adapter: payload from a canonical product plus tenant settings, and upserts
-against the real Kong simulator app (in process)."""
+"""The Kong adapter's upserts against the real Kong simulator app (in process), through
+the session the loader builds (its settings and payload: test_targets_kong.py)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,19 +12,29 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from services.common.errors import ConfigError, RetriableError, SkippableError
-from services.common.settings import ROOT
-from services.common.tenants import Target
-from services.loader.adapters import ADAPTERS
-from services.loader.adapters.base import TargetRejected
-from services.loader.adapters.kong import KongAdapter
-from services.loader.session import TargetSession
+from services.common.errors import RetriableError, SkippableError
+from services.targets.base import TargetRejected
+from services.targets.kong import KongAdapter
+from services.targets.session import TargetSession
 from simulators.kong import create_app
+from tests.unit.kong_support import (
+    BASE_URL,
+    FIXTURES,
+    PASSWORD,
+    USERNAME,
+    VOLATILE,
+    forwarding,
+    kong_on,
+    logins,
+    product,
+    requests,
+    stored,
+    through,
+)
 
-FIXTURES = ROOT / "tests" / "fixtures"
-USERNAME, PASSWORD = "integrator", "s3cret-pass-xyz"
-BASE_URL = "http://kong.test"
-VOLATILE = ("modified", "_stored_at")
+# The session gives every request the target's timeout (an injected client may serve
+# tenants with different ones); Starlette's test client warns about it, harmlessly.
+pytestmark = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
 
 
 @pytest.fixture(autouse=True)
@@ -40,69 +50,6 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
-def target(settings: dict[str, Any] | None = None) -> Target:
-    return Target.model_validate(
-        {
-            "type": "kong",
-            "base_url": BASE_URL,
-            "username": {"env": "K_USER"},
-            "password": {"env": "K_PASSWORD"},
-            "settings": {"type_id": 1, "customer_id": 100} if settings is None else settings,
-        }
-    )
-
-
-def product(**overrides: Any) -> dict[str, Any]:
-    return {
-        "tenant": "acme",
-        "sku": "CAM-OXF-001",
-        "name": "CAMISA OXFORD MANGA LARGA AZUL",
-        "display_name": "Camisa Oxford Azul",
-        "reference": "CAM-OXF-001",
-        "group_code": "10",
-        "barcode": "7701234000011",
-        "barcode_type": "EAN13",
-        "unit": "UNIT",
-        "is_active": True,
-        "weight_kg": 0.35,
-        "volume_m3": 0.002,
-        "attributes": {},
-        "op": "UPSERT",
-        "mapping_name": "siesa-items",
-        "mapping_version": "1",
-        "sync_id": "s",
-        "trace_id": "t",
-        "source_fingerprint": "f",
-        **overrides,
-    }
-
-
-def payload(canonical: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    kong = KongAdapter("acme", target(settings))
-    try:
-        return kong.payload(canonical)
-    finally:
-        kong.close()
-
-
-def forwarding(
-    app: Any, intercept: Callable[[httpx.Request], httpx.Response | None]
-) -> httpx.MockTransport:
-    """Answers with `intercept(request)` when it gives one, else with the simulator's."""
-    simulator = TestClient(app)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        answer = intercept(request)
-        if answer is not None:
-            return answer
-        served = simulator.request(
-            request.method, str(request.url), headers=dict(request.headers), content=request.content
-        )
-        return httpx.Response(served.status_code, headers=served.headers, content=served.content)
-
-    return httpx.MockTransport(handler)
-
-
 @pytest.fixture
 def app() -> Any:
     return create_app({USERNAME: PASSWORD})
@@ -114,138 +61,11 @@ def admin(app: Any) -> Iterator[TestClient]:
         yield client
 
 
-def connect(adapter: KongAdapter, app: Any) -> KongAdapter:
-    adapter.session.http.close()
-    adapter.session.http = TestClient(app, base_url=BASE_URL)
-    return adapter
-
-
 @pytest.fixture
 def adapter(app: Any) -> Iterator[KongAdapter]:
-    kong = connect(KongAdapter("acme", target()), app)
+    kong = kong_on(app)
     yield kong
     kong.close()
-
-
-def stored(admin: TestClient) -> list[dict[str, Any]]:
-    skus: list[dict[str, Any]] = admin.get("/_admin/skus").json()
-    return skus
-
-
-def requests(admin: TestClient, method: str | None = None, status: int | None = None) -> int:
-    return sum(
-        r["count"]
-        for r in admin.get("/_admin/stats").json()["requests"]
-        if (method is None or r["method"] == method) and (status is None or r["status"] == status)
-    )
-
-
-def logins(admin: TestClient) -> int:
-    return sum(
-        r["count"]
-        for r in admin.get("/_admin/stats").json()["requests"]
-        if r["route"] == "/auth/token/login/"
-    )
-
-
-# -- the payload ----------------------------------------------------------------------
-
-
-def test_the_adapter_is_registered_as_kong() -> None:
-    assert ADAPTERS["kong"] is KongAdapter
-
-
-def test_a_full_product_becomes_a_kong_sku_with_tenant_settings() -> None:
-    body = payload(product(attributes={"color": "AZUL"}), {"type_id": 7, "customer_id": 42})
-
-    assert body == {
-        "external_id": "CAM-OXF-001",
-        "name": "CAMISA OXFORD MANGA LARGA AZUL",
-        "display_name": "Camisa Oxford Azul",
-        "reference": "CAM-OXF-001",
-        "type_id": 7,
-        "customer_id": 42,
-        "is_active": True,
-        "group_external_id": "10",
-        "ean": "7701234000011",
-        "properties": {"color": "AZUL", "unit": "UNIT", "weight_kg": 0.35, "volume_m3": 0.002},
-    }
-
-
-@pytest.mark.parametrize(
-    ("barcode", "kind", "field"),
-    [
-        ("7701234000011", "EAN13", "ean"),
-        ("96385074", "EAN8", "ean"),
-        ("012345678905", "UPC_A", "upc"),
-    ],
-)
-def test_gtins_go_to_ean_or_upc(barcode: str, kind: str, field: str) -> None:
-    body = payload(product(barcode=barcode, barcode_type=kind))
-
-    (other,) = {"ean", "upc"} - {field}
-    assert body[field] == barcode
-    assert other not in body
-    assert "barcode" not in body.get("properties", {})
-
-
-def test_an_other_barcode_is_kept_as_a_property_only() -> None:
-    body = payload(product(barcode="ABC-123", barcode_type="OTHER"))
-
-    assert "ean" not in body
-    assert "upc" not in body
-    assert body["properties"]["barcode"] == "ABC-123"
-
-
-def test_a_bare_product_falls_back_and_leaves_optional_fields_out() -> None:
-    bare = product(
-        display_name=None,
-        reference=None,
-        group_code=None,
-        barcode=None,
-        barcode_type=None,
-        unit=None,
-        weight_kg=None,
-        volume_m3=None,
-        is_active=False,
-    )
-
-    body = payload(bare)
-
-    assert body == {
-        "external_id": "CAM-OXF-001",
-        "name": "CAMISA OXFORD MANGA LARGA AZUL",
-        "display_name": "CAMISA OXFORD MANGA LARGA AZUL",
-        "reference": "CAM-OXF-001",
-        "type_id": 1,
-        "customer_id": 100,
-        "is_active": False,
-    }
-
-
-@pytest.mark.parametrize(
-    ("settings", "missing"),
-    [
-        ({"customer_id": 100}, ["type_id"]),
-        ({"type_id": 1}, ["customer_id"]),
-        ({}, ["type_id", "customer_id"]),
-        ({"type_id": "1", "customer_id": 100}, ["type_id"]),
-        ({"type_id": True, "customer_id": 100}, ["type_id"]),
-    ],
-)
-def test_missing_or_bad_settings_are_config_errors_naming_tenant_and_field(
-    settings: dict[str, Any], missing: list[str]
-) -> None:
-    with pytest.raises(ConfigError) as caught:
-        KongAdapter("acme", target(settings))
-
-    problems = caught.value.problems
-    assert len(problems) == len(missing)
-    for problem, name in zip(problems, missing, strict=True):
-        assert problem.startswith(f"tenant acme: target.settings.{name}:")
-
-
-# -- upserts against the simulator ----------------------------------------------------
 
 
 def test_create_stores_the_sku(adapter: KongAdapter, admin: TestClient) -> None:
@@ -264,10 +84,10 @@ def test_create_stores_the_sku(adapter: KongAdapter, admin: TestClient) -> None:
 def test_an_update_of_the_same_sku_patches_it_with_one_call(
     adapter: KongAdapter, admin: TestClient
 ) -> None:
-    adapter.upsert(product())
+    created = adapter.upsert(product())
     before = requests(admin)
 
-    result = adapter.upsert(product(name="CAMISA OXFORD & CO", is_active=False))
+    result = adapter.upsert(product(name="CAMISA OXFORD & CO", is_active=False), created.target_id)
 
     (sku,) = stored(admin)
     assert result.action == "updated"
@@ -279,10 +99,10 @@ def test_an_update_of_the_same_sku_patches_it_with_one_call(
 def test_a_fresh_adapter_finds_the_existing_sku_instead_of_duplicating(
     app: Any, adapter: KongAdapter, admin: TestClient
 ) -> None:
-    adapter.upsert(product())
-    fresh = connect(KongAdapter("acme", target()), app)
+    created = adapter.upsert(product())
+    fresh = kong_on(app)  # a restarted loader: the id comes back from loader.target-ids.v1
 
-    result = fresh.upsert(product(display_name="Nueva"))
+    result = fresh.upsert(product(display_name="Nueva"), created.target_id)
 
     (sku,) = stored(admin)
     assert result.action == "updated"
@@ -325,17 +145,17 @@ def test_delete_of_an_unknown_sku_creates_nothing(adapter: KongAdapter, admin: T
 
 
 def test_a_dropped_token_triggers_one_re_login(adapter: KongAdapter, admin: TestClient) -> None:
-    adapter.upsert(product())
+    created = adapter.upsert(product())
     assert logins(admin) == 1
     admin.post("/_admin/reset")  # forgets tokens (and SKUs, and stats)
 
-    result = adapter.upsert(product(name="OTRA VEZ"))
+    result = adapter.upsert(product(name="OTRA VEZ"), created.target_id)
 
     assert logins(admin) == 1
     assert requests(admin, status=401) == 1
     (sku,) = stored(admin)
     assert sku["name"] == "OTRA VEZ"
-    assert result.action == "created"  # the cached id was gone too: looked up, then posted
+    assert result.action == "created"  # the kept id was gone too: 404, then posted
 
 
 def test_many_threads_meeting_one_expired_token_log_in_once(
@@ -354,16 +174,8 @@ def test_many_threads_meeting_one_expired_token_log_in_once(
 
 
 def test_a_sku_created_meanwhile_is_looked_up_and_patched(app: Any, admin: TestClient) -> None:
-    hidden = [True]
-
-    def hide_first_lookup(request: httpx.Request) -> httpx.Response | None:
-        if request.method == "GET" and hidden:
-            hidden.clear()
-            return httpx.Response(
-                200, json={"count": 0, "next": None, "previous": None, "results": []}
-            )
-        return None
-
+    # Another writer created it; this loader has no id for it: its create answers
+    # "already exists", then it looks the SKU up and patches it.
     other = TestClient(app)
     token = other.post("/auth/token/login/", json={"username": USERNAME, "password": PASSWORD})
     other.post(
@@ -371,11 +183,7 @@ def test_a_sku_created_meanwhile_is_looked_up_and_patched(app: Any, admin: TestC
         json={"external_id": "CAM-OXF-001", "name": "OLD", "type_id": 1, "customer_id": 100},
         headers={"Authorization": f"Token {token.json()['auth_token']}"},
     )
-    kong = KongAdapter("acme", target())
-    kong.session.http.close()
-    kong.session.http = httpx.Client(
-        base_url=BASE_URL, transport=forwarding(app, hide_first_lookup)
-    )
+    kong = kong_on(app)
 
     result = kong.upsert(product())
 
@@ -399,9 +207,9 @@ def test_a_validation_error_rejects_only_that_record(
 
 
 def test_an_external_id_held_by_another_customer_is_rejected(app: Any, admin: TestClient) -> None:
-    owner = connect(KongAdapter("other", target({"type_id": 1, "customer_id": 999})), app)
+    owner = kong_on(app, {"type_id": 1, "customer_id": 999}, tenant="other")
     owner.upsert(product())
-    kong = connect(KongAdapter("acme", target()), app)
+    kong = kong_on(app)
 
     with pytest.raises(TargetRejected, match="already exists"):
         kong.upsert(product(name="MINE"))
@@ -414,7 +222,7 @@ def test_refused_credentials_are_retriable_and_never_shown(
     app: Any, admin: TestClient, monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]
 ) -> None:
     monkeypatch.setenv("K_PASSWORD", "wrong-" + PASSWORD)
-    kong = connect(KongAdapter("acme", target()), app)
+    kong = kong_on(app)
 
     with pytest.raises(RetriableError) as caught:
         kong.upsert(product())
@@ -433,9 +241,7 @@ def test_a_transient_failure_is_retried(app: Any, admin: TestClient, no_sleep: l
             return failures.pop(0)
         return None
 
-    kong = KongAdapter("acme", target())
-    kong.session.http.close()
-    kong.session.http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, flaky))
+    kong = through(httpx.Client(base_url=BASE_URL, transport=forwarding(app, flaky)))
 
     assert kong.upsert(product()).action == "created"
     assert len(stored(admin)) == 1
@@ -450,9 +256,7 @@ def test_a_401_that_survives_re_login_is_not_blamed_on_the_record(
             return httpx.Response(401, json={"detail": "Invalid token."})
         return None
 
-    kong = KongAdapter("acme", target())
-    kong.session.http.close()
-    kong.session.http = httpx.Client(base_url=BASE_URL, transport=forwarding(app, refuse_tokens))
+    kong = through(httpx.Client(base_url=BASE_URL, transport=forwarding(app, refuse_tokens)))
 
     with pytest.raises(RetriableError):
         kong.upsert(product())
@@ -477,24 +281,62 @@ def test_the_golden_products_land_in_kong_as_expected(
     assert by_id["TUB-PVC-2030"]["ean"] is None
 
 
-@pytest.mark.parametrize(
-    ("group_field", "expected"),
-    [
-        (None, {"group_external_id": "10"}),
-        ("group_id", {"group_id": 10}),
-        ("none", {}),
-    ],
-)
-def test_the_group_goes_where_the_tenant_says(
-    group_field: str | None, expected: dict[str, Any]
+def test_an_update_by_a_kept_id_is_conditional_on_the_sku_still_being_ours(
+    app: Any, adapter: KongAdapter, admin: TestClient
 ) -> None:
-    settings: dict[str, Any] = {"type_id": 1, "customer_id": 100}
-    if group_field is not None:
-        settings["group_field"] = group_field
-    body = payload(product(), settings)
-    assert {k: v for k, v in body.items() if k.startswith("group")} == expected
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> None:
+        seen.append(request)
+
+    created = adapter.upsert(product())
+    admin.post("/_admin/reset")  # Kong lost its data; ids start again at 1
+    other = kong_on(app)
+    taken = other.upsert(product(sku="SOMEONE-ELSE", name="NOT YOURS"))
+    assert taken.target_id == created.target_id  # the kept id now names another SKU
+    kong = through(httpx.Client(base_url=BASE_URL, transport=forwarding(app, lambda r: record(r))))
+
+    result = kong.upsert(product(name="MINE"), created.target_id)
+
+    patch = next(r for r in seen if r.method == "PATCH")
+    assert dict(patch.url.params) == {"external_id": "CAM-OXF-001", "customer_id": "100"}
+    by_id = {s["external_id"]: s for s in stored(admin)}
+    assert by_id["SOMEONE-ELSE"]["name"] == "NOT YOURS"
+    assert by_id["CAM-OXF-001"]["name"] == "MINE"
+    assert result.action == "created"
+    assert result.target_id != created.target_id
 
 
-def test_an_unknown_group_field_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"tenant acme: target\.settings\.group_field"):
-        KongAdapter("acme", target({"type_id": 1, "customer_id": 100, "group_field": "x"}))
+def test_without_conditional_updates_a_kept_id_is_looked_up_first(
+    app: Any, admin: TestClient
+) -> None:
+    settings = {"type_id": 1, "customer_id": 100, "conditional_update": False}
+    kong = kong_on(app, settings)
+    created = kong.upsert(product())
+    admin.post("/_admin/reset")
+    kong_on(app).upsert(product(sku="SOMEONE-ELSE", name="NOT YOURS"))  # takes the id
+    before = requests(admin)
+
+    result = kong.upsert(product(name="MINE"), created.target_id)
+
+    assert result.action == "created"
+    assert requests(admin) - before == 4  # 401 (token reset), login, look-up (absent), create
+    by_id = {s["external_id"]: s["name"] for s in stored(admin)}
+    assert by_id == {"SOMEONE-ELSE": "NOT YOURS", "CAM-OXF-001": "MINE"}
+    looked_up = requests(admin, "GET")
+    again = kong.upsert(product(name="MINE 2"), result.target_id)
+    assert again.action == "updated"
+    assert requests(admin, "GET") == looked_up + 1  # every update by a kept id looks up first
+
+
+def test_a_product_never_written_is_created_first_with_one_call(
+    adapter: KongAdapter, admin: TestClient
+) -> None:
+    adapter.upsert(product(sku="WARM"))  # logged in
+    before = requests(admin)
+
+    result = adapter.upsert(product())
+
+    assert result.action == "created"
+    assert requests(admin) - before == 1
+    assert requests(admin, "GET") == 0

@@ -14,24 +14,29 @@ from services.common.errors import RetriableError
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.common.tenants import Tenant
-from services.loader.adapters.base import TargetRejected, UpsertResult
 from services.loader.service import Loader
+from services.targets.base import TargetRejected, UpsertResult
 from tests.unit.fakes import FakeMessage, set_secrets, tenant_config
 
 SERDE = default_serde()
 
 
 class FakeTarget:
-    """Holds products by sku; refuses names starting with '!' and fails on 'DOWN'."""
+    """Holds products by sku (its id: `id-<sku>`); refuses names starting with '!', fails
+    on 'DOWN', and a DELETE of a product it does not hold is absent."""
 
     def __init__(self) -> None:
         self.held: dict[str, dict[str, Any]] = {}
         self.writes: list[str] = []
         self.calls: list[str] = []
+        self.known: dict[str, str | None] = {}  # the id the loader gave with each call
         self._lock = threading.Lock()
 
-    def upsert(self, product: dict[str, Any]) -> UpsertResult:
+    def upsert(self, product: dict[str, Any], known_id: str | None = None) -> UpsertResult:
         self.calls.append(product["sku"])
+        self.known[product["sku"]] = known_id
+        if product["op"] == "DELETE" and product["sku"] not in self.held:
+            return UpsertResult(product["sku"], "absent", None)
         if product["name"].startswith("!"):
             raise TargetRejected(f"item {product['sku']}: refused", tenant=product["tenant"])
         if product["name"] == "DOWN":
@@ -40,7 +45,7 @@ class FakeTarget:
             action = "updated" if product["sku"] in self.held else "created"
             self.held[product["sku"]] = product
             self.writes.append(product["sku"])
-        return UpsertResult(product["sku"], action, product["sku"])  # type: ignore[arg-type]
+        return UpsertResult(product["sku"], action, f"id-{product['sku']}")  # type: ignore[arg-type]
 
     def close(self) -> None:
         pass
@@ -57,19 +62,26 @@ def loader(monkeypatch: pytest.MonkeyPatch, target: FakeTarget) -> Iterator[Load
     tenant = Tenant.model_validate(
         tenant_config("acme", env="L", siesa__base_url="http://siesa.test", siesa__company=1)
     )
-    loader = Loader(serde=SERDE, tenants={"acme": tenant}, max_in_flight=4)
-    loader.adapters["acme"].close()
-    loader.adapters["acme"] = target  # type: ignore[assignment]
+    loader = Loader(
+        serde=SERDE, tenants={"acme": tenant}, max_in_flight=4, targets={"acme": target}
+    )
     yield loader
     loader.close()
 
 
-def message(offset: int, sku: str, name: str = "X", tenant: str = "acme") -> FakeMessage:
+def message(
+    offset: int,
+    sku: str,
+    name: str = "X",
+    tenant: str = "acme",
+    partition: int = 0,
+    op: str = "UPSERT",
+) -> FakeMessage:
     product = {
         "tenant": tenant,
         "sku": sku,
         "name": name,
-        "op": "UPSERT",
+        "op": op,
         "mapping_name": "m",
         "mapping_version": "1",
         "sync_id": "s",
@@ -80,6 +92,7 @@ def message(offset: int, sku: str, name: str = "X", tenant: str = "acme") -> Fak
         _key=f"{tenant}/{sku}".encode(),
         _value=SERDE.encode("CanonicalProduct", product),
         _offset=offset,
+        _partition=partition,
     )
 
 
@@ -184,3 +197,72 @@ def test_state_records_carry_on_from_the_stored_counts(loader: Loader, target: F
     assert state["last_load_at"] is not None
     # Nothing changed: no new state record.
     assert loader.handle_batch([]).outputs == []
+
+
+# -- target ids ---------------------------------------------------------------------
+
+
+def test_an_update_is_given_the_id_the_product_got_when_it_was_created(
+    loader: Loader, target: FakeTarget
+) -> None:
+    loader.handle_batch([message(1, "A", "v1")])  # type: ignore[list-item]
+    assert target.known["A"] is None  # never written: created first
+
+    loader.handle_batch([message(2, "A", "v2")])  # type: ignore[list-item]
+
+    assert target.known["A"] == "id-A"
+    assert target.held["A"]["name"] == "v2"
+
+
+@pytest.fixture
+def keeping(monkeypatch: pytest.MonkeyPatch, target: FakeTarget) -> Iterator[Loader]:
+    """A loader that keeps ids on `p.loader.target-ids.v1` (no broker is touched unless
+    partitions are assigned)."""
+    set_secrets(monkeypatch, "L", "k", "k", "u", "p")
+    tenant = Tenant.model_validate(
+        tenant_config("acme", env="L", siesa__base_url="http://siesa.test", siesa__company=1)
+    )
+    made = Loader(
+        serde=SERDE,
+        tenants={"acme": tenant},
+        kafka=KafkaSettings(topic_prefix="p."),
+        targets={"acme": target},
+    )
+    yield made
+    made.close()
+
+
+def test_a_new_id_is_written_to_the_ids_topic_once(keeping: Loader, target: FakeTarget) -> None:
+    loader = keeping
+    first = loader.handle_batch([message(1, "A", partition=3)])  # type: ignore[list-item]
+    again = loader.handle_batch([message(2, "A", "v2", partition=3)])  # type: ignore[list-item]
+
+    (kept,) = [r for r in first.outputs if r.topic == "p.loader.target-ids.v1"]
+    assert kept.key == b"acme/A"
+    stored = SERDE.decode_as("TargetId", kept.value)
+    assert (stored["tenant"], stored["sku"], stored["target_id"]) == ("acme", "A", "id-A")
+    assert stored["target"] == "kong http://kong.test"
+    assert [r for r in again.outputs if r.topic == "p.loader.target-ids.v1"] == []
+
+
+def test_revoked_partitions_forget_their_ids(loader: Loader, target: FakeTarget) -> None:
+    loader.handle_batch([message(1, "A", partition=0), message(2, "B", partition=1)])  # type: ignore[list-item]
+
+    loader.revoked([TopicPartition("siesa.items.raw.v1", 1)])
+    loader.handle_batch([message(3, "A", "v2", partition=0), message(4, "B", "v2", partition=1)])  # type: ignore[list-item]
+
+    assert (target.known["A"], target.known["B"]) == ("id-A", None)
+
+
+def test_a_product_the_target_does_not_hold_loses_its_kept_id(
+    keeping: Loader, target: FakeTarget
+) -> None:
+    loader = keeping
+    loader.handle_batch([message(1, "A")])  # type: ignore[list-item]
+    target.held.clear()  # the target lost it
+
+    result = loader.handle_batch([message(2, "A", op="DELETE")])  # type: ignore[list-item]
+
+    (tombstone,) = [r for r in result.outputs if r.topic == "p.loader.target-ids.v1"]
+    assert (tombstone.key, tombstone.value) == (b"acme/A", None)
+    assert loader.ids.known("acme", "A") is None

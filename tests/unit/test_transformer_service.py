@@ -76,6 +76,8 @@ def test_a_raw_item_becomes_one_canonical_product_keyed_by_tenant_and_sku() -> N
         "sync_id": b"sync-1",
         "mapping.name": b"siesa-items",
         "mapping.version": b"2",
+        # When the extractor saw the change (epoch ms), for the freshness metric.
+        "extracted_at": b"1700000000000",
     }
     assert SERDE.decode_as("CanonicalProduct", out.value) == {
         "tenant": "acme",

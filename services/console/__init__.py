@@ -1,0 +1,1 @@
+"""`siesa-sync console`: the operator console in the browser (see app.py)."""

@@ -1,0 +1,161 @@
+"""The target's id of each product this loader writes, kept on the compacted
+`loader.target-ids.v1` (key `<tenant>/<sku>`, value `TargetId`) so that an update costs
+one call also after a restart or a rebalance.
+
+The topic is keyed like the canonical topic and has as many partitions, so canonical
+partition p's ids are on partition p here (the same librdkafka partitioner writes both):
+when partitions are assigned, their ids are read back before any of their records is
+handled; when they are revoked, their ids are forgotten. If the two topics' partition
+counts differ, every partition is read back (more memory, same result).
+
+An id is a hint, never a fact (the target may have lost its data and handed the same ids
+to other products): it is passed to the target, which updates by it only where that can
+change nothing but this product's record (services/targets/rest.py). An id stored for
+another target instance (`<type> <base_url>`) is ignored. Restoring is best effort: a
+failure costs calls (products are created first, then looked up), never correctness.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from services.common import health, topics
+from services.common.errors import RetriableError
+from services.common.records import OutRecord
+from services.common.scan import partitions, reader, scan, watermarks
+from services.common.serde import DecodeError, Serde
+from services.common.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "TargetId"
+PROBLEM = "target-ids"
+
+
+class TargetIds:
+    def __init__(
+        self, kafka: KafkaSettings | None, serde: Serde, identities: dict[str, str]
+    ) -> None:
+        """`identities`: each tenant's target instance (`TargetSettings.identity`).
+        Without `kafka`, ids are kept in memory only."""
+        self.kafka = kafka
+        self.serde = serde
+        self.identities = identities
+        self.topic = kafka.topic(topics.TARGET_IDS) if kafka else ""
+        self.persist = kafka is not None
+        # (tenant, sku) -> (target id, the canonical partition it belongs to; None: all)
+        self._ids: dict[tuple[str, str], tuple[str, int | None]] = {}
+        self.restored = 0
+        self.ignored = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def known(self, tenant: str, sku: str) -> str | None:
+        found = self._ids.get((tenant, sku))
+        return found[0] if found else None
+
+    def learned(
+        self, tenant: str, sku: str, partition: int, target_id: str | None
+    ) -> OutRecord | None:
+        """Note the target's id of a product just written (None: the target holds no
+        such product); the record that stores the change, if anything changed."""
+        before = self.known(tenant, sku)
+        if target_id is None:
+            self._ids.pop((tenant, sku), None)
+        else:
+            self._ids[tenant, sku] = (target_id, partition)
+        if target_id == before or not self.persist:
+            return None
+        key = f"{tenant}/{sku}".encode()
+        if target_id is None:
+            return OutRecord(self.topic, key, None)  # a tombstone: forget it
+        value = {
+            "tenant": tenant,
+            "sku": sku,
+            "target": self.identities[tenant],
+            "target_id": target_id,
+            "written_at": datetime.now(UTC),
+        }
+        return OutRecord(self.topic, key, self.serde.encode(SCHEMA, value))
+
+    # -- rebalances ---------------------------------------------------------------------
+
+    def revoked(self, revoked: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in revoked}
+        for key in [k for k, (_, p) in self._ids.items() if p in gone]:
+            del self._ids[key]
+
+    def assigned(self, assigned: list[TopicPartition]) -> None:
+        """Read back the ids of newly assigned canonical partitions. Never raises: a
+        failure only costs calls."""
+        if not self.persist or not assigned or self.kafka is None:
+            return
+        try:
+            self._restore(self.kafka, assigned)
+        except (RetriableError, KafkaException) as exc:
+            log.warning("target ids not restored (products cost more calls): %s", exc)
+
+    def _restore(self, kafka: KafkaSettings, assigned: list[TopicPartition]) -> None:
+        consumer = reader(kafka)
+        try:
+            mine = sorted({tp.partition for tp in assigned})
+            canonical = len(partitions(consumer, assigned[0].topic))
+            if self.topic not in consumer.list_topics(timeout=30).topics:
+                self._missing()
+                return
+            held = partitions(consumer, self.topic)
+            aligned = len(held) == canonical
+            if not aligned:
+                log.warning(
+                    "%s has %d partitions, %s %d: reading all of it back",
+                    self.topic,
+                    len(held),
+                    assigned[0].topic,
+                    canonical,
+                )
+            todo = mine if aligned else held
+            end = {p: watermarks(consumer, self.topic, p)[1] for p in todo if p in held}
+            before = self.restored
+            for msg in scan(consumer, self.topic, end=end):
+                self._take(msg.key(), msg.value(), msg.partition() if aligned else None)
+        finally:
+            consumer.close()
+        log.info(
+            "target ids: %d restored for partitions %s (%d known)",
+            self.restored - before,
+            mine,
+            len(self._ids),
+        )
+
+    def _take(self, key: bytes | None, value: bytes | None, partition: int | None) -> None:
+        tenant, _, sku = (key or b"").decode(errors="replace").partition("/")
+        if value is None:
+            self._ids.pop((tenant, sku), None)
+            return
+        try:
+            stored: dict[str, Any] = self.serde.decode_as(SCHEMA, value)
+        except DecodeError:
+            self.ignored += 1
+            return
+        if (stored["tenant"], stored["sku"]) != (tenant, sku) or self.identities.get(
+            tenant
+        ) != stored["target"]:
+            self.ignored += 1  # another target instance's, or not what its key says
+            self._ids.pop((tenant, sku), None)
+            return
+        self._ids[tenant, sku] = (stored["target_id"], partition)
+        self.restored += 1
+
+    def _missing(self) -> None:
+        self.persist = False
+        message = (
+            f"topic {self.topic} does not exist: target ids are not kept (run "
+            "`topics create`, safe to repeat, then restart the loader)"
+        )
+        log.error(message)
+        health.current().report(PROBLEM, message)
