@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ BROKER_CN = "kafka-broker"
 ADMIN = "admin"
 MECHANISM = "SCRAM-SHA-512"
 VALID_DAYS = "30"
+_PREPARING = threading.Lock()
 
 
 def _keytool(*args: str) -> None:
@@ -88,7 +90,14 @@ class BrokerSecurity:
     tls: Tls | None = None
 
     def prepare(self) -> BrokerSecurity:
-        """Make (or reuse) the certificates and the users' passwords, stored 0600."""
+        """Make (or reuse) the certificates and the users' passwords, stored 0600; once,
+        however many nodes of a cluster ask at the same time."""
+        with _PREPARING:
+            if self.tls is None:
+                self._prepare()
+        return self
+
+    def _prepare(self) -> None:
         self.tls = Tls(self.home / "tls").make()
         stored = self.home / "users.json"
         if stored.exists():
@@ -104,7 +113,6 @@ class BrokerSecurity:
             path = secret_dir / f"{name}.password"
             path.touch(mode=0o600)
             path.write_text(password + "\n")
-        return self
 
     def password_file(self, user: str) -> Path:
         return self.home / "secrets" / f"{user}.password"
