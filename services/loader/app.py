@@ -31,6 +31,9 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
     kafka = settings.kafka.for_client(writer)
+    group_id = f"{kafka.topic_prefix}{settings.group_id}"
+    consumer = make_consumer(kafka, group_id=group_id, stage=True)
+    alerter = Alerter(settings.alert_webhook_url, "loader")
     loader = Loader(
         serde=serde,
         tenants=tenants,
@@ -38,10 +41,15 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         kafka=kafka,
         writer=writer,
         max_parked=settings.max_parked,
+        max_parked_per_tenant=settings.max_parked_per_tenant,
+        step_wait_s=settings.step_wait_s,
+        breaker_max_cooldown_s=settings.breaker_max_cooldown_s,
+        alerter=alerter,
+        seek=consumer.seek,
     )
-    alerter = Alerter(settings.alert_webhook_url, "loader")
     if not connect(kafka, stopper, alerter):
         loader.close()
+        consumer.close()
         return
     # This writer's counts so far (a restarted replica with a stable id carries on).
     loader.restore([s for s in read_states(kafka, serde) if s["writer"] == writer])
@@ -52,11 +60,10 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             tenant=tenant_id, target=tenants[tenant_id].target.type
         ).set_function(partial(breaker_value, breaker))
 
-    group_id = f"{kafka.topic_prefix}{settings.group_id}"
     try:
         RunLoop(
             stage="load",
-            consumer=make_consumer(kafka, group_id=group_id, stage=True),
+            consumer=consumer,
             group=group_id,
             lost_offsets=kafka.lost_offsets,
             producer=make_producer(kafka),

@@ -1,6 +1,8 @@
 """A circuit breaker per tenant target: after a run of passing failures the tenant's work
 waits (its records stay parked in the loader) instead of hammering a target that is down,
-and one record probes the target when the cool-down is over.
+and one record probes the target when the cool-down is over. Each probe that fails
+doubles the cool-down, up to `max_cooldown_s`; an answer resets it. A failure that says
+the tenant itself is refused (its credentials) opens the breaker at once.
 
 Transitions are logged as JSON lines with `tenant` and `breaker` (the state), and the
 state is readable from code (`Breaker.state`, `Breaker.snapshot()`) for metrics.
@@ -19,7 +21,7 @@ from services.common.errors import RetriableError
 
 log = logging.getLogger(__name__)
 
-MAX_COOLDOWN_S = 300.0
+MAX_COOLDOWN_S = 300.0  # the default cap, and the most a target's Retry-After is waited
 
 
 class BreakerState(StrEnum):
@@ -41,10 +43,14 @@ class Breaker:
         failures_to_open: int = 5,
         cooldown_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_cooldown_s: float = MAX_COOLDOWN_S,
     ) -> None:
         self.tenant = tenant
         self.failures_to_open = failures_to_open
         self.cooldown_s = cooldown_s
+        self.max_cooldown_s = max(cooldown_s, max_cooldown_s)
+        self._opens_in_row = 0  # opened again by failed probes, since the last answer
         self._clock = clock
         self._lock = threading.Lock()
         self._open = False
@@ -77,20 +83,26 @@ class Breaker:
     def succeeded(self) -> None:
         with self._lock:
             self._failures = 0
+            self._opens_in_row = 0
             if self._open:
                 self._open = False
                 self._log(BreakerState.CLOSED, "target answers again")
 
-    def failed(self, error: RetriableError) -> None:
-        """A record failed for a passing reason (after the call's own retries)."""
+    def failed(self, error: RetriableError, *, at_once: bool = False) -> None:
+        """A record failed for a passing reason (after the call's own retries); `at_once`:
+        a reason no other record can escape (refused credentials) opens it now."""
         if isinstance(error, BreakerOpen):
             return
         with self._lock:
             self._failures += 1
             self.last_error = error.message
             half_open = self._open and self._clock() >= self._retry_at
-            if half_open or (not self._open and self._failures >= self.failures_to_open):
-                wait = max(self.cooldown_s, min(error.retry_after or 0.0, MAX_COOLDOWN_S))
+            due = at_once or self._failures >= self.failures_to_open
+            if half_open or (not self._open and due):
+                self._opens_in_row += 1
+                grown = self.cooldown_s * 2 ** min(self._opens_in_row - 1, 30)
+                cooldown = min(grown, self.max_cooldown_s)
+                wait = max(cooldown, min(error.retry_after or 0.0, MAX_COOLDOWN_S))
                 self._retry_at = self._clock() + wait
                 if not self._open:
                     self.opened_count += 1
@@ -104,6 +116,7 @@ class Breaker:
                 "state": str(self._state()),
                 "failures_in_row": self._failures,
                 "opened": self.opened_count,
+                "opens_in_row": self._opens_in_row,
                 "retry_in_s": round(max(0.0, self._retry_at - self._clock()), 3)
                 if self._open
                 else 0.0,

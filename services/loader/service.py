@@ -1,33 +1,40 @@
 """The loader's step: canonical products upserted into their tenants' targets.
 
-Every record waits in its tenant's queue of pending products, newest version per key
-(an older version is superseded, so dropping it keeps order), until its target
-confirms it or refuses it for good (then it is dead-lettered). Each call writes the
-pending products of every tenant whose breaker lets it, different keys concurrently
-(bounded per tenant), one key never twice at once. A tenant whose target keeps failing
-has its breaker opened: its records stay pending (parked) while the partitions flow on
-for the other tenants, and the run loop commits offsets only below the oldest record
-still pending (`holds`), so nothing is lost on a crash or a rebalance.
+Every record waits in its tenant's lane (`lanes.py`) of pending products, newest
+version per key (an older version is superseded, so dropping it keeps order), until its
+target confirms it or refuses it for good (then it is dead-lettered). Each tenant writes
+through its own threads, different keys concurrently (up to its target's concurrency),
+one key never twice at once. A step hands every lane the work it has room for, then
+collects what is done for at most `step_wait_s`: it never waits for a slow tenant's
+calls to end, so no tenant holds another's records, and the run loop polls its consumer
+at least that often however long a tenant's writes take (no eviction from the group).
+
+A tenant whose target keeps failing has its breaker opened (its cool-down doubling at
+each failed probe, up to a cap): its records stay pending (parked) while the partitions
+flow on for the other tenants. A target refusing the tenant's credentials opens it at
+once and makes the tenant `failed`, with an alert. The run loop commits offsets only
+below the oldest record still pending or spilled (`holds`), so nothing is lost on a
+crash or a rebalance.
 
 Each write is given the target id the product had when last written (`ids.py`), so an
 update is one call; an id that changed is written to `loader.target-ids.v1` with the
-batch's outputs, before its offsets are committed.
+step's outputs, before its offsets are committed.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections import Counter
-from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
 from services.common import metrics
+from services.common.alerts import Alerter
 from services.common.boundary import check_tenant
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
 from services.common.records import coordinates
@@ -38,16 +45,14 @@ from services.common.state import StateWriter
 from services.common.tenants import Tenant
 from services.loader.breaker import Breaker, BreakerState
 from services.loader.ids import TargetIds
+from services.loader.lanes import Lane, Partition, Pending
 from services.targets import open_target
+from services.targets.auth import CredentialsRefused
 from services.targets.base import Target, UpsertResult
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Pending:
-    msg: Message
-    product: dict[str, Any]
+AUTH_ALERT = "target_credentials_refused"
 
 
 class Loader:
@@ -60,28 +65,50 @@ class Loader:
         kafka: KafkaSettings | None = None,
         writer: str = "loader",
         max_parked: int = 100_000,
+        max_parked_per_tenant: int = 10_000,
+        step_wait_s: float = 1.0,
+        breaker_max_cooldown_s: float = 300.0,
         targets: Mapping[str, Target] | None = None,
+        alerter: Alerter | None = None,
+        seek: Callable[[TopicPartition], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`targets`: each tenant's target (default: opened from its settings)."""
+        """`targets`: each tenant's target (default: opened from its settings);
+        `max_in_flight`: the most calls one tenant has in flight (with its target's
+        `concurrency`); `seek`: the consumer's, to read spilled records again."""
         self.serde = serde
         self.tenants = tenants
         self.kafka = kafka
         self.writer = writer
         self.max_parked = max_parked
+        self.step_wait_s = step_wait_s
+        self.alerter = alerter
+        self.seek = seek
+        self._clock = clock
         self.targets: dict[str, Target] = dict(targets) if targets is not None else {}
         for t in tenants.values():
             if t.id not in self.targets:
                 self.targets[t.id] = open_target(t.id, t.target)
         self.ids = TargetIds(kafka, serde, {t.id: t.target.identity for t in tenants.values()})
         self.breakers = {
-            t.id: Breaker(t.id, t.target.breaker_failures, t.target.breaker_cooldown_s)
+            t.id: Breaker(
+                t.id,
+                t.target.breaker_failures,
+                t.target.breaker_cooldown_s,
+                max_cooldown_s=breaker_max_cooldown_s,
+            )
             for t in tenants.values()
         }
-        self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="upsert")
-        self._slots = {
-            t.id: threading.BoundedSemaphore(t.target.concurrency) for t in tenants.values()
+        self.lanes = {
+            t.id: Lane(
+                t.id,
+                self.breakers[t.id],
+                min(t.target.concurrency, max_in_flight),
+                max_parked_per_tenant,
+            )
+            for t in tenants.values()
         }
-        self._pending: dict[str, dict[str, Pending]] = {t: {} for t in tenants}
+        self._refused: dict[str, str] = {}  # tenant -> why its credentials were refused
         self.states = StateWriter(writer, serde, tenants)
 
     def restore(self, states: list[dict[str, Any]]) -> None:
@@ -89,29 +116,26 @@ class Loader:
         self.states.restore(states)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        for lane in self.lanes.values():
+            lane.close()
         for target in self.targets.values():
             target.close()
 
     # -- what the run loop asks ---------------------------------------------------------
 
-    def holds(self) -> dict[tuple[str, int], int]:
-        """The lowest offset of a pending record per (topic, partition)."""
-        low: dict[tuple[str, int], int] = {}
-        for queue in self._pending.values():
-            for pending in queue.values():
-                topic, partition, offset = coordinates(pending.msg)
-                if offset < low.get((topic, partition), offset + 1):
-                    low[topic, partition] = offset
+    def holds(self) -> dict[Partition, int]:
+        """The lowest offset of a pending (or spilled) record per (topic, partition)."""
+        low: dict[Partition, int] = {}
+        for lane in self.lanes.values():
+            lane.holds(low)
         return low
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        """Forget the pending records of partitions this loader no longer owns: nothing of
-        them is in flight between calls, and their new owner reads them again."""
+        """Forget the pending records of partitions this loader no longer owns: their new
+        owner reads them again from the committed offset."""
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        for queue in self._pending.values():
-            for sku in [s for s, p in queue.items() if coordinates(p.msg)[:2] in gone]:
-                del queue[sku]
+        for lane in self.lanes.values():
+            lane.revoked(gone)
         self.ids.revoked(partitions)
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -119,7 +143,7 @@ class Loader:
         self.ids.assigned(partitions)
 
     def parked(self) -> int:
-        return sum(len(queue) for queue in self._pending.values())
+        return sum(len(lane.pending) for lane in self.lanes.values())
 
     # -- the step -------------------------------------------------------------------------
 
@@ -128,6 +152,8 @@ class Loader:
         if batch and self.parked() + len(batch) > self.max_parked:
             # Back-pressure: the batch is read again later, when parked records have gone.
             raise RetriableError(f"{self.parked()} records parked for paused targets")
+        tallies: dict[str, Counter[str]] = {t: Counter() for t in self.tenants}
+        self._collect(result, tallies)  # what ended since the last step, first
         for msg in batch:
             try:
                 product = self.serde.decode_as("CanonicalProduct", msg.value())
@@ -140,69 +166,124 @@ class Loader:
             except SkippableError as exc:
                 result.failures.append((msg, exc))
                 continue
-            queue = self._pending[product["tenant"]]
-            older = queue.get(product["sku"])
-            if older is not None and (older.msg.offset() or 0) > (msg.offset() or 0):
-                result.counts["superseded"] += 1  # a replay of an older version
-                continue
-            if older is not None:
-                result.counts["superseded"] += 1
-            queue[product["sku"]] = Pending(msg, product)
-        self._write_round(result)
+            kept = self.lanes[product["tenant"]].offer(Pending(msg, product))
+            if kept != "kept":
+                result.counts[kept] += 1
+        self._step(result, tallies)
+        self._rewind()
+        self._account(tallies)
         result.outputs.extend(self._state_records())
         return result
 
-    def _write_round(self, result: BatchResult) -> None:
-        work: list[tuple[str, Pending, Future[UpsertResult]]] = []
-        for tenant, queue in self._pending.items():
-            state = self.breakers[tenant].state
-            if not queue or state is BreakerState.OPEN:
-                continue
-            # Half open: one record probes the target; the rest follow once it answers.
-            todo = list(queue.values())[:1] if state is BreakerState.HALF_OPEN else queue.values()
-            work.extend(
-                (tenant, p, self._pool.submit(self._upsert, p.product, self._known(p.product)))
-                for p in todo
-            )
-        tallies: dict[str, Counter[str]] = {t: Counter() for t in self.tenants}
-        for tenant, pending, future in work:
-            breaker = self.breakers[tenant]
-            try:
-                done = future.result()
-            except SkippableError as exc:
-                breaker.succeeded()  # the target answered; it refused this one record
+    def _step(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> None:
+        """Start what each lane has room for and collect what ends, for at most
+        `step_wait_s`; a record that failed for a passing reason waits for the next step."""
+        tried: set[int] = set()
+        deadline = self._clock() + self.step_wait_s
+        while True:
+            for lane in self.lanes.values():
+                for pending in lane.ready(tried):
+                    known = self.ids.known(lane.tenant, pending.sku)
+                    lane.start(pending, self._upsert, pending.product, known)
+            flying = [f for lane in self.lanes.values() for f in lane.futures()]
+            left = deadline - self._clock()
+            if not flying or left <= 0:
+                return
+            wait(flying, timeout=left, return_when=FIRST_COMPLETED)
+            tried |= self._collect(result, tallies)
+
+    def _collect(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> set[int]:
+        """Take the outcome of every call that ended; the ids of the records that failed
+        for a passing reason."""
+        failed: set[int] = set()
+        for lane in self.lanes.values():
+            for pending, future in lane.finished():
+                if not self._outcome(lane, pending, future, result, tallies[lane.tenant]):
+                    failed.add(id(pending))
+        return failed
+
+    def _outcome(
+        self,
+        lane: Lane,
+        pending: Pending,
+        future: Future[UpsertResult],
+        result: BatchResult,
+        tally: Counter[str],
+    ) -> bool:
+        """Account one ended call; False when the record stays parked."""
+        tenant, breaker = lane.tenant, lane.breaker
+        current = lane.is_current(pending)  # else replaced meanwhile, or revoked
+        try:
+            done = future.result()
+        except SkippableError as exc:
+            self._answered(tenant, breaker)  # the target answered; it refused this record
+            if current:
                 result.failures.append((pending.msg, exc))
-                tallies[tenant]["failed"] += 1
-            except RetriableError as exc:
-                breaker.failed(exc)
-                result.counts["parked"] += 1
-                continue
-            except FatalError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, not lost
+                tally["failed"] += 1
+        except CredentialsRefused as exc:
+            breaker.failed(exc, at_once=True)
+            self._credentials_refused(tenant, exc)
+            result.counts["parked"] += 1
+            return False
+        except RetriableError as exc:
+            breaker.failed(exc)
+            result.counts["parked"] += 1
+            return False
+        except FatalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, not lost
+            if current:
                 what = f"upsert of {pending.msg.key()!r}"
                 result.failures.append((pending.msg, unexpected(exc, what)))
-                tallies[tenant]["failed"] += 1
-            else:
-                breaker.succeeded()
-                metrics.observe_freshness(pending.msg, tenant)
-                result.counts[done.action] += 1
-                tallies[tenant]["loaded"] += 1
+                tally["failed"] += 1
+        else:
+            self._answered(tenant, breaker)
+            metrics.observe_freshness(pending.msg, tenant)
+            result.counts[done.action] += 1
+            tally["loaded"] += 1
+            if current or lane.pending.get(pending.sku) is not None:
                 partition = coordinates(pending.msg)[1]
                 kept = self.ids.learned(tenant, done.sku, partition, done.target_id)
                 if kept is not None:
                     result.outputs.append(kept)
-            del self._pending[tenant][pending.product["sku"]]
-        self._account(tallies)
-
-    def _known(self, product: dict[str, Any]) -> str | None:
-        return self.ids.known(product["tenant"], product["sku"])
+        lane.done(pending)
+        return True
 
     def _upsert(self, product: dict[str, Any], known_id: str | None) -> UpsertResult:
         tenant = product["tenant"]
-        with self._slots[tenant]:
-            self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
-            return self.targets[tenant].upsert(product, known_id)
+        self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
+        return self.targets[tenant].upsert(product, known_id)
+
+    def _rewind(self) -> None:
+        """Read again what lanes spilled, once they have room for it."""
+        for lane in self.lanes.values():
+            for tp in lane.rewinds():
+                log.info(
+                    "tenant %s: reading %s[%d] again from %d (records it had no room for)",
+                    lane.tenant,
+                    tp.topic,
+                    tp.partition,
+                    tp.offset,
+                    extra={"tenant": lane.tenant},
+                )
+                if self.seek is not None:
+                    self.seek(tp)
+
+    # -- credentials ----------------------------------------------------------------------
+
+    def _credentials_refused(self, tenant: str, exc: CredentialsRefused) -> None:
+        if tenant not in self._refused:
+            log.error("tenant %s: %s", tenant, exc.message, extra={"tenant": tenant})
+        self._refused[tenant] = exc.message
+        if self.alerter is not None:
+            self.alerter.fire(tenant, AUTH_ALERT, exc.message)
+
+    def _answered(self, tenant: str, breaker: Breaker) -> None:
+        breaker.succeeded()
+        if self._refused.pop(tenant, None) is not None:
+            log.info("tenant %s: credentials accepted again", tenant, extra={"tenant": tenant})
+            if self.alerter is not None:
+                self.alerter.clear(tenant, AUTH_ALERT)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -217,11 +298,15 @@ class Loader:
                 state["last_load_at"] = now
                 metrics.mark_success(tenant, "load")
             breaker = self.breakers[tenant]
-            if breaker.state is not BreakerState.CLOSED:
+            if tenant in self._refused:
+                state["status"] = "failed"
+                state["last_error"] = self._refused[tenant]
+            elif breaker.state is not BreakerState.CLOSED:
                 state["status"] = "degraded"
                 state["last_error"] = breaker.last_error
             else:
-                state["status"] = "syncing" if self._pending[tenant] else "idle"
+                lane = self.lanes[tenant]
+                state["status"] = "syncing" if lane.pending or lane.spilled else "idle"
 
     def _state_records(self) -> list[Any]:
         """A SyncState record for each tenant whose state changed since the last one."""

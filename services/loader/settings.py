@@ -25,3 +25,11 @@ class LoaderSettings(ServiceSettings):
     # Records parked for tenants whose target is paused, at most; past it the loader
     # stops reading until some are delivered.
     max_parked: int = Field(default=100_000, ge=1)
+    # Records one tenant keeps parked, at most (distinct products); past it its records
+    # are read again later instead of kept, so one refused tenant never stops the others.
+    max_parked_per_tenant: int = Field(default=10_000, ge=1)
+    # The longest one step waits for tenants' calls to end before the consumer is polled
+    # again (a slow target's calls go on meanwhile, in its own threads).
+    step_wait_s: float = Field(default=1.0, gt=0, le=30)
+    # A breaker's cool-down doubles at each failed probe, up to this.
+    breaker_max_cooldown_s: float = Field(default=300.0, gt=0)

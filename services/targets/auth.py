@@ -194,9 +194,17 @@ class Tokens:
         return True
 
 
-def _refused(what: str, response: httpx.Response, tenant: str) -> RetriableError:
-    # Not this record's fault: the batch waits and is tried again.
-    return RetriableError(
+class CredentialsRefused(RetriableError):
+    """The target refuses the tenant's credentials (a 401 after logging in again, a
+    refused login): no record of the tenant can go through until they are fixed. Not
+    a record's fault: its records wait (the loader opens the tenant's breaker at once
+    and marks it `failed`)."""
+
+    error_class = "target_credentials_refused"
+
+
+def _refused(what: str, response: httpx.Response, tenant: str) -> CredentialsRefused:
+    return CredentialsRefused(
         f"{what}: HTTP {response.status_code}: credentials refused", tenant=tenant
     )
 

@@ -47,6 +47,9 @@ class TargetSettings(BaseModel):
     login: ClassVar[LoginDefaults | None] = None
     # Names the target in messages ("Kong").
     label: ClassVar[str] = "target"
+    # Whether the target's successes carry JSON (a REST API): a success that does not is
+    # a passing fault (a maintenance page), not a write done.
+    answers_json: ClassVar[bool] = True
 
     type: str
     base_url: str = Field(pattern=r"^https?://\S+$")

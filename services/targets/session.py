@@ -2,6 +2,10 @@
 authentication (a strategy from `auth.py`, again on a 401), the tenant's rate limit, the
 target's timeout and bounded in-place retries of passing faults, always.
 
+A success that is not what a JSON API answers (a proxy's HTML maintenance page with
+200) is a passing fault of the target (`UnexpectedAnswer`), never taken as a write
+done, nor as a record's fault.
+
 The HTTP client may be given (tests pass one bound to a simulator app; a loader may share
 one per target host); calls use absolute URLs, so one client can serve many tenants.
 What is retried is decided by `services/common/http.py`.
@@ -15,10 +19,14 @@ from typing import Any
 import httpx
 
 from services.common import metrics
-from services.common.errors import RetriableError
-from services.common.http import as_retriable, raise_for_transient, with_retries
+from services.common.http import (
+    TransientHTTPError,
+    as_retriable,
+    raise_for_transient,
+    with_retries,
+)
 from services.common.ratelimit import RateLimiter
-from services.targets.auth import Authenticator, authenticator
+from services.targets.auth import Authenticator, CredentialsRefused, authenticator
 from services.targets.base import TargetSettings
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,12 @@ log = logging.getLogger(__name__)
 IN_PLACE_ATTEMPTS = 5
 IN_PLACE_MAX_DELAY_S = 10.0
 IN_PLACE_MAX_WAIT_S = 2.0
+
+
+class UnexpectedAnswer(TransientHTTPError):
+    """The target answered success with a body that is not JSON (a maintenance page)."""
+
+    error_class = "target_unexpected_answer"
 
 
 def new_client(config: TargetSettings) -> httpx.Client:
@@ -90,9 +104,23 @@ class TargetSession:
         if response.status_code == 401:
             # Refused even with fresh credentials: the tenant's access, not this record.
             why = "after logging in again" if again else "credentials refused"
-            raise RetriableError(f"{what}: HTTP 401 {why}", tenant=self.tenant)
+            raise CredentialsRefused(f"{what}: HTTP 401 {why}", tenant=self.tenant)
         raise_for_transient(response, what)
+        if self.config.answers_json and response.is_success:
+            self._check_json(response, what)
         return response
+
+    def _check_json(self, response: httpx.Response, what: str) -> None:
+        if not response.content:
+            return
+        try:
+            response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type", "no Content-Type").split(";")[0]
+            raise UnexpectedAnswer(
+                f"{what}: HTTP {response.status_code} answered {kind}, not JSON "
+                "(a maintenance page?)"
+            ) from None
 
     def _authenticated(
         self, what: str, method: str, path: str, headers: dict[str, str] | None, **kwargs: Any

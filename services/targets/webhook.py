@@ -57,6 +57,7 @@ class WebhookOptions(BaseModel):
 
 class WebhookSettings(TargetSettings):
     label: ClassVar[str] = "webhook"
+    answers_json: ClassVar[bool] = False  # a receiver may answer anything with its 2xx
 
     type: Literal["webhook"]
     auth: AuthConfig = NoAuth(type="none")

@@ -1,0 +1,148 @@
+"""One tenant's lane in the loader: what it has pending, what is in flight, its own
+worker threads, its breaker, and how many of its records it may keep.
+
+Lanes are what keeps tenants apart. Each tenant writes through its own threads (at most
+its target's `concurrency` calls at once), so a tenant whose target is slow, or silent
+until its timeout, only ever occupies its own threads: another tenant's records never
+queue behind its calls. The loader does not wait for a lane's calls to end: it hands a
+lane new work when the lane has room and collects what is done at every step.
+
+A lane keeps at most `max_parked` records (distinct products, newest version each).
+Past that, a record of the tenant is not kept but *spilled*: only the lowest spilled
+offset per partition is remembered, offsets are never committed past it, and once the
+lane has room again those partitions are read again from there (`rewinds`). So a tenant
+whose target refuses it for hours costs bounded memory and holds no one else up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Message, TopicPartition
+
+from services.common.records import coordinates
+from services.loader.breaker import Breaker, BreakerState
+from services.targets.base import UpsertResult
+
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True, eq=False)
+class Pending:
+    msg: Message
+    product: dict[str, Any]
+
+    @property
+    def sku(self) -> str:
+        return str(self.product["sku"])
+
+
+class Lane:
+    def __init__(self, tenant: str, breaker: Breaker, concurrency: int, max_parked: int) -> None:
+        self.tenant = tenant
+        self.breaker = breaker
+        self.concurrency = concurrency
+        self.max_parked = max_parked
+        self.pending: dict[str, Pending] = {}
+        self.in_flight: dict[str, tuple[Pending, Future[UpsertResult]]] = {}
+        self.spilled: dict[Partition, int] = {}
+        self._workers = ThreadPoolExecutor(concurrency, thread_name_prefix=f"upsert-{tenant}")
+
+    def close(self) -> None:
+        self._workers.shutdown(wait=True, cancel_futures=True)
+
+    # -- records in ------------------------------------------------------------------
+
+    def offer(self, pending: Pending) -> str:
+        """Keep `pending` (newest version of its product): "kept", "superseded" (an older
+        version was replaced, or this one is older than the one kept) or "spilled"."""
+        older = self.pending.get(pending.sku)
+        if older is not None:
+            if (older.msg.offset() or 0) > (pending.msg.offset() or 0):
+                return "superseded"  # a replay of an older version
+            self.pending[pending.sku] = pending
+            return "superseded"
+        if len(self.pending) >= self.max_parked:
+            topic, partition, offset = coordinates(pending.msg)
+            if offset < self.spilled.get((topic, partition), offset + 1):
+                self.spilled[topic, partition] = offset
+            return "spilled"
+        self.pending[pending.sku] = pending
+        return "kept"
+
+    def is_current(self, pending: Pending) -> bool:
+        """Whether `pending` is still the version to write (not replaced, not revoked)."""
+        return self.pending.get(pending.sku) is pending
+
+    def done(self, pending: Pending) -> None:
+        if self.is_current(pending):
+            del self.pending[pending.sku]
+
+    # -- work out ----------------------------------------------------------------------
+
+    def ready(self, tried: set[int]) -> list[Pending]:
+        """The records to start now: none while the breaker is open, one probe when it is
+        half open (and nothing is in flight), else up to the lane's free room. A record
+        is never started while an older version of its product is in flight, nor again
+        in the step that already tried it (`tried`: ids of records that failed)."""
+        state = self.breaker.state
+        if state is BreakerState.OPEN:
+            return []
+        room = self.concurrency - len(self.in_flight)
+        if state is BreakerState.HALF_OPEN:
+            room = 0 if self.in_flight else 1
+        todo: list[Pending] = []
+        for sku, pending in self.pending.items():
+            if len(todo) >= room:
+                break
+            if sku not in self.in_flight and id(pending) not in tried:
+                todo.append(pending)
+        return todo
+
+    def start(self, pending: Pending, call: Any, *args: Any) -> None:
+        self.in_flight[pending.sku] = (pending, self._workers.submit(call, *args))
+
+    def finished(self) -> Iterator[tuple[Pending, Future[UpsertResult]]]:
+        """The calls that are over (taken out of flight)."""
+        for sku, (pending, future) in list(self.in_flight.items()):
+            if future.done():
+                del self.in_flight[sku]
+                yield pending, future
+
+    def futures(self) -> list[Future[UpsertResult]]:
+        return [future for _, future in self.in_flight.values()]
+
+    # -- offsets -----------------------------------------------------------------------
+
+    def holds(self, low: dict[Partition, int]) -> None:
+        """Lower `low` to the lowest offset this lane still holds per partition."""
+        for pending in self.pending.values():
+            topic, partition, offset = coordinates(pending.msg)
+            if offset < low.get((topic, partition), offset + 1):
+                low[topic, partition] = offset
+        for where, offset in self.spilled.items():
+            if offset < low.get(where, offset + 1):
+                low[where] = offset
+
+    def rewinds(self) -> list[TopicPartition]:
+        """Where to read again, once the lane has room for what it spilled (half of its
+        bound free and its target writable): the spilled partitions at their lowest
+        spilled offset. Forgotten here: the records read again are offered anew."""
+        if not self.spilled or len(self.pending) > self.max_parked // 2:
+            return []
+        if self.breaker.state is not BreakerState.CLOSED:
+            return []
+        seeks = [TopicPartition(t, p, offset) for (t, p), offset in self.spilled.items()]
+        self.spilled.clear()
+        return seeks
+
+    def revoked(self, gone: set[Partition]) -> None:
+        """Forget what this lane holds of partitions no longer this loader's; a call in
+        flight for one of them ends unheeded (its new owner writes the record again)."""
+        for sku in [s for s, p in self.pending.items() if coordinates(p.msg)[:2] in gone]:
+            del self.pending[sku]
+        for where in [w for w in self.spilled if w in gone]:
+            del self.spilled[where]
