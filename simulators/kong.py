@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from simulators.faults import json_error
 from simulators.kong_skus import (
     REQUIRED_MESSAGE,
     SkuStore,
@@ -26,7 +27,7 @@ from simulators.kong_skus import (
 )
 from simulators.stats import RequestStats
 from simulators.target_admin import TargetAdmin
-from simulators.target_faults import rejected, target_faults
+from simulators.target_faults import rejected, target_answer, target_faults
 from simulators.web import BodyError, read_json, simulator_app
 
 logger = logging.getLogger(__name__)
@@ -181,4 +182,4 @@ def create_app(users: dict[str, str]) -> Starlette:
         Route("/_admin/stats", sim.admin_stats, methods=["GET"]),
         Route("/_admin/reset", sim.admin_reset, methods=["POST"]),
     ]
-    return simulator_app(sim, routes, sim.stats, sim.faults)
+    return simulator_app(sim, routes, sim.stats, sim.faults, target_answer(json_error))

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from simulators.stats import RequestStats
 from simulators.target_admin import TargetAdmin
-from simulators.target_faults import rejected, target_faults
+from simulators.target_faults import rejected, target_answer, target_faults
 from simulators.web import BodyError, read_json, simulator_app
 from simulators.wms_products import Invalid, ProductStore, public, summary, validate
 
@@ -195,4 +195,4 @@ def create_app(users: dict[str, str], auth_scheme: str = "Bearer") -> Starlette:
         Route("/_admin/stats", sim.admin_stats, methods=["GET"]),
         Route("/_admin/reset", sim.admin_reset, methods=["POST"]),
     ]
-    return simulator_app(sim, routes, sim.stats, sim.faults, wms_error)
+    return simulator_app(sim, routes, sim.stats, sim.faults, target_answer(wms_error))

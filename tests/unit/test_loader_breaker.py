@@ -67,3 +67,29 @@ def test_calls_refused_by_the_breaker_itself_do_not_count() -> None:
     breaker = Breaker("acme", failures_to_open=1, cooldown_s=5, clock=Clock())
     breaker.failed(BreakerOpen("paused"))
     assert breaker.state is BreakerState.CLOSED
+
+
+def test_each_failed_probe_doubles_the_cooldown_up_to_its_cap() -> None:
+    clock = Clock()
+    breaker = Breaker("acme", failures_to_open=1, cooldown_s=2, clock=clock, max_cooldown_s=10)
+    waits = []
+    breaker.failed(RetriableError("HTTP 503"))
+    for _ in range(5):
+        opened_at = clock.now
+        while breaker.state is BreakerState.OPEN:
+            clock.now += 0.5
+        waits.append(clock.now - opened_at)
+        breaker.failed(RetriableError("HTTP 503"))  # the probe fails
+
+    assert waits == [2, 4, 8, 10, 10]
+    # An answer resets it: the next opening waits the base cool-down again.
+    clock.now += 10
+    breaker.succeeded()
+    breaker.failed(RetriableError("HTTP 503"))
+    assert breaker.snapshot()["retry_in_s"] == 2
+
+
+def test_refused_credentials_open_it_at_once() -> None:
+    breaker = Breaker("acme", failures_to_open=5, cooldown_s=5, clock=Clock())
+    breaker.failed(RetriableError("HTTP 401 credentials refused"), at_once=True)
+    assert breaker.state is BreakerState.OPEN
