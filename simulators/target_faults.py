@@ -2,13 +2,15 @@
 
 - ``reject_external_ids``: refuse writes of chosen external ids for good, to test
   permanent 4xx answers;
-- ``credentials_revoked``: every call, the login included, answers 401, as when the
-  tenant's password was changed or its user disabled (``{}`` restores it);
+- ``credentials_revoked_s``: for that many seconds from now every call, the login
+  included, answers 401, as when the tenant's password is changed, then restored;
 - ``maintenance_html``: every call answers 200 with an HTML maintenance page, as a proxy
   in front of a target under maintenance does.
 """
 
 from __future__ import annotations
+
+import time
 
 from pydantic import Field
 from starlette.responses import HTMLResponse, Response
@@ -32,18 +34,23 @@ class TargetFaultSettings(FaultSettings):
     reject_external_ids: list[str] = Field(default_factory=list)
     reject_status: int = Field(default=400, ge=400, le=499)
     reject_message: str = DEFAULT_REJECT_MESSAGE
-    credentials_revoked: bool = False
+    credentials_revoked_s: float = Field(default=0, ge=0)
     maintenance_html: bool = False
 
 
 class TargetFaults(Faults):
     """`Faults` answering revoked credentials and maintenance before anything else."""
 
+    def set(self, settings: FaultSettings) -> None:
+        self.set_at = time.monotonic()
+        super().set(settings)
+
     def decide(self) -> tuple[int, dict[str, str], str] | None:
         settings = self.settings
         if isinstance(settings, TargetFaultSettings):
+            revoked = time.monotonic() - self.set_at < settings.credentials_revoked_s
             for on, status, reason in (
-                (settings.credentials_revoked, 401, REVOKED),
+                (revoked, 401, REVOKED),
                 (settings.maintenance_html, 200, MAINTENANCE),
             ):
                 if on:

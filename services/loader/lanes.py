@@ -130,7 +130,7 @@ class Lane:
     def rewinds(self) -> list[TopicPartition]:
         """Where to read again, once the lane has room for what it spilled (half of its
         bound free and its target writable): the spilled partitions at their lowest
-        spilled offset. Forgotten here: the records read again are offered anew."""
+        spilled offset. Forgotten here: the loader holds them until they are read."""
         if not self.spilled or len(self.pending) > self.max_parked // 2:
             return []
         if self.breaker.state is not BreakerState.CLOSED:

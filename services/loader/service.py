@@ -108,6 +108,7 @@ class Loader:
             )
             for t in tenants.values()
         }
+        self._rewound: dict[Partition, int] = {}  # sought back to, not read again yet
         self._refused: dict[str, str] = {}  # tenant -> why its credentials were refused
         self.states = StateWriter(writer, serde, tenants)
 
@@ -125,7 +126,7 @@ class Loader:
 
     def holds(self) -> dict[Partition, int]:
         """The lowest offset of a pending (or spilled) record per (topic, partition)."""
-        low: dict[Partition, int] = {}
+        low: dict[Partition, int] = dict(self._rewound)
         for lane in self.lanes.values():
             lane.holds(low)
         return low
@@ -134,6 +135,8 @@ class Loader:
         """Forget the pending records of partitions this loader no longer owns: their new
         owner reads them again from the committed offset."""
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        for where in gone:
+            self._rewound.pop(where, None)
         for lane in self.lanes.values():
             lane.revoked(gone)
         self.ids.revoked(partitions)
@@ -155,6 +158,9 @@ class Loader:
         tallies: dict[str, Counter[str]] = {t: Counter() for t in self.tenants}
         self._collect(result, tallies)  # what ended since the last step, first
         for msg in batch:
+            topic, partition, offset = coordinates(msg)
+            if offset >= self._rewound.get((topic, partition), offset + 1):
+                del self._rewound[topic, partition]  # read again: held by its lane now
             try:
                 product = self.serde.decode_as("CanonicalProduct", msg.value())
                 check_tenant(msg.key(), product["tenant"])
@@ -255,9 +261,12 @@ class Loader:
         return self.targets[tenant].upsert(product, known_id)
 
     def _rewind(self) -> None:
-        """Read again what lanes spilled, once they have room for it."""
+        """Read again what lanes spilled, once they have room for it. The offset read
+        again stays held until its record is back (a crash meanwhile loses nothing)."""
         for lane in self.lanes.values():
             for tp in lane.rewinds():
+                where = (tp.topic, tp.partition)
+                self._rewound[where] = min(tp.offset, self._rewound.get(where, tp.offset))
                 log.info(
                     "tenant %s: reading %s[%d] again from %d (records it had no room for)",
                     lane.tenant,
