@@ -261,22 +261,26 @@ class Loader:
         return self.targets[tenant].upsert(product, known_id)
 
     def _rewind(self) -> None:
-        """Read again what lanes spilled, once they have room for it. The offset read
-        again stays held until its record is back (a crash meanwhile loses nothing)."""
+        """Read again what lanes spilled, once they have room for it: each partition from
+        the lowest offset any lane asks (one seek each: a second would undo the first).
+        The offset stays held until its record is back (a crash meanwhile loses nothing)."""
+        seeks: dict[Partition, int] = {}
         for lane in self.lanes.values():
             for tp in lane.rewinds():
                 where = (tp.topic, tp.partition)
-                self._rewound[where] = min(tp.offset, self._rewound.get(where, tp.offset))
-                log.info(
-                    "tenant %s: reading %s[%d] again from %d (records it had no room for)",
-                    lane.tenant,
-                    tp.topic,
-                    tp.partition,
-                    tp.offset,
-                    extra={"tenant": lane.tenant},
-                )
-                if self.seek is not None:
-                    self.seek(tp)
+                seeks[where] = min(tp.offset, seeks.get(where, tp.offset))
+        for (topic, partition), asked in seeks.items():
+            # Sought back already and not read again yet: never skip what that reads.
+            offset = min(asked, self._rewound.get((topic, partition), asked))
+            log.info(
+                "reading %s[%d] again from %d (records a tenant had no room for)",
+                topic,
+                partition,
+                offset,
+            )
+            self._rewound[topic, partition] = offset
+            if self.seek is not None:
+                self.seek(TopicPartition(topic, partition, offset))
 
     # -- credentials ----------------------------------------------------------------------
 
