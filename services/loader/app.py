@@ -22,6 +22,10 @@ from services.loader.settings import LoaderSettings
 
 log = logging.getLogger(__name__)
 
+# How long a poll waits for records when there are none. Short: while tenants' calls
+# drain (and no record comes), every poll is a pause in which no new call is started.
+POLL_TIMEOUT_S = 0.1
+
 
 def start(settings: LoaderSettings, stopper: Stopper) -> None:
     # Every target's settings are checked by their plugin's model as the file loads.
@@ -32,7 +36,10 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
     kafka = settings.kafka.for_client(writer)
     group_id = f"{kafka.topic_prefix}{settings.group_id}"
-    consumer = make_consumer(kafka, group_id=group_id, stage=True)
+    poll_interval_ms = int(settings.max_poll_interval_s * 1000)
+    consumer = make_consumer(
+        kafka, group_id=group_id, stage=True, **{"max.poll.interval.ms": poll_interval_ms}
+    )
     alerter = Alerter(settings.alert_webhook_url, "loader")
     loader = Loader(
         serde=serde,
@@ -72,6 +79,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             dlq_topic=kafka.topic(topics.DLQ),
             stopper=stopper,
             batch_size=settings.batch_size,
+            poll_timeout=POLL_TIMEOUT_S,
             holds=loader.holds,
             on_revoked=loader.revoked,
             on_assigned=loader.assigned,

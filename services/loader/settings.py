@@ -33,3 +33,7 @@ class LoaderSettings(ServiceSettings):
     step_wait_s: float = Field(default=1.0, gt=0, le=30)
     # A breaker's cool-down doubles at each failed probe, up to this.
     breaker_max_cooldown_s: float = Field(default=300.0, gt=0)
+    # How long the consumer may go without polling before its group evicts it (librdkafka
+    # `max.poll.interval.ms`; at least its session timeout, 15 s). The loader polls every
+    # `step_wait_s` or so however long its targets take, so the default is plenty.
+    max_poll_interval_s: float = Field(default=300.0, ge=15, le=86_400)
