@@ -66,7 +66,7 @@ class Loader:
         writer: str = "loader",
         max_parked: int = 100_000,
         max_parked_per_tenant: int = 10_000,
-        step_wait_s: float = 1.0,
+        step_wait_s: float = 0.5,
         breaker_max_cooldown_s: float = 300.0,
         targets: Mapping[str, Target] | None = None,
         alerter: Alerter | None = None,

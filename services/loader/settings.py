@@ -30,7 +30,7 @@ class LoaderSettings(ServiceSettings):
     max_parked_per_tenant: int = Field(default=10_000, ge=1)
     # The longest one step waits for tenants' calls to end before the consumer is polled
     # again (a slow target's calls go on meanwhile, in its own threads).
-    step_wait_s: float = Field(default=1.0, gt=0, le=30)
+    step_wait_s: float = Field(default=0.5, gt=0, le=30)
     # A breaker's cool-down doubles at each failed probe, up to this.
     breaker_max_cooldown_s: float = Field(default=300.0, gt=0)
     # How long the consumer may go without polling before its group evicts it (librdkafka
