@@ -29,6 +29,10 @@ from services.targets.base import UpsertResult
 
 Partition = tuple[str, int]
 
+# Calls handed to a lane's threads, per thread: the ones queued keep its threads busy
+# while the loader polls (its own queue: no other tenant waits behind it).
+QUEUED_PER_THREAD = 4
+
 
 @dataclass(frozen=True, eq=False)
 class Pending:
@@ -85,13 +89,14 @@ class Lane:
 
     def ready(self, tried: set[int]) -> list[Pending]:
         """The records to start now: none while the breaker is open, one probe when it is
-        half open (and nothing is in flight), else up to the lane's free room. A record
+        half open (and nothing is in flight), else up to the lane's free room (a few
+        calls per thread, queued in the lane's own executor). A record
         is never started while an older version of its product is in flight, nor again
         in the step that already tried it (`tried`: ids of records that failed)."""
         state = self.breaker.state
         if state is BreakerState.OPEN:
             return []
-        room = self.concurrency - len(self.in_flight)
+        room = self.concurrency * QUEUED_PER_THREAD - len(self.in_flight)
         if state is BreakerState.HALF_OPEN:
             room = 0 if self.in_flight else 1
         todo: list[Pending] = []
