@@ -16,6 +16,7 @@ whose target refuses it for hours costs bounded memory and holds no one else up.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ from services.targets.base import UpsertResult
 Partition = tuple[str, int]
 
 # Calls handed to a lane's threads, per thread: the ones queued keep its threads busy
-# while the loader polls (its own queue: no other tenant waits behind it).
-QUEUED_PER_THREAD = 4
+# while the loader polls, commits or waits on the broker (a batch's worth: its own
+# queue, so no other tenant waits behind it; a queued call whose breaker has opened
+# meanwhile is not made).
+QUEUED_PER_THREAD = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,8 +48,20 @@ class Pending:
 
 
 class Lane:
-    def __init__(self, tenant: str, breaker: Breaker, concurrency: int, max_parked: int) -> None:
+    def __init__(
+        self,
+        tenant: str,
+        breaker: Breaker,
+        concurrency: int,
+        max_parked: int,
+        wake: threading.Event | None = None,
+    ) -> None:
+        """`wake`: set when the lane runs low on work (its queued calls have started), so
+        the loader hands it more without waking at every call's end."""
         self.tenant = tenant
+        self.wake = wake or threading.Event()
+        self._lock = threading.Lock()
+        self._unfinished = 0
         self.breaker = breaker
         self.concurrency = concurrency
         self.max_parked = max_parked
@@ -108,7 +123,18 @@ class Lane:
         return todo
 
     def start(self, pending: Pending, call: Any, *args: Any) -> None:
-        self.in_flight[pending.sku] = (pending, self._workers.submit(call, *args))
+        with self._lock:
+            self._unfinished += 1
+        future = self._workers.submit(call, *args)
+        self.in_flight[pending.sku] = (pending, future)
+        future.add_done_callback(self._ended)
+
+    def _ended(self, _future: Future[UpsertResult]) -> None:
+        with self._lock:
+            self._unfinished -= 1
+            low = self._unfinished <= self.concurrency
+        if low:
+            self.wake.set()
 
     def finished(self) -> Iterator[tuple[Pending, Future[UpsertResult]]]:
         """The calls that are over (taken out of flight)."""

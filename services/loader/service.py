@@ -24,10 +24,11 @@ step's outputs, before its offsets are committed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,12 +100,14 @@ class Loader:
             )
             for t in tenants.values()
         }
+        self._wake = threading.Event()  # a lane is low on work
         self.lanes = {
             t.id: Lane(
                 t.id,
                 self.breakers[t.id],
                 min(t.target.concurrency, max_in_flight),
                 max_parked_per_tenant,
+                self._wake,
             )
             for t in tenants.values()
         }
@@ -191,11 +194,12 @@ class Loader:
                 for pending in lane.ready(tried):
                     known = self.ids.known(lane.tenant, pending.sku)
                     lane.start(pending, self._upsert, pending.product, known)
-            flying = [f for lane in self.lanes.values() for f in lane.futures()]
+            flying = any(lane.in_flight for lane in self.lanes.values())
             left = deadline - self._clock()
             if not flying or left <= 0:
                 return
-            wait(flying, timeout=left, return_when=FIRST_COMPLETED)
+            self._wake.wait(left)  # set when a lane runs low on work
+            self._wake.clear()
             tried |= self._collect(result, tallies)
 
     def _collect(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> set[int]:
