@@ -27,6 +27,7 @@ from services.common.errors import FatalError, RetriableError, SkippableError, S
 from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
 from services.common.reachability import FATAL
 from services.common.records import OutRecord, coordinates
+from services.common.sizes import DEFAULT_MAX_BYTES, check_sizes
 from services.common.stopper import Stopper
 from services.common.tenants import tenant_of_key
 from services.common.topics import STATE
@@ -63,10 +64,12 @@ def unexpected(exc: Exception, what: str) -> UnexpectedError:
     return UnexpectedError(f"unexpected {type(exc).__name__}: {exc}")
 
 
-def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler:
-    """A batch handler that runs `handle` on each record; a SkippableError fails that one.
-    RetriableError and FatalError stop the batch; any other error is a bug and is
-    dead-lettered with that record."""
+def per_record(
+    handle: Callable[[Message], Sequence[OutRecord]], max_bytes: int = DEFAULT_MAX_BYTES
+) -> BatchHandler:
+    """A batch handler that runs `handle` on each record; a SkippableError fails that one,
+    and so does an output over `max_bytes`. RetriableError and FatalError stop the batch;
+    any other error is a bug and is dead-lettered with that record."""
 
     def handle_batch(batch: list[Message]) -> BatchResult:
         result = BatchResult()
@@ -77,6 +80,7 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
                     tenant=tenant_of_key(msg.key()), topic=topic, partition=partition, offset=offset
                 ):
                     outputs = handle(msg)
+                check_sizes(outputs, max_bytes)
                 result.outputs.extend(outputs)
                 result.counts["out"] += len(outputs)
             except SkippableError as exc:
@@ -136,6 +140,8 @@ class RunLoop:
     # Makes a new transactional producer (same transactional id) when the current one is
     # wedged (kafka.ProducerWedged); without it, a wedged producer stops the service.
     new_producer: Callable[[], Producer] | None = None
+    # The most a dead letter may hold (services/common/sizes.py, read at start-up).
+    dlq_max_bytes: int = DEFAULT_MAX_BYTES
     _failures_in_row: int = 0
     _dead_lettered: Counter[str] = field(default_factory=Counter)
     _positions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -209,7 +215,7 @@ class RunLoop:
         try:
             result = self.handler(batch)
             outputs = result.outputs + [
-                dead_letter(msg, err, stage=self.stage, dlq_topic=self.dlq_topic)
+                dead_letter(msg, err, self.stage, self.dlq_topic, self.dlq_max_bytes)
                 for msg, err in result.failures
             ]
             for msg, err in result.failures:
