@@ -11,9 +11,9 @@ fit, services/common/dlq.py) instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Message
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from services.common.errors import SkippableError
@@ -68,6 +68,20 @@ def check_sizes(outputs: Iterable[OutRecord], max_bytes: int) -> None:
                 f"its output to {out.topic} would be {size} bytes, over the {max_bytes} "
                 "a record may hold there"
             )
+
+
+def within(
+    handle: Callable[[Message], Sequence[OutRecord]], max_bytes: int
+) -> Callable[[Message], Sequence[OutRecord]]:
+    """`handle`, raising RecordTooLarge (the record is dead-lettered by
+    `runloop.per_record`) when one of its outputs holds more than `max_bytes`."""
+
+    def checked(msg: Message) -> Sequence[OutRecord]:
+        outputs = handle(msg)
+        check_sizes(outputs, max_bytes)
+        return outputs
+
+    return checked
 
 
 def max_record_bytes(kafka: KafkaSettings, topics: Iterable[str]) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 
 from services.common import metrics
+from services.common.boundary import check_tenant
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
 from services.common.records import coordinates
 from services.common.runloop import BatchResult, unexpected
@@ -130,6 +131,7 @@ class Loader:
         for msg in batch:
             try:
                 product = self.serde.decode_as("CanonicalProduct", msg.value())
+                check_tenant(msg.key(), product["tenant"])
                 if product["tenant"] not in self.targets:
                     raise UnknownTenant(
                         f"tenant {product['tenant']}: no target configured for it",

@@ -54,7 +54,9 @@ def raw_item(tenant: str = "acme", op: str = "UPSERT", **columns: Any) -> dict[s
 
 
 def message(item: dict[str, Any], offset: int = 0) -> FakeMessage:
-    return consumed(_value=SERDE.encode("RawItem", item), _offset=offset)
+    """The record the extractor writes for `item`: keyed `<tenant>/<key>`."""
+    key = f"{item['tenant']}/{item['key']}".encode()
+    return consumed(_key=key, _value=SERDE.encode("RawItem", item), _offset=offset)
 
 
 def transformer(mappings: dict[str, Mapping] | None = None) -> Transformer:
