@@ -14,7 +14,10 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from confluent_kafka import KafkaException, Message
-from confluent_kafka.admin import ConfigResource, ResourceType
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at run time, missing from the stubs' __all__
+    ConfigResource,
+    ResourceType,
+)
 
 from services.common.errors import SkippableError
 from services.common.kafka import make_admin, producer_config

@@ -25,6 +25,7 @@ from confluent_kafka import Producer
 
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
+from services.common.sizes import DEFAULT_MAX_BYTES
 from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor.commit import Committer
@@ -64,6 +65,7 @@ class Scanner:
     max_field_length: int = 4000
     commit_rows: int = 1000
     commit_interval_s: float = 2.0
+    max_bytes: int = DEFAULT_MAX_BYTES  # the most a record may hold (common/sizes.py)
 
     _committer: Committer = field(init=False)
     _emitter: Emitter = field(init=False)
@@ -117,6 +119,7 @@ class Scanner:
             sync_id=result.sync_id,
             max_field_length=self.max_field_length,
             reemit=reemit,
+            max_bytes=self.max_bytes,
         )
         emit = emitter.row
         for page in self.source.pages(since):

@@ -12,8 +12,8 @@ from services.common.alerts import Alerter
 from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop
 from services.common.serde import default_serde
-from services.common.sizes import max_record_bytes
 from services.common.service import connect, run_service
+from services.common.sizes import max_record_bytes
 from services.common.state import read_states
 from services.common.stopper import Stopper
 from services.common.tenants import enabled, load_tenants
