@@ -1,5 +1,5 @@
 """Text that may not be valid Unicode: the project's one policy for it
-(services/extractor/README.md, "Malformed text").
+(docs/design.md, "Malformed text: refused, never repaired").
 
 Data is never altered: a value that is not valid Unicode can't be written (Avro and
 Kafka carry UTF-8), so the row holding it is refused with the reason, never "repaired".

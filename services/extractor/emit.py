@@ -8,8 +8,9 @@ once per scan (`rows.raw_writer`); nothing copied that is not needed.
 Every row stands on its own: whatever one row's steps raise (normalize, key,
 fingerprint, encode), that row is dead-lettered with the reason (tenant, key if known,
 field) and the scan goes on. A row holding text that is not valid Unicode is refused
-(docs/design.md, "Malformed text"), and so is one whose RawItem would be over the size
-the raw topic takes; its dead letter is cut to fit the DLQ (services/common/dlq.py).
+(docs/design.md, "Malformed text: refused, never repaired"), and so is one whose RawItem
+would be over the size the raw topic takes; its dead letter is cut to fit the DLQ
+(services/common/dlq.py).
 """
 
 from __future__ import annotations
