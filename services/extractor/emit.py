@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from services.common import topics
 from services.common.dlq import dead_letter_record
 from services.common.records import OutRecord
-from services.common.serde import Serde
+from services.common.serde import EncodeError, Serde
 from services.common.settings import KafkaSettings
 from services.common.sizes import DEFAULT_MAX_BYTES
 from services.common.text import escaped, first_malformed, json_bytes
@@ -129,7 +129,7 @@ class Emitter:
             self._refuse(row, key)
         try:
             encoded = self.writer.group(0, {"row": row})
-        except UnicodeEncodeError:
+        except (EncodeError, UnicodeEncodeError):
             self._refuse_malformed(row, key)
             raise
         fp = rows.fingerprint_of(encoded)
