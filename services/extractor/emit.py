@@ -15,6 +15,7 @@ would be over the size the raw topic takes; its dead letter is cut to fit the DL
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -35,6 +36,7 @@ from services.sources.base import Row, Source, SourceRow
 log = logging.getLogger(__name__)
 
 MISSING: Any = object()
+MAX_REFUSED = 100_000
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Batch:
     changed: int = 0
     deleted: int = 0
     rejected: int = 0
+    # Marks of the rows dead-lettered (`Emitter.refused`).
+    refused: set[bytes] = field(default_factory=set)
 
     def counters(self, state: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -76,6 +80,7 @@ class Emitter:
         max_field_length: int,
         reemit: bool,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        refused: set[bytes] | None = None,
     ) -> None:
         self.tenant = tenant
         self.source = source
@@ -84,6 +89,12 @@ class Emitter:
         self.max_field_length = max_field_length
         self.reemit = reemit
         self.max_bytes = max_bytes  # the most a record may hold (services/common/sizes.py)
+        # Marks (row and reason) of rows dead-lettered by earlier scans, committed: a row
+        # is dead-lettered once, not at every scan, until it or its reason changes (or
+        # the process restarts, or more than MAX_REFUSED are remembered).
+        self.refused = refused if refused is not None else set()
+        if len(self.refused) > MAX_REFUSED:
+            self.refused.clear()
         self.serde = serde
         self.kafka = kafka
         self.writer = rows.raw_writer(
@@ -226,13 +237,18 @@ class Emitter:
         """Dead-letter a row that can't be emitted (the row as the source sent it, JSON,
         cut to fit the DLQ); its key, if it has one (a row still in the source: never
         taken for deleted)."""
-        batch.rejected += 1
         self.rejected += 1
         key = exc.key
+        value = json_bytes(raw)
+        mark = hashlib.blake2b(value + exc.message.encode(), digest_size=16).digest()
+        if mark in self.refused:
+            return key  # dead-lettered by an earlier scan, unchanged since
+        batch.refused.add(mark)
+        batch.rejected += 1
         batch.outputs.append(
             dead_letter_record(
                 key=f"{self.tenant}/{escaped(key)}".encode() if key else None,
-                value=json_bytes(raw),
+                value=value,
                 error=exc,
                 stage="extract",
                 dlq_topic=self.kafka.topic(topics.DLQ),

@@ -71,6 +71,10 @@ class Scanner:
     _emitter: Emitter = field(init=False)
     # The state the last batch handed over stores (None: none pending; memory's holds).
     _state: dict[str, Any] | None = None
+    # Rows dead-lettered in committed batches (emit.py, `Emitter.refused`), and the
+    # batches handed over since the last settle.
+    _refused: set[bytes] = field(default_factory=set)
+    _handed: list[Batch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._committer = Committer(self.producer, self.kafka, self.memory)
@@ -120,6 +124,7 @@ class Scanner:
             max_field_length=self.max_field_length,
             reemit=reemit,
             max_bytes=self.max_bytes,
+            refused=self._refused,
         )
         emit = emitter.row
         for page in self.source.pages(since):
@@ -211,9 +216,13 @@ class Scanner:
         its state counts on from theirs."""
         base = self._state if self._state is not None else self.memory.state
         self._state = {**base, **batch.counters(base), **update}
+        self._handed.append(batch)
         self._committer.hand_over(batch, self._state)
 
     def _settle(self) -> None:
         """Wait for every batch handed over; a commit error is raised here."""
+        handed, self._handed = self._handed, []
         self._committer.settle()
         self._state = None  # memory holds what was stored
+        for batch in handed:
+            self._refused |= batch.refused

@@ -313,3 +313,27 @@ def test_bytes_that_are_not_utf8_spoil_only_their_value(monkeypatch: pytest.Monk
         {"f120_referencia": "A", "d": "caf\udce9"},
         {"f120_referencia": "B", "d": "ok é"},
     ]
+
+
+def test_a_refused_row_is_dead_lettered_once_until_it_changes(
+    monkeypatch: pytest.MonkeyPatch, app: Any, admin: TestClient
+) -> None:
+    rows = items(3, seed=8)
+    rows[1]["f120_descripcion"] = "X" * 5000
+    admin.post(f"/_admin/companies/{COMPANY}/items", json=rows)
+    producer = FakeTransactionalProducer()
+    scan = scanner(make_tenant(monkeypatch), on_app(app), producer)
+
+    scan.scan("diff")
+    scan.scan("diff")  # unchanged: not dead-lettered again
+    assert len(written(producer, DLQ)) == 1
+    admin.post(
+        f"/_admin/companies/{COMPANY}/items", json=[{**rows[1], "f120_descripcion": "Y" * 5001}]
+    )
+    scan.scan("diff")  # changed, still too long: dead-lettered again
+
+    messages = [h["error.message"] for _, _, _, h in written(producer, DLQ)]
+    assert len(messages) == 2
+    assert "is 5000 characters long" in messages[0]
+    assert "is 5001 characters long" in messages[1]
+    assert len(raw_keys(producer)) == 2
