@@ -163,6 +163,14 @@ class Emitter:
                 batch.fingerprints[key] = fp
         return key, source.changed_at(row)
 
+    def key_of(self, raw: SourceRow) -> str:
+        """The key of a row read again (a diff's second read), "" when it has none; a row
+        whose steps fail counts with the key the source sent, if any."""
+        try:
+            return self.source.key(self.source.row(raw)) or ""
+        except Exception:  # noqa: BLE001 - dead-lettered by the first read: only its key counts
+            return self._raw_key(raw) or ""
+
     def deleted(self, key: str, batch: Batch) -> None:
         """A DELETE for a row gone from the source (only its key is known)."""
         row = {self.source.key_name: key}

@@ -202,11 +202,10 @@ class Scanner:
             # place back, so one of them can slip between two pages: only rows missing
             # from a second complete read are taken for deleted (that read emits nothing).
             again: set[str] = set()
-            source = self.source
-            for page in source.pages():
+            for page in self.source.pages():
                 result.pages += 1
                 batch.pages += 1
-                again.update(source.key(source.row(raw)) or "" for raw in page)
+                again.update(map(self._emitter.key_of, page))
             missing -= again
         for key in sorted(missing):
             self._emitter.deleted(key, batch)
