@@ -210,7 +210,9 @@ def test_hostile_rows_and_a_hostile_siesa_cost_only_what_they_hold(stack: Stack)
     assert "beta" in out
     assert mismatches("kong", rows[ACME], stack.kong_skus()) == []
     assert mismatches("wms", rows[BETA], stack.wms_products()) == []
-    assert dead_letters(stack).keys() == letters.keys()  # nothing more was dead-lettered
+    # Nothing more was dead-lettered: not by the source faults, not by the scans since
+    # (an unchanged bad row is dead-lettered once).
+    assert len(json.loads(stack.run_cli(["dlq", "list", "--json"]))) == len(letters)
     stack.check_alive()
     assert {name: stack.stop(name) for name in ("extractor", "transformer", "loader")} == {
         "extractor": 0,
