@@ -26,10 +26,11 @@ from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SkippableError, SyncError
 from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
 from services.common.reachability import FATAL
-from services.common.records import OutRecord, coordinates
+from services.common.records import OutRecord, coordinates, header_value
 from services.common.stopper import Stopper
 from services.common.tenants import tenant_of_key
 from services.common.topics import STATE
+from services.common.tracing import TRACE_ID
 from services.product import NAME
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,11 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
             topic, partition, offset = coordinates(msg)
             try:
                 with logs.context(
-                    tenant=tenant_of_key(msg.key()), topic=topic, partition=partition, offset=offset
+                    tenant=tenant_of_key(msg.key()),
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    trace_id=header_value(msg, TRACE_ID),
                 ):
                     outputs = handle(msg)
                 result.outputs.extend(outputs)
@@ -222,6 +227,7 @@ class RunLoop:
                     err.message,
                     extra={
                         "tenant": err.tenant or tenant_of_key(msg.key()),
+                        "trace_id": header_value(msg, TRACE_ID),
                         "error_class": err.error_class,
                         "topic": topic,
                         "partition": partition,
