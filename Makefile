@@ -54,10 +54,12 @@ setup: $(STAMP) $(SYSTEM) ## create the venv, install the project with its dev t
 kafka-fetch: $(STAMP) ## fetch the Kafka broker jars with Maven (cached in .cache/)
 	$(PY) -m devtools.broker fetch
 
-kafka-up: $(STAMP) ## start a local Kafka broker on 127.0.0.1:9092 (KAFKA_PORT to change)
-	$(PY) -m devtools.broker up
+BROKERS ?= 1
+SECURE ?=
+kafka-up: $(STAMP) ## local Kafka on 127.0.0.1:9092 (KAFKA_PORT); BROKERS=3: 9092/9094/9096; SECURE=1: SASL_SSL, users, ACLs
+	$(PY) -m devtools.broker up --brokers $(BROKERS) $(if $(SECURE),--secure)
 
-kafka-down: $(STAMP) ## stop the local Kafka broker
+kafka-down: $(STAMP) ## stop the local Kafka broker(s)
 	$(PY) -m devtools.broker down
 
 up: $(STAMP) ## start broker, simulators and services with the demo tenants; leave them running

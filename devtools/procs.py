@@ -198,12 +198,14 @@ def stop_recorded(run_dir: Path = RUN_DIR, names: Sequence[str] | None = None) -
     stopped: list[str] = []
     if not pid_dir.is_dir():
         return stopped
+
     # Services first (they commit and leave their groups), simulators next, the broker last.
-    order = {"kafka": 2}
-    pid_files = sorted(
-        pid_dir.glob("*.pid"),
-        key=lambda f: (order.get(f.stem, 1 if f.stem.startswith("sim-") else 0), f.stem),
-    )
+    def order(name: str) -> int:
+        if name == "kafka" or name.startswith("kafka-"):  # a broker, or a cluster's node
+            return 2
+        return 1 if name.startswith("sim-") else 0
+
+    pid_files = sorted(pid_dir.glob("*.pid"), key=lambda f: (order(f.stem), f.stem))
     for pid_file in pid_files:
         name = pid_file.stem
         if names is not None and name not in names:

@@ -88,6 +88,9 @@ class Stack:
     launches: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     # Extra environment for every service, e.g. {"TRANSFORMER_MAPPINGS_DIR": ...}.
     service_env: dict[str, str] = field(default_factory=dict)
+    # Each role's own Kafka settings on a secured cluster (its principal, credentials):
+    # "extractor", "transformer", "loader", and "cli" for the operator's commands.
+    kafka_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def siesa_url(self) -> str:
@@ -172,8 +175,9 @@ class Stack:
         }
         return config
 
-    def env(self) -> dict[str, str]:
-        """What every service process gets: broker, topics, tenants, credentials."""
+    def env(self, role: str = "") -> dict[str, str]:
+        """What every service process gets: broker, topics, tenants, credentials; and
+        `role`'s own Kafka settings, if any."""
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "KAFKA_TOPIC_PREFIX": self.topic_prefix,
@@ -184,6 +188,7 @@ class Stack:
         for tenant in self.tenants:
             env.update(self.credentials.tenant_env(tenant["id"]))
         env.update(self.service_env)
+        env.update(self.kafka_env.get(role, {}))
         return env
 
     def write_tenants(self) -> Path:
@@ -235,13 +240,16 @@ class Stack:
         """One more loader process (`LOADER_<KEY>` env from `settings`), e.g.
         `start_loader("loader-2", INSTANCE_ID="2")`."""
         self.write_tenants()
-        env = {**self.env(), **{f"LOADER_{k.upper()}": v for k, v in settings.items()}}
+        env = {
+            **self.env("loader"),
+            **{f"LOADER_{k.upper()}": v for k, v in settings.items()},
+        }
         self._start(name, ["run", "loader"], env)
 
     def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
         self.write_tenants()
         for name in names:
-            env = self.env()
+            env = self.env(name)
             if self.free_health_ports:
                 self.health_ports[name] = procs.free_port()
                 env[f"{name.upper()}_HEALTH_PORT"] = str(self.health_ports[name])
@@ -283,7 +291,7 @@ class Stack:
     def run_cli(self, args: list[str]) -> str:
         done = subprocess.run(
             [*procs.python_module("services.cli"), *args],
-            env={**os.environ, **self.env()},
+            env={**os.environ, **self.env("cli")},
             capture_output=True,
             text=True,
             check=False,

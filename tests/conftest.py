@@ -1,8 +1,9 @@
 """The test harness: one broker per session, a unique topic prefix and group per test.
 
 The broker: `KAFKA_BOOTSTRAP_SERVERS` if set; else the project's local broker from
-Kafka's release jars (devtools/broker.py) on a free port; else, only if a Docker engine
-answers, testcontainers' Kafka. Markers follow the directory (unit/integration/e2e).
+Kafka's release jars (devtools/broker.py) on free ports, secured (SASL_SSL, ACLs) with
+an open PLAINTEXT listener for the tests not about security; else, only if a Docker
+engine answers, testcontainers' Kafka. Markers follow the directory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from devtools import procs
 from devtools.broker import LocalBroker
+from devtools.broker_security import BrokerSecurity
 from devtools.stack import Stack
 from services.common.settings import KafkaSettings
 from services.common.topics import create_topics
@@ -43,24 +45,58 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if given:
-        yield given
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker | None]:
+    """The project's local broker, secured: SASL_SSL with SCRAM users and ACLs enforced
+    on `bootstrap`, plus a PLAINTEXT listener (`open_bootstrap`) whose anonymous
+    principal is a super user, for the tests that are not about security (test only:
+    devtools/broker_security.py). None when the tests run on a given broker."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
         return
     home = tmp_path_factory.mktemp("kafka")
-    broker = LocalBroker(port=procs.free_port(), home=home, run_dir=home)
+    broker = LocalBroker(
+        port=procs.free_port(),
+        open_port=procs.free_port(),
+        home=home,
+        run_dir=home,
+        security=BrokerSecurity(home / "security", open_listener=True),
+        retention_check_ms=2_000,  # records past a short retention go within seconds
+    )
     try:
-        yield broker.start()
+        broker.start()
     except (RuntimeError, subprocess.CalledProcessError):
         if not _docker_answers():
             raise
+        yield None
+        return
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(session_broker: LocalBroker | None) -> Iterator[str]:
+    """Where the tests' clients connect without credentials: `KAFKA_BOOTSTRAP_SERVERS`,
+    else the session broker's PLAINTEXT listener, else testcontainers' Kafka."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+    elif session_broker is not None:
+        yield session_broker.open_bootstrap
+    else:
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
-    finally:
-        broker.stop()
+
+
+@pytest.fixture
+def secured_broker(session_broker: LocalBroker | None) -> LocalBroker:
+    """The session broker, for tests of its SASL_SSL listener, users and ACLs."""
+    if session_broker is None or session_broker.security is None:
+        pytest.skip("needs the project's local secured broker (KAFKA_BOOTSTRAP_SERVERS is set)")
+    return session_broker
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import platform
 import click
 import confluent_kafka
 
+from services.cli.acls import acls_command
 from services.cli.commands import pause, resume, resync
 from services.cli.console import console
 from services.cli.dlq import dlq
@@ -36,6 +37,7 @@ def main() -> None:
 
 for command in (
     topics,
+    acls_command,
     run,
     sim,
     health,

@@ -13,10 +13,7 @@ import re
 
 import click
 
-from services.cli.common import cli_actor
-from services.common.errors import SyncError
-from services.common.service import load_settings
-from services.common.settings import KafkaSettings
+from services.cli.common import clean_errors, cli_actor, kafka_settings
 from services.ops import actions
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -25,13 +22,11 @@ TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 def _command(name: str, doc: str) -> click.Command:
     @click.command(name, help=doc)
     @click.option("--tenant", required=True, help="the tenant's id in the tenants file")
+    @clean_errors
     def command(tenant: str) -> None:
         if not TENANT_ID.match(tenant):
             raise click.BadParameter(f"{tenant!r} is not a tenant id", param_hint="--tenant")
-        try:
-            actions.command(load_settings(KafkaSettings), tenant, name, cli_actor())
-        except SyncError as exc:
-            raise click.ClickException(str(exc)) from None
+        actions.command(kafka_settings(), tenant, name, cli_actor())
         click.echo(f"{name} requested for tenant {tenant}")
 
     return command

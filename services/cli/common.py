@@ -23,7 +23,7 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from services.common.errors import SyncError
+from services.common.errors import ConfigError, SyncError
 from services.common.service import load_settings
 from services.common.settings import KafkaSettings
 from services.ops.audit import Actor
@@ -54,8 +54,15 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
+class BadConfig(click.ClickException):
+    """A setting is missing or wrong: exit 2, as the services do."""
+
+    exit_code = 2
+
+
 def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Our errors become one clear line and exit 1, not a traceback."""
+    """Our errors become one clear line and exit 1 (2 for a bad configuration), not a
+    traceback."""
 
     @wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -63,13 +70,17 @@ def clean_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except SyncError as exc:
             lines = str(exc).split("\n")  # a ConfigError lists its problems a line each
-            raise click.ClickException("\n".join(map(printable, lines))) from None
+            text = "\n".join(map(printable, lines))
+            raise (BadConfig if isinstance(exc, ConfigError) else click.ClickException)(
+                text
+            ) from None
 
     return wrapper
 
 
 def kafka_settings() -> KafkaSettings:
-    return load_settings(KafkaSettings)
+    """`KAFKA_*`, the clients named `<client id>-cli`."""
+    return load_settings(KafkaSettings).for_client("cli")
 
 
 def cli_actor() -> Actor:

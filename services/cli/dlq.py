@@ -109,3 +109,9 @@ def dlq_replay(
         f"{summary['superseded']} superseded by a newer version, "
         f"{summary['not_redrivable']} not redrivable (extract stage: fix in Siesa, resync)"
     )
+    for _letter, why in report.refused:
+        click.echo(why, err=True)
+    if report.refused:
+        raise click.ClickException(
+            f"{len(report.refused)} dead letters refused: their source is not their stage's input"
+        )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from services.common.errors import SyncError
-from services.common.service import load_settings
-from services.common.settings import KafkaSettings
+from services.cli.common import clean_errors, kafka_settings
 from services.common.topics import create_topics
 
 
@@ -16,12 +16,14 @@ def topics() -> None:
 
 
 @topics.command("create")
-def topics_create() -> None:
-    """Create every topic with its configs (KAFKA_* settings); safe to repeat."""
-    try:
-        kafka = load_settings(KafkaSettings)
-        outcome = create_topics(kafka)
-    except SyncError as exc:
-        raise click.ClickException(str(exc)) from None
+@click.option("--alter", is_flag=True, help="set the configs of existing topics that differ")
+@clean_errors
+def topics_create(alter: bool) -> None:
+    """Create every topic with its configs (KAFKA_* settings); safe to repeat. Existing
+    topics are checked against the settings: exit 1 if one differs (see --alter)."""
+    outcome = create_topics(kafka_settings(), alter=alter)
     for name, what in sorted(outcome.items()):
         click.echo(f"{name}: {what}")
+    if any(what.startswith("differs") for what in outcome.values()):
+        click.echo("topics differ from the settings: `topics create --alter` sets their configs")
+        sys.exit(1)

@@ -1,18 +1,27 @@
 """Kafka clients built in one place, from `KafkaSettings`, with librdkafka's logs routed
-into Python logging and its errors to services/common/reachability.py."""
+into Python logging.
+
+`client_config` is the one function every producer, consumer and admin client (services
+and CLI alike) is configured by: bootstrap servers, `client.id`, every security setting
+(`kafka_security`), the passthrough properties, and the one `error_cb`, `client_error`:
+Kafka refusing the client (credentials, TLS, an ACL) goes to `kafka_auth`, everything
+else (the broker unreachable, a fatal error) to `reachability`. Producers are idempotent
+with `acks=all`.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from services.common.errors import FatalError, RetriableError
-from services.common.reachability import client_error
+from services.common import kafka_auth, reachability
+from services.common.errors import ConfigError, FatalError, RetriableError
+from services.common.kafka_security import passthrough, principal, security_config
 from services.common.records import OutRecord
 from services.common.settings import KafkaSettings
 
@@ -20,19 +29,36 @@ _rdkafka_log = logging.getLogger("librdkafka")
 _log = logging.getLogger(__name__)
 
 
-def base_config(kafka: KafkaSettings) -> dict[str, Any]:
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """What every client gets: where the cluster is, who this client is, how it
+    authenticates, the passthrough properties, and where its errors go."""
+    kafka_auth.current().principal = principal(kafka)
     return {
         "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": kafka.client_id,
         "logger": _rdkafka_log,
         "error_cb": client_error,
+        **security_config(kafka),
+        **passthrough(kafka),
     }
+
+
+def client_error(error: KafkaError) -> None:
+    """Every client's ``error_cb``: a refusal (authentication, TLS, authorization) is
+    `kafka_auth`'s to report; any other error is `reachability`'s (transport errors make
+    the broker suspect, a fatal error makes the service unready, the rest is logged with
+    repeats held back)."""
+    if kafka_auth.is_client_refusal(error):
+        kafka_auth.current().on_client_error(error)
+    else:
+        reachability.client_error(error)
 
 
 def producer_config(
     kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any
 ) -> dict[str, Any]:
     config: dict[str, Any] = {
-        **base_config(kafka),
+        **client_config(kafka),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -45,15 +71,22 @@ def producer_config(
     return config
 
 
-def consumer_config(kafka: KafkaSettings, *, group_id: str, **overrides: Any) -> dict[str, Any]:
+def consumer_config(
+    kafka: KafkaSettings, *, group_id: str, stage: bool = False, **overrides: Any
+) -> dict[str, Any]:
+    """A consumer's config; `stage`: a run loop's consumer, whose lost offsets must not be
+    skipped silently (`auto.offset.reset=error`: the run loop handles it, see runloop)."""
     config: dict[str, Any] = {
-        **base_config(kafka),
+        **client_config(kafka),
         "group.id": group_id,
-        "auto.offset.reset": "earliest",
+        "auto.offset.reset": "error" if stage else "earliest",
         # Offsets are committed by the run loop only after a batch is processed.
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
+        # The end of a partition is an event: the run loop then commits the position,
+        # which is past the trailing transaction markers (lag 0 for users' tools).
+        "enable.partition.eof": True,
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": 15_000,
         "max.poll.interval.ms": 300_000,
@@ -70,18 +103,45 @@ def consumer_config(kafka: KafkaSettings, *, group_id: str, **overrides: Any) ->
 def make_producer(
     kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any
 ) -> Producer:
-    producer = Producer(producer_config(kafka, transactional_id=transactional_id, **overrides))
+    producer = _built(
+        Producer, producer_config(kafka, transactional_id=transactional_id, **overrides)
+    )
     if transactional_id:
-        producer.init_transactions(30)
+        try:
+            producer.init_transactions(30)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if kafka_auth.is_refusal(error):
+                resource = f"transactional id {transactional_id}"
+                kafka_auth.current().refused(error, "WRITE", resource)
+            raise
     return producer
 
 
-def make_consumer(kafka: KafkaSettings, *, group_id: str, **overrides: Any) -> Consumer:
-    return Consumer(consumer_config(kafka, group_id=group_id, **overrides))
+def make_consumer(
+    kafka: KafkaSettings, *, group_id: str, stage: bool = False, **overrides: Any
+) -> Consumer:
+    return _built(Consumer, consumer_config(kafka, group_id=group_id, stage=stage, **overrides))
 
 
 def make_admin(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient(base_config(kafka))
+    return _built(AdminClient, client_config(kafka))
+
+
+C = TypeVar("C")
+
+
+def _built(client: Callable[[dict[str, Any]], C], config: dict[str, Any]) -> C:
+    """A client of `config`; librdkafka refusing a property is a ConfigError (exit 2)."""
+    try:
+        return client(config)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.code() != KafkaError._INVALID_ARG:
+            raise
+        raise ConfigError(
+            f"Kafka client settings (KAFKA_LIBRDKAFKA__* or KAFKA_*): {error.str()}"
+        ) from None
 
 
 def produce_all(
@@ -108,7 +168,7 @@ def produce_all(
 
 def produce_in_transaction(
     producer: Producer,
-    outputs: Iterable[OutRecord],
+    outputs: Sequence[OutRecord],
     offsets: list[TopicPartition] | None = None,
     group_metadata: Any = None,
 ) -> None:
@@ -116,14 +176,21 @@ def produce_in_transaction(
     transaction. On failure the transaction is aborted and RetriableError raised, so the
     caller can redo the work; FatalError when the producer can't go on (fenced, or the
     abort itself failed)."""
+    refused: list[tuple[KafkaError, str]] = []
+
+    def on_delivery(err: KafkaError | None, msg: Any) -> None:
+        if err is not None and kafka_auth.is_refusal(err) and msg is not None:
+            refused.append((err, msg.topic()))
+
     try:
         producer.begin_transaction()
-        produce_all(producer, outputs)
+        produce_all(producer, outputs, on_delivery)
         if offsets:
             send_offsets(producer, offsets, group_metadata)
         _commit_transaction(producer)
     except KafkaException as exc:
         error = exc.args[0]
+        _report_refusals(error, refused)
         if error.fatal():
             raise FatalError(f"transactional producer failed: {error.str()}") from exc
         try:
@@ -133,6 +200,20 @@ def produce_in_transaction(
                 f"could not abort a failed transaction ({error.str()}): {abort_exc.args[0].str()}"
             ) from abort_exc
         raise RetriableError(f"transaction aborted: {error.str()}") from exc
+    # Records written (or, for an offsets-only transaction, the group read) as allowed.
+    kafka_auth.current().succeeded(except_operations=() if outputs else ("WRITE",))
+
+
+def _report_refusals(error: KafkaError, refused: list[tuple[KafkaError, str]]) -> None:
+    """Kafka refusing a transaction's records (WRITE on a topic), its offsets (READ on
+    the group) or the transactional id itself: said loudly (kafka_auth)."""
+    refusals = kafka_auth.current()
+    for err, topic in {(e.code(), t): (e, t) for e, t in refused}.values():
+        refusals.refused(err, "WRITE", f"topic {topic}")
+    if kafka_auth.is_refusal(error):
+        kind = kafka_auth.AUTHORIZATION.get(error.code(), "the cluster")
+        operation = "READ" if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED else "WRITE"
+        refusals.refused(error, operation, kind)
 
 
 # The call takes milliseconds on a healthy broker; a false "wedged" only costs a new

@@ -10,6 +10,11 @@ one line. A fatal client error is the ``fatal`` problem. librdkafka's own log li
 which repeat every few milliseconds while a broker is down, pass once a minute each;
 its connection failures (``FAIL``) not at all while a watch says them.
 
+A broker that answers but refuses this process's credentials (or its TLS handshake)
+is no reachability problem: `kafka_auth` says that refusal (one line naming the
+principal, the ``kafka-authorization`` readiness problem, an alert); the watch, told by
+its `Refusing`, only keeps probing with backoff, and its first answer ends the refusal.
+
 A service waits for the broker with `connect(kafka, stopper)` after its configuration
 is checked and before its first Kafka call: a stop (SIGTERM) ends the wait at once.
 """
@@ -46,6 +51,14 @@ _VOLATILE = re.compile(
 )
 
 Probe = Callable[[float], None]  # asks the broker; raises KafkaException when it can't
+
+
+class Refusing(Protocol):
+    """What the watch needs of the process's Kafka refusals (kafka_auth.Refusals)."""
+
+    def authentication(self) -> str | None: ...
+
+    def authenticated(self) -> None: ...
 
 
 class Stopping(Protocol):
@@ -113,9 +126,12 @@ class BrokerWatch:
         probe_timeout_s: float = PROBE_TIMEOUT_S,
         max_backoff_s: float = MAX_BACKOFF_S,
         repeat_every_s: float = REPEAT_EVERY_S,
+        refusals: Refusing | None = None,
     ) -> None:
         self.address = address
         self._probe = probe
+        self._refusals = refusals
+        self._refused = False  # the broker answers, but refuses this process's credentials
         self._health = target if target is not None else health.current()
         self._clock = clock
         self.probe_timeout_s = probe_timeout_s
@@ -132,6 +148,11 @@ class BrokerWatch:
         return self._down_since is None
 
     @property
+    def accepted(self) -> bool:
+        """Reachable, and not refusing this process's credentials."""
+        return self.reachable and not self._refused
+
+    @property
     def suspected(self) -> bool:
         return self._suspected.is_set()
 
@@ -146,7 +167,11 @@ class BrokerWatch:
         try:
             self._probe(self.probe_timeout_s)
         except KafkaException as exc:
-            self._failed(exc.args[0].str() if exc.args else str(exc))
+            refusal = self._refusals.authentication() if self._refusals is not None else None
+            if refusal is not None:
+                self._refusing()
+            else:
+                self._failed(exc.args[0].str() if exc.args else str(exc))
             return False
         if self._down_since is not None:
             log.info(
@@ -157,7 +182,18 @@ class BrokerWatch:
             )
         self._down_since, self._attempts, self._detail = None, 0, ""
         self._health.resolve(BROKER)
+        if self._refused and self._refusals is not None:
+            self._refusals.authenticated()  # it answered: the credentials are taken again
+        self._refused = False
         return True
+
+    def _refusing(self) -> None:
+        """The probe failed because Kafka refuses this process's credentials, which
+        kafka_auth has said: no "cannot reach" (the broker answers), only backoff."""
+        self._attempts += 1
+        self._refused = True
+        self._down_since = None
+        self._health.resolve(BROKER)
 
     def _failed(self, error: str) -> None:
         now = self._clock()
@@ -204,7 +240,7 @@ class BrokerWatch:
 
         def run() -> None:
             while not stopper.stopped:
-                if self.reachable:
+                if self.accepted:
                     self._suspected.wait(1.0)
                     if not self.suspected:
                         continue

@@ -7,6 +7,11 @@ in one Kafka transaction when `transactional` (exactly once), else after the out
 are acknowledged (at least once). A `RetriableError` rewinds the batch and backs off; a
 `FatalError` stops the loop without committing. SIGTERM/SIGINT finish the batch in
 hand, commit it and leave the group.
+
+Offsets go past the transaction markers once a partition's end is reached, so lag is
+0 for every tool once the stage is idle; an offset lost to retention stops the stage
+(or, if so set, goes on from the earliest record) loudly (services/common/offsets.py);
+Kafka refusing an operation is reported (services/common/kafka_auth.py) and retried.
 """
 
 from __future__ import annotations
@@ -19,21 +24,30 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from services.common import health, logs, metrics
+from services.common import health, kafka_auth, logs, metrics
 from services.common.alerts import Alerter
 from services.common.assignment import Assignment
+from services.common.batch_stats import BatchStats
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SkippableError, SyncError
 from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
+from services.common.offsets import (
+    Commits,
+    Ends,
+    LostOffsets,
+    OffsetsLost,
+    first_offsets,
+    merge,
+    next_offsets,
+)
 from services.common.reachability import FATAL
-from services.common.records import OutRecord, coordinates, header_value
+from services.common.records import OutRecord, coordinates
 from services.common.stopper import Stopper
 from services.common.tenants import tenant_of_key
-from services.common.topics import STATE
-from services.common.tracing import TRACE_ID
-from services.product import NAME
+from services.common.tracing import record_fields
 
 log = logging.getLogger(__name__)
+
 
 # The longest a batch's commit may wait on a slow broker through the timeouts of its
 # calls (services/common/kafka.py: offsets 15 s, commit 5 x 60 s, abort 30 s): the
@@ -74,13 +88,7 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
         for msg in batch:
             topic, partition, offset = coordinates(msg)
             try:
-                with logs.context(
-                    tenant=tenant_of_key(msg.key()),
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    trace_id=header_value(msg, TRACE_ID),
-                ):
+                with logs.context(tenant=tenant_of_key(msg.key()), **record_fields(msg)):
                     outputs = handle(msg)
                 result.outputs.extend(outputs)
                 result.counts["out"] += len(outputs)
@@ -93,23 +101,6 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
         return result
 
     return handle_batch
-
-
-def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
-    """The offsets to commit after `batch`: one past the last record per partition."""
-    last: dict[tuple[str, int], int] = {}
-    for msg in batch:
-        topic, partition, offset = coordinates(msg)
-        last[topic, partition] = max(last.get((topic, partition), -1), offset)
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-
-
-def first_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
-    first: dict[tuple[str, int], int] = {}
-    for msg in batch:
-        topic, partition, offset = coordinates(msg)
-        first[topic, partition] = min(first.get((topic, partition), offset), offset)
-    return [TopicPartition(t, p, o) for (t, p), o in first.items()]
 
 
 @dataclass
@@ -141,25 +132,31 @@ class RunLoop:
     # Makes a new transactional producer (same transactional id) when the current one is
     # wedged (kafka.ProducerWedged); without it, a wedged producer stops the service.
     new_producer: Callable[[], Producer] | None = None
+    # The consumer's group (for messages) and what to do when its committed offsets
+    # were deleted by retention (KAFKA_LOST_OFFSETS: "stop" or "earliest").
+    group: str = ""
+    lost_offsets: str = "stop"
     _failures_in_row: int = 0
-    _dead_lettered: Counter[str] = field(default_factory=Counter)
-    _positions: dict[tuple[str, int], int] = field(default_factory=dict)
-    _committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    _stats: BatchStats = field(init=False)
+    _commits: Commits = field(default_factory=Commits)
+    _closed: bool = False
 
     def __post_init__(self) -> None:
+        self._stats = BatchStats(self.stage, self.alerter, self.alert_dlq_threshold)
         # Liveness: a beat per poll and per batch step; while a handler works, every
         # call its targets answer counts as progress (the loader's upserts).
         self._heartbeat = health.current().heartbeat(
             f"{self.stage} loop", progress=metrics.calls_made
         )
-        self._held = Assignment(self.stage, self.consumer)
+        self._held = Assignment(self.stage, self.consumer)  # what is assigned: readiness, lag
 
     def run(self) -> None:
         with logs.context(stage=self.stage):
             self._run()
 
     def _run(self) -> None:
-        state = health.current()
+        refusals = kafka_auth.current()
+        refusals.alerter = refusals.alerter or self.alerter
         self._held.waiting()
         self.consumer.subscribe(
             self.topics, on_assign=self._assign, on_revoke=self._revoked, on_lost=self._lost
@@ -168,15 +165,35 @@ class RunLoop:
         log.info("%s consuming %s", self.stage, ", ".join(self.topics))
         self._held.start()
         try:
-            while not self.stopper.stopped:
-                self._heartbeat.beat()
-                batch = self._poll()
-                if batch or (self.holds is not None and self.holds()):
-                    self._process(batch)
+            try:
+                self._consume(LostOffsets(self.stage, self.lost_offsets, self.alerter))
+            except OffsetsLost as exc:
+                # Stopped, not exited: /readyz keeps saying why (no crash loop), and no
+                # heartbeat is expected any more (_close), until SIGTERM.
+                self._close()
+                log.error("%s; waiting to be stopped", exc.message)  # noqa: TRY400
+                while not self.stopper.wait(3600):
+                    pass
+                raise
         except FatalError as exc:
-            state.report(FATAL, exc.message)
+            health.current().report(FATAL, exc.message)
             raise
         finally:
+            self._close()
+
+    def _consume(self, lost: LostOffsets) -> None:
+        while not self.stopper.stopped:
+            self._heartbeat.beat()
+            batch, ends = self._poll(lost)
+            if batch or (self.holds is not None and self.holds()):
+                self._process(batch, ends)
+            elif ends:
+                self._commit_ends(ends)
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            state = health.current()
             state.set_ready(False)
             state.forget(self._heartbeat.name)
             self._held.stop()
@@ -184,35 +201,54 @@ class RunLoop:
             self.consumer.close()
             log.info("%s stopped", self.stage)
 
-    def _poll(self) -> list[Message]:
+    def _poll(self, lost: LostOffsets) -> tuple[list[Message], Ends]:
         """What the consumer holds now, up to a batch; if nothing, wait up to
         `poll_timeout` for the first record and take what arrived with it. (One
         `consume(batch_size, timeout)` would hold a trickle of changes back for the
-        whole timeout at every stage; under load the prefetched queue fills batches.)"""
+        whole timeout at every stage; under load the prefetched queue fills batches.)
+        Also the partitions whose end was reached, at their end offset."""
         msgs = self.consumer.consume(self.batch_size, 0)
         if not msgs:
             msgs = self.consumer.consume(1, self.poll_timeout)
             if msgs and self.batch_size > 1:
                 msgs += self.consumer.consume(self.batch_size - 1, 0)
-        batch = []
+        batch: list[Message] = []
+        ends: Ends = {}
         for msg in msgs:
             error = msg.error()
             if error is None:
                 batch.append(msg)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                ends[msg.topic() or "", msg.partition() or 0] = msg.offset() or 0
+            elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                lost.handle(self.consumer, msg)
+            elif kafka_auth.is_refusal(error):
+                name = f"topic {msg.topic()}" if msg.topic() else f"group {self.group or '?'}"
+                kafka_auth.current().refused(error, "READ", name)
             elif error.fatal():
                 raise FatalError(f"consumer failed: {error.str()}")
-            elif error.code() != KafkaError._PARTITION_EOF:
+            else:
                 log.warning("consumer: %s", error.str())
-        return batch
+        return batch, ends
 
-    def _process(self, batch: list[Message]) -> None:
+    def _commit_ends(self, ends: Ends) -> None:
+        """No records, but partitions whose end is past what was committed (transaction
+        markers): commit those ends, in a transaction when the loop is transactional."""
+        self._process_timed([], ends)
+        self._held.processed(merge([], ends))
+
+    def _process(self, batch: list[Message], ends: Ends) -> None:
         with metrics.BATCH_SECONDS.labels(stage=self.stage).time():
-            self._process_timed(batch)
-        self._record_lag(batch)
+            self._process_timed(batch, ends)
+        # Lag per partition of the batch, from the cached high watermarks (and refreshed
+        # from the broker meanwhile: services/common/assignment.py).
+        positions = merge(next_offsets(batch), ends)
+        self._held.processed(positions)
+        self._stats.lag(self.consumer, positions)
 
-    def _process_timed(self, batch: list[Message]) -> None:
+    def _process_timed(self, batch: list[Message], ends: Ends) -> None:
         try:
-            result = self.handler(batch)
+            result = self.handler(batch) if batch or self.holds else BatchResult()
             outputs = result.outputs + [
                 dead_letter(msg, err, stage=self.stage, dlq_topic=self.dlq_topic)
                 for msg, err in result.failures
@@ -226,19 +262,16 @@ class RunLoop:
                     offset,
                     err.message,
                     extra={
+                        **record_fields(msg),
                         "tenant": err.tenant or tenant_of_key(msg.key()),
-                        "trace_id": header_value(msg, TRACE_ID),
                         "error_class": err.error_class,
-                        "topic": topic,
-                        "partition": partition,
-                        "offset": offset,
                     },
                 )
             self._heartbeat.beat(grace_s=BROKER_CALLS_S)
             if self.transactional:
-                self._commit_in_transaction(batch, outputs)
+                self._commit_in_transaction(batch, outputs, ends)
             else:
-                self._produce_then_commit(batch, outputs)
+                self._produce_then_commit(batch, outputs, ends)
         except RetriableError as exc:
             self._rewind(batch)
             self._failures_in_row += 1
@@ -254,7 +287,7 @@ class RunLoop:
         self._failures_in_row = 0
         if not batch and not result.counts and not result.failures:
             return
-        self._count(batch, result)
+        self._stats.count(batch, result.outputs, result.failures)
         log.info(
             "%s: batch of %d done: %s, %d dead-lettered",
             self.stage,
@@ -264,53 +297,15 @@ class RunLoop:
             extra={"batch": len(batch), "dead_lettered": len(result.failures)},
         )
 
-    def _count(self, batch: list[Message], result: BatchResult) -> None:
-        """Records in, out and dead-lettered per tenant, for /metrics."""
-        counts: Counter[tuple[str | None, str]] = Counter()
-        for msg in batch:
-            counts[tenant_of_key(msg.key()), "in"] += 1
-        for out in result.outputs:
-            if not out.topic.endswith(STATE):  # state records are bookkeeping, not output
-                counts[tenant_of_key(out.key), "out"] += 1
-        for _msg, err in result.failures:
-            counts[err.tenant or tenant_of_key(_msg.key()), "dead_lettered"] += 1
-        for (tenant, outcome), n in counts.items():
-            metrics.count_records(self.stage, tenant, outcome, n)
-            if outcome == "dead_lettered" and tenant:
-                self._alert_on_dead_letters(tenant, n)
-            if outcome == "out" and tenant:
-                metrics.mark_success(tenant, self.stage)
-
-    def _alert_on_dead_letters(self, tenant: str, n: int) -> None:
-        """One alert when a tenant's dead letters (since start) pass the threshold."""
-        self._dead_lettered[tenant] += n
-        if self.alerter is not None and self._dead_lettered[tenant] >= self.alert_dlq_threshold:
-            self.alerter.fire(
-                tenant,
-                "dlq_growing",
-                f"{self._dead_lettered[tenant]} records dead-lettered at the {self.stage} "
-                f"stage since start (threshold {self.alert_dlq_threshold}); "
-                f"see `{NAME} dlq list --tenant {tenant}`",
-            )
-
-    def _record_lag(self, batch: list[Message]) -> None:
-        """Lag per partition seen in the batch, from the cached high watermarks (and
-        refreshed from the broker meanwhile: services/common/assignment.py)."""
-        self._held.processed(next_offsets(batch))
-        for tp in next_offsets(batch):
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if high >= 0:
-                metrics.CONSUMER_LAG.labels(
-                    stage=self.stage, topic=tp.topic, partition=str(tp.partition)
-                ).set(max(0, high - tp.offset))
-
-    def _commit_in_transaction(self, batch: list[Message], outputs: list[OutRecord]) -> None:
+    def _commit_in_transaction(
+        self, batch: list[Message], outputs: list[OutRecord], ends: Ends
+    ) -> None:
+        offsets = self._commits.due(batch, ends, self.holds)
+        if not outputs and not offsets:
+            return
         try:
             produce_in_transaction(
-                self.producer, outputs, next_offsets(batch), self.consumer.consumer_group_metadata()
+                self.producer, outputs, offsets, self.consumer.consumer_group_metadata()
             )
         except ProducerWedged as exc:
             if self.new_producer is None:
@@ -321,13 +316,18 @@ class RunLoop:
             except KafkaException as new_exc:
                 raise FatalError(f"{exc.message}; no new producer: {new_exc}") from new_exc
             raise
+        self._done(offsets, batch)
 
-    def _produce_then_commit(self, batch: list[Message], outputs: list[OutRecord]) -> None:
+    def _produce_then_commit(
+        self, batch: list[Message], outputs: list[OutRecord], ends: Ends
+    ) -> None:
         failed: list[KafkaError] = []
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        def on_delivery(err: KafkaError | None, msg: Message | None) -> None:
             if err is not None:
                 failed.append(err)
+                if kafka_auth.is_refusal(err) and msg is not None:
+                    kafka_auth.current().refused(err, "WRITE", f"topic {msg.topic()}")
 
         produce_all(self.producer, outputs, on_delivery)
         # Wait for every delivery: giving up on a slow broker and redoing the batch would
@@ -340,37 +340,30 @@ class RunLoop:
             raise FatalError(f"producer failed: {next(e for e in failed if e.fatal()).str()}")
         if failed:
             raise RetriableError(f"{len(failed)} outputs not delivered: {failed[0].str()}")
-        offsets = self._to_commit(batch)
+        offsets = self._commits.due(batch, ends, self.holds)
         if not offsets:
             return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
+            error = exc.args[0]
+            if kafka_auth.is_refusal(error):
+                kafka_auth.current().refused(error, "READ", f"group {self.group or '?'}")
             # The group moved on (rebalance): the new owner re-reads these records,
             # which is harmless because every write downstream is idempotent.
-            log.warning("%s: offsets not committed: %s", self.stage, exc.args[0].str())
+            log.warning("%s: offsets not committed: %s", self.stage, error.str())
             return
-        for tp in offsets:
-            self._committed[tp.topic, tp.partition] = tp.offset
+        self._done(offsets, batch)
 
     def _flushed_not_all(self) -> bool:
         self._heartbeat.beat(grace_s=FLUSH_S)  # waiting on the broker is no stall
         return bool(self.producer.flush(FLUSH_S) > 0)
 
-    def _to_commit(self, batch: list[Message]) -> list[TopicPartition]:
-        """The batch's next offsets; with `holds`, every partition's, kept below the
-        lowest record still held, and only those that moved."""
-        if self.holds is None:
-            return next_offsets(batch)
-        for tp in next_offsets(batch):
-            self._positions[tp.topic, tp.partition] = tp.offset
-        held = self.holds()
-        offsets = []
-        for (topic, partition), position in self._positions.items():
-            offset = min(position, held.get((topic, partition), position))
-            if self._committed.get((topic, partition)) != offset:
-                offsets.append(TopicPartition(topic, partition, offset))
-        return offsets
+    def _done(self, offsets: list[TopicPartition], batch: list[Message]) -> None:
+        self._commits.committed(offsets)
+        if not self.transactional:  # (produce_in_transaction says it for transactions)
+            written = ("WRITE",) if not batch else ()
+            kafka_auth.current().succeeded(except_operations=written)
 
     def _assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.on_assigned is not None:
@@ -386,9 +379,7 @@ class RunLoop:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         _log_revoke(consumer, partitions)
         self._held.revoke(partitions)
-        for tp in partitions:
-            self._positions.pop((tp.topic, tp.partition), None)
-            self._committed.pop((tp.topic, tp.partition), None)
+        self._commits.revoked(partitions)
         if self.on_revoked is not None:
             self.on_revoked(partitions)
 

@@ -27,9 +27,14 @@ from services.product import NAME
 Offsets = dict[int, int]  # partition -> offset
 
 
+def reader_group_prefix(kafka: KafkaSettings) -> str:
+    """What the throwaway groups of scans start with (one ACL on a secured cluster)."""
+    return f"{kafka.topic_prefix}{NAME}-reader-"
+
+
 def reader(kafka: KafkaSettings) -> Consumer:
     """A consumer for scans: a throwaway group that never commits."""
-    return make_consumer(kafka, group_id=f"{NAME}-reader-{uuid.uuid4().hex}")
+    return make_consumer(kafka, group_id=f"{reader_group_prefix(kafka)}{uuid.uuid4().hex}")
 
 
 def partitions(consumer: Consumer, topic: str, timeout: float = 30.0) -> list[int]:

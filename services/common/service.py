@@ -2,8 +2,9 @@
 
 Settings and tenant files are read and checked before anything connects; a
 `ConfigError` prints every problem and exits 2; a `FatalError` exits 1. Then the
-service waits for the broker (`connect`: not ready, saying why, until it answers). A
-stop (SIGTERM, SIGINT) at any point of start-up exits 0 without a traceback, whatever
+service waits for the broker (`connect`: not ready, saying why, until it answers and
+takes its credentials: wrong ones are no exit, so no crash loop under an orchestrator).
+A stop (SIGTERM, SIGINT) at any point of start-up exits 0 without a traceback, whatever
 the call it interrupted raised.
 """
 
@@ -18,7 +19,8 @@ from confluent_kafka import KafkaException
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from services.common import health, metrics
+from services.common import health, kafka_auth, metrics
+from services.common.alerts import Alerter
 from services.common.errors import ConfigError, FatalError, SyncError
 from services.common.kafka import make_admin
 from services.common.logs import configure_logging
@@ -42,12 +44,14 @@ def load_settings(cls: type[S]) -> S:
         # A nested settings class (KafkaSettings) fails with its own title and prefix.
         owner = KafkaSettings if exc.title == KafkaSettings.__name__ else cls
         prefix = str(owner.model_config.get("env_prefix", ""))
-        raise ConfigError(
-            [
-                f"setting {prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-                for err in exc.errors()
-            ]
-        ) from None
+        problems = []
+        for err in exc.errors():
+            if err["loc"]:
+                name = "_".join(str(p) for p in err["loc"]).upper()
+                problems.append(f"setting {prefix}{name}: {err['msg']}")
+            else:  # a check across fields: one problem a line, each naming its setting
+                problems += err["msg"].removeprefix("Value error, ").splitlines()
+        raise ConfigError(problems) from None
 
 
 def run_service(
@@ -85,10 +89,14 @@ def run_service(
         sys.exit(1)
 
 
-def connect(kafka: KafkaSettings, stopper: Stopper) -> bool:
-    """Wait until the broker answers, not ready meanwhile and saying why (once, then at
-    most once a minute); then keep watching it (readiness follows it) until the stop.
-    False when a stop came first: the service's start returns, and it exits 0."""
+def connect(kafka: KafkaSettings, stopper: Stopper, alerter: Alerter | None = None) -> bool:
+    """Wait until the broker answers and takes this service's credentials, not ready
+    meanwhile and saying why (once, then at most once a minute: services/common/
+    reachability.py, kafka_auth.py, which posts a refusal to `alerter`); then keep
+    watching it (readiness follows it) until the stop. False when a stop came first:
+    the service's start returns, and it exits 0."""
+    refusals = kafka_auth.current()
+    refusals.alerter = alerter or refusals.alerter
     admin = make_admin(kafka)
 
     def probe(timeout_s: float) -> None:
@@ -97,7 +105,7 @@ def connect(kafka: KafkaSettings, stopper: Stopper) -> bool:
         finally:
             admin.poll(0)  # serve the errors and logs of the attempt (the why, deduplicated)
 
-    watch = BrokerWatch(kafka.bootstrap_servers, probe)
+    watch = BrokerWatch(kafka.bootstrap_servers, probe, refusals=refusals)
     install(watch)
     if not watch.wait_until_reachable(stopper):
         log.info("stopped while waiting for the Kafka broker at %s", kafka.bootstrap_servers)

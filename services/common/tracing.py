@@ -33,7 +33,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, forma
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.common import logs
-from services.common.records import header_value
+from services.common.records import coordinates, header_value
 
 TRACEPARENT = "traceparent"
 TRACE_ID = "trace_id"
@@ -131,6 +131,18 @@ def received(msg: Message, trace_id: str | None = None) -> Trace:
     if said is not None and is_trace_id(said):
         return of_id(said)
     return start()
+
+
+def record_fields(msg: Message) -> dict[str, object]:
+    """The log fields of a consumed record being handled, besides its tenant: its
+    topic/partition/offset and trace id (the `trace_id` header)."""
+    topic, partition, offset = coordinates(msg)
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        TRACE_ID: header_value(msg, TRACE_ID),
+    }
 
 
 @contextmanager

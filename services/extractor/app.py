@@ -4,6 +4,8 @@ reading its tenant's source), one thread listening for operator commands."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
 from services.common import health
@@ -30,8 +32,13 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
     if not tenants:
         raise ConfigError(f"{settings.tenants_file}: no enabled tenant")
     serde = default_serde()
-    kafka = settings.kafka
-    if not connect(kafka, stopper):
+    kafka = settings.kafka.for_client(f"extractor-{socket.gethostname()}-{os.getpid()}")
+    alerter = Alerter(
+        settings.alert_webhook_url,
+        "extractor",
+        secrets=[s.get() for t in tenants for _, s in secrets_in(t.source)],
+    )
+    if not connect(kafka, stopper, alerter):  # Kafka refusing the extractor alerts too
         return
     failures: list[str] = []
     # One transactional producer per tenant: a second extractor for the same tenant
@@ -49,11 +56,6 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
         memories = restore(kafka, serde, [t.id for t in tenants])
     except RetriableError as exc:  # e.g. the topics were never created
         raise FatalError(f"cannot restore the extractor's state: {exc.message}") from exc
-    alerter = Alerter(
-        settings.alert_webhook_url,
-        "extractor",
-        secrets=[s.get() for t in tenants for _, s in secrets_in(t.source)],
-    )
     pollers = {
         tenant.id: TenantPoller(
             Scanner(

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError
 from services.common import topics
 from services.common.errors import FatalError
 from services.common.kafka import make_consumer
+from services.common.offsets import commit_end
 from services.common.serde import DecodeError, Serde
 from services.common.settings import KafkaSettings
 from services.common.stopper import Stopper
@@ -47,7 +48,9 @@ def listen(
             if error is not None:
                 if error.fatal():
                     raise FatalError(f"commands consumer failed: {error.str()}")
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    commit_end(consumer, msg)  # past any transaction markers: lag 0
+                else:
                     log.warning("commands consumer: %s", error.str())
                 continue
             _dispatch(serde, msg.value(), pollers, max_age_s)

@@ -28,9 +28,9 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
     tenants = {
         t.id: t for t in enabled(load_tenants(settings.tenants_file, resolve=settings.tenant_parts))
     }
-    kafka = settings.kafka
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
+    kafka = settings.kafka.for_client(writer)
     loader = Loader(
         serde=serde,
         tenants=tenants,
@@ -39,7 +39,8 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         writer=writer,
         max_parked=settings.max_parked,
     )
-    if not connect(kafka, stopper):
+    alerter = Alerter(settings.alert_webhook_url, "loader")
+    if not connect(kafka, stopper, alerter):
         loader.close()
         return
     # This writer's counts so far (a restarted replica with a stable id carries on).
@@ -51,10 +52,13 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             tenant=tenant_id, target=tenants[tenant_id].target.type
         ).set_function(partial(breaker_value, breaker))
 
+    group_id = f"{kafka.topic_prefix}{settings.group_id}"
     try:
         RunLoop(
             stage="load",
-            consumer=make_consumer(kafka, group_id=f"{kafka.topic_prefix}{settings.group_id}"),
+            consumer=make_consumer(kafka, group_id=group_id, stage=True),
+            group=group_id,
+            lost_offsets=kafka.lost_offsets,
             producer=make_producer(kafka),
             topics=[kafka.topic(topics.CANONICAL)],
             handler=loader.handle_batch,
@@ -64,7 +68,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             holds=loader.holds,
             on_revoked=loader.revoked,
             on_assigned=loader.assigned,
-            alerter=Alerter(settings.alert_webhook_url, "loader"),
+            alerter=alerter,
             alert_dlq_threshold=settings.alert_dlq_threshold,
         ).run()
     finally:

@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 
 from services.common import logs, metrics, tracing
+from services.common.boundary import check_tenant
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
 from services.common.records import coordinates
 from services.common.runloop import BatchResult, unexpected
@@ -131,6 +132,7 @@ class Loader:
         for msg in batch:
             try:
                 product = self.serde.decode_as("CanonicalProduct", msg.value())
+                check_tenant(msg.key(), product["tenant"])
                 if product["tenant"] not in self.targets:
                     raise UnknownTenant(
                         f"tenant {product['tenant']}: no target configured for it",
@@ -204,11 +206,10 @@ class Loader:
         (`traceparent`, a new span each), and log lines its tenant, trace and record."""
         product = pending.product
         tenant = product["tenant"]
-        topic, partition, offset = coordinates(pending.msg)
         with (
             self._slots[tenant],
+            logs.context(tenant=tenant, **tracing.record_fields(pending.msg)),
             tracing.active(pending.trace),
-            logs.context(tenant=tenant, topic=topic, partition=partition, offset=offset),
         ):
             self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
             return self.targets[tenant].upsert(product, known_id)

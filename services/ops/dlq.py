@@ -27,12 +27,12 @@ from services.common.scan import reader, scan
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.state import read_compacted
-from services.common.topics import DLQ, DLQ_REDRIVEN
+from services.common.topics import DLQ, DLQ_REDRIVEN, INPUTS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 3
-REDRIVABLE_STAGES = ("transform", "load")
+REDRIVABLE_STAGES = tuple(INPUTS)
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,8 @@ class RedriveReport:
     at_max: int = 0
     superseded: int = 0
     not_redrivable: int = 0
+    # Dead letters naming a source topic that is not their stage's input: never sent.
+    refused: list[tuple[DeadLetter, str]] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -176,7 +178,23 @@ class RedriveReport:
             "at_max_attempts": self.at_max,
             "superseded": self.superseded,
             "not_redrivable": self.not_redrivable,
+            "refused": len(self.refused),
         }
+
+
+def foreign_source(kafka: KafkaSettings, letter: DeadLetter) -> str | None:
+    """Why `letter` must not be sent where its headers say (None if it may): a redrive
+    writes only to the pipeline's input of the stage that failed it, whatever a
+    header names (anyone who can write the DLQ can write its headers)."""
+    topic = letter.source[0]
+    expected = kafka.topic(INPUTS[letter.stage])
+    if topic == expected:
+        return None
+    return (
+        f"dead letter {kafka.topic(DLQ)}/{letter.partition}/{letter.offset} names "
+        f"{topic!r} as its source; a {letter.stage}-stage dead letter goes back only to "
+        f"{expected}: refused"
+    )
 
 
 def _newest_source_offsets(
@@ -220,6 +238,9 @@ def redrive(
             report.already += 1
         elif letter.stage not in REDRIVABLE_STAGES or letter.source[1] < 0:
             report.not_redrivable += 1
+        elif (why := foreign_source(kafka, letter)) is not None:
+            log.warning(why)
+            report.refused.append((letter, why))
         elif letter.attempts >= max_attempts:
             report.at_max += 1
         else:

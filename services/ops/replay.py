@@ -26,12 +26,12 @@ from services.common.records import OutRecord, header_value
 from services.common.scan import Offsets, end_offsets, offsets_at, reader, scan
 from services.common.settings import KafkaSettings
 from services.common.tenants import tenant_of_key
-from services.common.topics import CANONICAL, RAW
+from services.common.topics import INPUTS
 from services.ops.times import to_ms
 
 log = logging.getLogger(__name__)
 
-STAGE_INPUTS = {"transform": RAW, "load": CANONICAL}
+STAGE_INPUTS = INPUTS
 REPLAY_HEADER = "replay"
 
 Progress = Callable[[int, int], None]

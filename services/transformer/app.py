@@ -27,8 +27,10 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
     # before anything is consumed; one bad file stops the service.
     names = mapping_names(settings.mappings_dir) | {t.mapping for t in tenants}
     mappings = load_mappings(settings.mappings_dir, names, Shapes.from_serde(serde))
-    kafka = settings.kafka
-    if not connect(kafka, stopper):
+    instance = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    kafka = settings.kafka.for_client(f"transformer-{instance}")
+    alerter = Alerter(settings.alert_webhook_url, "transformer")
+    if not connect(kafka, stopper, alerter):
         return
     transformer = Transformer(
         serde=serde,
@@ -36,13 +38,14 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
         out_topic=kafka.topic(topics.CANONICAL),
     )
     group_id = f"{kafka.topic_prefix}{settings.group_id}"
-    instance = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     progress = TenantProgress(kafka, serde, f"transformer-{instance}")
     progress.restore(read_states(kafka, serde))
     transactional_id = f"{group_id}-{instance}"
     RunLoop(
         stage="transform",
-        consumer=make_consumer(kafka, group_id=group_id),
+        consumer=make_consumer(kafka, group_id=group_id, stage=True),
+        group=group_id,
+        lost_offsets=kafka.lost_offsets,
         producer=make_producer(kafka, transactional_id=transactional_id),
         new_producer=lambda: make_producer(kafka, transactional_id=transactional_id),
         topics=[kafka.topic(topics.RAW)],
@@ -51,7 +54,7 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
         stopper=stopper,
         transactional=True,
         batch_size=settings.batch_size,
-        alerter=Alerter(settings.alert_webhook_url, "transformer"),
+        alerter=alerter,
         alert_dlq_threshold=settings.alert_dlq_threshold,
     ).run()
 

@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from services.common import tracing
+from services.common.boundary import check_tenant
 from services.common.errors import SkippableError, UnknownTenant
 from services.common.metrics import EXTRACTED_AT_HEADER
 from services.common.records import OutRecord, trace_headers
@@ -30,6 +31,7 @@ class Transformer:
     def handle(self, msg: Message) -> list[OutRecord]:
         raw = self.serde.decode_as("RawItem", msg.value())
         tenant = raw["tenant"]
+        check_tenant(msg.key(), tenant)
         mapping = self.mappings.get(tenant)
         if mapping is None:
             raise UnknownTenant(f"tenant {tenant}: not configured here", tenant=tenant)

@@ -1,5 +1,6 @@
-"""The whole pipeline: Siesa simulator → extractor → transformer → loader → Kong simulator,
-each a separate process, on the real broker."""
+"""The whole pipeline: Siesa simulator → extractor → transformer → loader → Kong and WMS
+simulators, each a separate process, on the real broker; the big run on its secured
+listener, every service as its own principal."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import json
 from typing import Any
 
 from devtools import procs
+from devtools.broker import LocalBroker
 from devtools.expected import expected_sku, held_sku, mismatches
 from devtools.stack import Stack
 from tests.conftest import FIXTURES
+from tests.kafka_support import group_lags, secure
 
 COMPANY = 8585
+WMS_COMPANY = 8020
+GROUPS = ("siesa-sync-transformer", "siesa-sync-loader", "siesa-sync-extractor-commands")
 
 
 def wait_for_kong(stack: Stack, want: int, timeout: float) -> list[dict[str, Any]]:
@@ -57,19 +62,27 @@ def test_golden_page_reaches_kong_verbatim(stack: Stack) -> None:
     assert "TUBO PVC 20x30 #2 - SELECT" in names
 
 
-def test_seeded_catalogue_of_1000_items_lands_in_kong_mapped(stack: Stack) -> None:
-    stack.tenants = [stack.kong_tenant("acme", COMPANY)]
+def test_1000_items_land_in_kong_and_wms_on_a_secured_cluster_with_lag_0_after(
+    stack: Stack, secured_broker: LocalBroker
+) -> None:
+    """SASL_SSL, SCRAM-SHA-512, every service and the CLI as its own principal with the
+    least-privilege ACLs of `siesa-sync acls`; then Kafka's own tool shows lag 0."""
+    secure(stack, secured_broker)
+    stack.tenants = [stack.kong_tenant("acme", COMPANY), stack.wms_tenant("bodega", WMS_COMPANY)]
     stack.start_simulators()
     stack.seed(COMPANY, 1000, seed=7)
+    stack.seed(WMS_COMPANY, 1000, seed=8)
     rows = stack.siesa_items(COMPANY)
     assert len(rows) == 1000
-    stack.create_topics()
+    assert len(stack.siesa_items(WMS_COMPANY)) == 1000
+    stack.create_topics()  # as the operator
     stack.start_services()
 
     skus = wait_for_kong(stack, 1000, timeout=300)
 
     problems = mismatches("kong", rows, skus)
     assert not problems, f"{len(problems)} differences, first: {problems[:5]}"
+    wait_for_wms_to_equal_siesa(stack)
     # A change in Siesa reaches Kong: rename one item, deactivate another.
     renamed, deactivated = dict(rows[10]), dict(rows[20])
     renamed["f120_descripcion"] = 'NUEVO NOMBRE & "COMILLAS" -- 20x30; Drop'
@@ -96,9 +109,55 @@ def test_seeded_catalogue_of_1000_items_lands_in_kong_mapped(stack: Stack) -> No
 
     procs.wait_until(inactivated, timeout=120, interval=0.5, what=f"{gone} inactive in Kong")
     assert len(stack.kong_skus()) == 1000
+    # The same in the WMS: a rename and a deletion (inactive, never deleted).
+    wms_rows = stack.siesa_items(WMS_COMPANY)
+    wms_renamed = dict(wms_rows[5])
+    wms_renamed["f120_descripcion"] = "PRODUCTO RENOMBRADO EN SIESA"
+    stack.upsert_items(WMS_COMPANY, [wms_renamed])
+    wms_gone = wms_rows[40]["f120_referencia"].strip()
+    stack.delete_item(WMS_COMPANY, wms_gone)
+    wait_for_wms_to_equal_siesa(stack, deleted={wms_gone})
+    assert len(stack.wms_products()) == 1000
+    # Idle now: Kafka's own kafka-consumer-groups shows lag 0 on every partition of every
+    # group of the pipeline (the trailing transaction markers are committed past).
+    output = wait_for_lag_0(secured_broker, stack.topic_prefix)
+    print(f"[lag] kafka-consumer-groups --describe --all-groups (this test's groups):\n{output}")
     # SIGTERM: each service finishes the batch in hand, commits and exits cleanly.
     assert {name: stack.stop(name) for name in ("extractor", "transformer", "loader")} == {
         "extractor": 0,
         "transformer": 0,
         "loader": 0,
     }
+
+
+def wait_for_wms_to_equal_siesa(stack: Stack, deleted: set[str] | None = None) -> None:
+    problems: list[str] = []
+
+    def equal() -> bool:
+        nonlocal problems
+        stack.check_alive()
+        held = stack.wms_products()
+        problems = mismatches("wms", stack.siesa_items(WMS_COMPANY), held, deleted or set())
+        return not problems
+
+    try:
+        procs.wait_until(equal, timeout=300, interval=1.0, what="the WMS holding Siesa's items")
+    except TimeoutError:
+        raise AssertionError(f"{len(problems)} differences, first: {problems[:5]}") from None
+
+
+def wait_for_lag_0(broker: LocalBroker, topic_prefix: str) -> str:
+    """Until every partition of the three groups shows lag 0; the tool's output."""
+    groups = {f"{topic_prefix}{name}" for name in GROUPS}
+    output, rows = "", []
+
+    def zero() -> bool:
+        nonlocal output, rows
+        output, rows = group_lags(broker, topic_prefix)
+        return {r.group for r in rows} == groups and all(r.lag == 0 for r in rows)
+
+    try:
+        procs.wait_until(zero, timeout=60, interval=2.0, what="lag 0 in kafka-consumer-groups")
+    except TimeoutError:
+        raise AssertionError(f"lag is not 0 everywhere:\n{output}") from None
+    return output

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
+from devtools import procs
 from services.common.dlq import dead_letter_record
 from services.common.errors import SkippableError
 from services.common.kafka import make_producer
 from services.common.scan import reader, scan
 from services.common.settings import KafkaSettings
-from services.common.topics import CANONICAL, DLQ
+from services.common.topics import CANONICAL, DLQ, STATE
 from services.ops.dlq import Filters, dead_letters, redrive
 
 
@@ -83,8 +84,18 @@ def test_redrive_sends_each_dead_letter_once_within_its_filters(kafka: KafkaSett
         "at_max_attempts": 1,
         "superseded": 1,
         "not_redrivable": 0,
+        "refused": 0,
     }
-    after = canonical_records(kafka)
+    # A transaction's records are readable once its markers are written, which the
+    # broker does just after the commit returns: wait for them, briefly.
+    after: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+
+    def resent_readable() -> bool:
+        nonlocal after
+        after = canonical_records(kafka)
+        return len(after) >= before + 3
+
+    procs.wait_until(resent_readable, timeout=30, what="the redriven records")
     resent = [r for r in after if "redriven.from" in r[2]]
     assert len(after) == before + 3
     assert sorted(key for key, _, _ in resent) == [b"acme/SKU-0", b"acme/SKU-1", b"acme/SKU-2"]
@@ -106,3 +117,35 @@ def test_dead_letters_filter_by_tenant_and_class(kafka: KafkaSettings) -> None:
     assert [d.key for d in dead_letters(kafka)] == [b"acme/A", b"beta/B"]
     assert [d.key for d in dead_letters(kafka, Filters(tenant="beta"))] == [b"beta/B"]
     assert [d.key for d in dead_letters(kafka, Filters(error_class="validation"))] == [b"acme/A"]
+
+
+def test_a_dead_letter_naming_another_topic_is_refused_and_nothing_is_written_there(
+    kafka: KafkaSettings,
+) -> None:
+    producer = make_producer(kafka)
+    fail(producer, kafka, b"acme/OK-1", b"fine")
+    state = kafka.topic(STATE)
+    forged = dead_letter_record(
+        key=b"acme/FORGED",
+        value=b"not a state record",
+        error=SkippableError("bad", tenant="acme", error_class="validation"),
+        stage="load",
+        dlq_topic=kafka.topic(DLQ),
+        source=(state, 0, 0),  # a header pointing the redrive at the state topic
+        tenant="acme",
+    )
+    producer.produce(forged.topic, key=forged.key, value=forged.value, headers=forged.headers)
+    producer.flush(30)
+
+    report = redrive(kafka, Filters(tenant="acme"))
+
+    assert report.summary()["sent"] == 1
+    assert [letter.key for letter, _ in report.refused] == [b"acme/FORGED"]
+    why = report.refused[0][1]
+    assert f"names {state!r} as its source" in why
+    assert f"goes back only to {kafka.topic(CANONICAL)}" in why
+    consumer = reader(kafka)
+    try:
+        assert [m.key() for m in scan(consumer, state)] == []
+    finally:
+        consumer.close()

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import REGISTRY
 
-from services.common import health, reachability
+from services.common import health, kafka, kafka_auth, reachability
 from services.common.assignment import PARTITIONS, Assignment
 from services.common.health import Health
 from services.common.reachability import BrokerWatch, Repeats, client_error
@@ -120,6 +120,72 @@ def test_transport_errors_go_to_the_watch_and_fatal_ones_make_the_service_unread
         assert "producer fenced" in state.problems["fatal"]
     finally:
         state.resolve("fatal")
+
+
+AUTH_FAILED = KafkaError(
+    KafkaError._AUTHENTICATION,
+    "SASL authentication error: Authentication failed due to invalid credentials",
+)
+
+
+def test_the_one_client_error_callback_sends_refusals_to_kafka_auth_and_the_rest_to_the_watch(
+    watch: tuple[BrokerWatch, Broker, Health, Clock],
+) -> None:
+    w, _broker, _target, _clock = watch
+    reachability.install(w)
+    state = health.current()
+    try:
+        kafka.client_error(AUTH_FAILED)
+        assert "invalid credentials" in state.problems[kafka_auth.PROBLEM]
+        assert not w.suspected  # a refusal is no transport error
+
+        kafka.client_error(KafkaError(KafkaError._TRANSPORT, REFUSED))
+        assert w.suspected
+    finally:
+        kafka_auth.current().succeeded()
+    assert kafka_auth.PROBLEM not in state.problems
+
+
+def test_credentials_refused_at_start_up_are_said_once_retried_and_no_unreachable_broker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A service with wrong credentials waits not ready, saying so once (kafka_auth's
+    line), never "cannot reach"; the broker's first answer ends the refusal."""
+    refusals, state = kafka_auth.current(), health.current()
+    refusals.principal = "User:siesa-sync-loader"
+    accepted = {"now": False}
+    probes: list[float] = []
+
+    def probe(timeout_s: float) -> None:
+        probes.append(timeout_s)
+        if not accepted["now"]:  # the client's errors, served as the probe fails
+            kafka.client_error(AUTH_FAILED)
+            kafka.client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Broker transport failure"))
+
+    w = BrokerWatch(ADDRESS, probe, target=state, refusals=refusals, max_backoff_s=0.01)
+    reachability.install(w)
+    caplog.set_level(logging.INFO)
+    try:
+        for _ in range(5):
+            assert w.check() is False
+        assert not w.accepted
+        assert reachability.BROKER not in state.problems  # the broker answers...
+        problem = state.problems[kafka_auth.PROBLEM]  # ...and refuses: that is the problem
+        assert problem.startswith("Kafka refused AUTHENTICATE on the cluster to User:siesa-sync")
+        refused = [r for r in caplog.records if r.name == kafka_auth.__name__]
+        assert len(refused) == 1  # said once
+        assert lines(caplog) == []  # no "cannot reach"
+
+        accepted["now"] = True
+        assert w.wait_until_reachable(Stopper()) is True
+        assert w.accepted
+        assert kafka_auth.PROBLEM not in state.problems
+        assert "Kafka accepts User:siesa-sync-loader's operations again" in caplog.messages
+        assert len(probes) == 6
+    finally:
+        refusals.succeeded()
+        state.resolve(reachability.BROKER)
 
 
 def test_repeated_lines_pass_once_a_minute_with_how_many_were_held(

@@ -13,14 +13,9 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import REGISTRY
 
 from services.common.errors import FatalError, RetriableError, SkippableError
+from services.common.offsets import first_offsets, next_offsets
 from services.common.records import OutRecord
-from services.common.runloop import (
-    BatchResult,
-    RunLoop,
-    first_offsets,
-    next_offsets,
-    per_record,
-)
+from services.common.runloop import BatchResult, RunLoop, per_record
 from services.common.stopper import Stopper
 from tests.unit.fakes import FakeMessage
 

@@ -54,7 +54,9 @@ def today(row: dict[str, Any]) -> bytes:
 
 def product(mapping: str, value: bytes) -> dict[str, Any]:
     transformer = Transformer(SERDE, {"golden": MAPPINGS[mapping]}, "canonical")
-    (out,) = transformer.handle(FakeMessage(_value=value))  # type: ignore[arg-type]
+    item = SERDE.decode_as("RawItem", value)
+    key = f"{item['tenant']}/{item['key']}".encode()  # as the extractor keys it
+    (out,) = transformer.handle(FakeMessage(_key=key, _value=value))  # type: ignore[arg-type]
     decoded = SERDE.decode_as("CanonicalProduct", out.value)
     return {k: v for k, v in decoded.items() if k not in PER_RUN}
 

@@ -57,7 +57,10 @@ def raw_item(tenant: str = "acme", op: str = "UPSERT", **columns: Any) -> dict[s
 
 
 def message(item: dict[str, Any], offset: int = 0) -> FakeMessage:
+    """The record the extractor writes for `item`: keyed `<tenant>/<key>`."""
+    key = f"{item['tenant']}/{item['key']}".encode()
     return consumed(
+        _key=key,
         _value=SERDE.encode("RawItem", item),
         _offset=offset,
         _headers=[("trace_id", TRACE_1.encode()), ("traceparent", EXTRACTED_1.encode())],
