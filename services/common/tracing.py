@@ -12,6 +12,8 @@ the target's answer, and into the DLQ.
   the Siesa page requests of a scan, whose trace id is the scan's `sync_id`.
 - A dead letter carries the failed record's `traceparent` and `trace_id`; a redrive or
   a replay sends the headers on, so the trace id never changes.
+- JSON log lines about a record carry its `trace_id` (`record_fields`, with its
+  topic/partition/offset), and lines written in an `active` trace that trace's id.
 
 Trace flags: nothing here records spans, so a trace started here is not marked sampled
 (W3C: the flag says the caller may have recorded); a trace continued keeps its flags.
@@ -86,10 +88,6 @@ class Trace:
                 trace_state=self.span.trace_state,
             )
         )
-
-    def headers(self) -> list[tuple[str, str | bytes | None]]:
-        """The Kafka headers of a record at this place: `trace_id`, `traceparent`."""
-        return [(TRACE_ID, self.trace_id.encode()), (TRACEPARENT, self.traceparent.encode())]
 
 
 def _trace(trace_id: int) -> Trace:
