@@ -1,4 +1,5 @@
-"""Dead letters: the failed record's key and bytes, unchanged, with why and where from.
+"""Dead letters: the failed record's key and bytes, unchanged, with why and where from,
+and its place in its trace (`trace_id`, `traceparent`: a redrive carries them on).
 
 A dead letter always fits its topic: a failed record too big for it (a 2 MB row, or a
 record that failed because it was too big) is cut to fit, and the header
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
+from services.common import tracing
 from services.common.errors import SyncError
 from services.common.records import OutRecord, coordinates, header_value
 from services.common.sizes import DEFAULT_MAX_BYTES, record_size
@@ -44,7 +46,7 @@ def dead_letter(
         source=coordinates(msg),
         attempts=int(header_value(msg, "error.attempts") or "0") + 1,
         tenant=error.tenant or header_value(msg, "tenant") or tenant_of_key(msg.key()),
-        trace_id=header_value(msg, "trace_id"),
+        trace=tracing.received(msg),
         max_bytes=max_bytes,
     )
 
@@ -59,12 +61,14 @@ def dead_letter_record(
     source: tuple[str, int, int] | None = None,
     attempts: int = 1,
     tenant: str | None = None,
-    trace_id: str | None = None,
+    trace: tracing.Trace | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> OutRecord:
     """A DLQ record with design.md's headers; `source` is (topic, partition, offset).
+    `trace`: the failed record's (default: a new trace, for a record that had none).
     Cut to at most `max_bytes` (`sizes.record_size`) if it is bigger."""
     topic, partition, offset = source or ("", -1, -1)
+    trace = trace or tracing.start()
     headers: Headers = [
         ("error.stage", stage),
         ("error.class", error.error_class),
@@ -74,7 +78,8 @@ def dead_letter_record(
         ("source.partition", str(partition)),
         ("source.offset", str(offset)),
         ("tenant", escaped(tenant or error.tenant or "")),
-        ("trace_id", escaped(trace_id or "")),
+        (tracing.TRACE_ID, trace.trace_id),
+        (tracing.TRACEPARENT, trace.traceparent),
         ("failed_at", datetime.now(UTC).isoformat(timespec="milliseconds")),
     ]
     key, value = _fit(key, value, headers, max_bytes)

@@ -45,6 +45,7 @@ from services.common.records import OutRecord, coordinates
 from services.common.sizes import DEFAULT_MAX_BYTES
 from services.common.stopper import Stopper
 from services.common.tenants import tenant_of_key
+from services.common.tracing import record_fields
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,7 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
         for msg in batch:
             topic, partition, offset = coordinates(msg)
             try:
-                with logs.context(
-                    tenant=tenant_of_key(msg.key()), topic=topic, partition=partition, offset=offset
-                ):
+                with logs.context(tenant=tenant_of_key(msg.key()), **record_fields(msg)):
                     outputs = handle(msg)
                 result.outputs.extend(outputs)
                 result.counts["out"] += len(outputs)
@@ -265,11 +264,9 @@ class RunLoop:
                     offset,
                     err.message,
                     extra={
+                        **record_fields(msg),
                         "tenant": err.tenant or tenant_of_key(msg.key()),
                         "error_class": err.error_class,
-                        "topic": topic,
-                        "partition": partition,
-                        "offset": offset,
                     },
                 )
             self._heartbeat.beat(grace_s=BROKER_CALLS_S)

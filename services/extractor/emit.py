@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from services.common import topics
+from services.common import topics, tracing
 from services.common.dlq import dead_letter_record
 from services.common.records import OutRecord
 from services.common.serde import EncodeError, Serde
@@ -106,8 +105,6 @@ class Emitter:
         self._prefix = f"{tenant}/"
         self._tenant = tenant.encode()
         self._sync = sync_id.encode()
-        # Trace ids: random 128-bit, drawn without a system call per row.
-        self._random = random.Random()  # noqa: S311 - an id, not a secret
 
     def row(
         self, raw: SourceRow, batch: Batch, inflight: list[Batch]
@@ -179,7 +176,9 @@ class Emitter:
         batch.fingerprints[key] = None
 
     def _record(self, key: str, encoded_row: bytes, fp: str, op: str) -> OutRecord:
-        trace_id = f"{self._random.getrandbits(128):032x}"
+        # Each version of a product read from the source is a trace of its own.
+        trace = tracing.start()
+        trace_id = trace.trace_id
         rest = {
             "key": key,
             "fingerprint": fp,
@@ -192,6 +191,7 @@ class Emitter:
             ("tenant", self._tenant),
             ("trace_id", trace_id.encode()),
             ("sync_id", self._sync),
+            (tracing.TRACEPARENT, trace.traceparent.encode()),
         ]
         return OutRecord(self._raw_topic, (self._prefix + key).encode(), value, headers)
 

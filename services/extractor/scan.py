@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from confluent_kafka import Producer
 
+from services.common import tracing
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.sizes import DEFAULT_MAX_BYTES
@@ -92,9 +93,12 @@ class Scanner:
 
         Batches are committed by a helper thread while the scan reads on, in order
         (services/extractor/commit.py), so the broker's round trips overlap with the
-        source's pages."""
+        source's pages. The scan is a trace whose id is its sync id: its requests to the
+        source carry it (each row read is a trace of its own, services/common/tracing.py)."""
+        sync_id = uuid.uuid4().hex
         try:
-            return self._scan(kind, reemit=reemit, stopper=stopper)
+            with tracing.active(tracing.of_id(sync_id)):
+                return self._scan(kind, sync_id, reemit=reemit, stopper=stopper)
         except BaseException:
             try:
                 self._settle()
@@ -102,8 +106,10 @@ class Scanner:
                 log.warning("tenant %s: a batch was not committed: %s", self.tenant.id, exc)
             raise
 
-    def _scan(self, kind: ScanKind, *, reemit: bool, stopper: Stopper | None) -> ScanResult:
-        result = ScanResult(kind, uuid.uuid4().hex)
+    def _scan(
+        self, kind: ScanKind, sync_id: str, *, reemit: bool, stopper: Stopper | None
+    ) -> ScanResult:
+        result = ScanResult(kind, sync_id)
         self._state = None
         started = time.monotonic()
         cursor = self.memory.cursor

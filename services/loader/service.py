@@ -27,7 +27,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
-from services.common import metrics
+from services.common import logs, metrics, tracing
 from services.common.boundary import check_tenant
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
 from services.common.records import coordinates
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 class Pending:
     msg: Message
     product: dict[str, Any]
+    trace: tracing.Trace  # the record's place in its product's trace
 
 
 class Loader:
@@ -147,7 +148,9 @@ class Loader:
                 continue
             if older is not None:
                 result.counts["superseded"] += 1
-            queue[product["sku"]] = Pending(msg, product)
+            queue[product["sku"]] = Pending(
+                msg, product, tracing.received(msg, product["trace_id"])
+            )
         self._write_round(result)
         result.outputs.extend(self._state_records())
         return result
@@ -161,7 +164,7 @@ class Loader:
             # Half open: one record probes the target; the rest follow once it answers.
             todo = list(queue.values())[:1] if state is BreakerState.HALF_OPEN else queue.values()
             work.extend(
-                (tenant, p, self._pool.submit(self._upsert, p.product, self._known(p.product)))
+                (tenant, p, self._pool.submit(self._upsert, p, self._known(p.product)))
                 for p in todo
             )
         tallies: dict[str, Counter[str]] = {t: Counter() for t in self.tenants}
@@ -198,9 +201,16 @@ class Loader:
     def _known(self, product: dict[str, Any]) -> str | None:
         return self.ids.known(product["tenant"], product["sku"])
 
-    def _upsert(self, product: dict[str, Any], known_id: str | None) -> UpsertResult:
+    def _upsert(self, pending: Pending, known_id: str | None) -> UpsertResult:
+        """Runs in a pool thread: every call the target makes carries the product's trace
+        (`traceparent`, a new span each), and log lines its tenant, trace and record."""
+        product = pending.product
         tenant = product["tenant"]
-        with self._slots[tenant]:
+        with (
+            self._slots[tenant],
+            logs.context(tenant=tenant, **tracing.record_fields(pending.msg)),
+            tracing.active(pending.trace),
+        ):
             self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
             return self.targets[tenant].upsert(product, known_id)
 

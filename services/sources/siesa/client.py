@@ -18,6 +18,7 @@ The client sends absolute URLs and its tenant's headers on each request, so the
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
 from services.common.text import decode_json, escaped
@@ -92,9 +93,11 @@ class SiesaClient:
 
     def _headers(self) -> dict[str, str]:
         # Read when a request is sent: a client that never sends (a preview) needs none.
+        # A page request of a scan carries the scan's trace (a new span each).
         return {
             "ConniKey": self.source.conni_key.get(),
             "ConniToken": self.source.conni_token.get(),
+            **tracing.outgoing(),
         }
 
     def close(self) -> None:
@@ -230,7 +233,11 @@ class SiesaClient:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
                 hand((None, exc))
 
-        reader = threading.Thread(target=read, name=f"siesa-{self.tenant}", daemon=True)
+        # The reader runs in the caller's context: its requests carry the caller's trace.
+        context = contextvars.copy_context()
+        reader = threading.Thread(
+            target=context.run, args=(read,), name=f"siesa-{self.tenant}", daemon=True
+        )
         reader.start()
         try:
             while True:
