@@ -82,7 +82,7 @@ lock: $(STAMP) ## recompile requirements/*.txt from pyproject.toml (all Pythons 
 LOCK_ARGS := --universal --python-version 3.11 --generate-hashes --no-emit-package siesa-sync
 
 test: $(STAMP) $(SYSTEM) test-pythons ## unit tests under every other Python found, then the whole suite
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 test-pythons: $(foreach v,$(FOUND_PYTHONS),.venv-$(v)/.installed) ## unit tests under each other supported Python found (3.12, 3.13)
 	@echo "other Pythons found: $(or $(FOUND_PYTHONS),none)"

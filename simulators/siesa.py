@@ -3,10 +3,20 @@
 Only the consulta ``API_v2_Items`` is served. Rows are kept per company, keyed by
 their trimmed ``f120_referencia`` and listed in ``f120_rowid`` order, and returned
 exactly as stored (padding kept, native types).
+
+Broken text as ERPs send it: a stored value holding a lone surrogate U+DC80..U+DCFF
+(``"\\udce9"`` in the admin API's JSON) goes out as that raw byte (0xE9: not UTF-8, as
+Python's ``surrogateescape``), any other lone surrogate as its JSON escape
+(``"\\ud800"``). ``POST /_admin/faults`` with ``hostile: {"<company>": kind}`` makes
+that company's consultas hostile (the others answer as usual): ``repeat_page``
+(``numPag`` ignored: page 1 every time), ``html`` (a 200 HTML maintenance page) or
+``oversized`` (the answer padded with ``oversized_bytes`` blanks).
 """
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
 import random
 import secrets
@@ -14,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 from urllib.parse import unquote
 
 from pydantic import Field
@@ -69,6 +79,35 @@ class SiesaFaultSettings(FaultSettings):
     codigo_error_rate: float = Field(default=0, ge=0, le=1)
     codigo: int = Field(default=99, ge=1)
     mensaje: str = "Error ejecutando la consulta: tiempo de espera agotado en el servidor SQL"
+    hostile: dict[int, Literal["repeat_page", "html", "oversized"]] = Field(default_factory=dict)
+    oversized_bytes: int = Field(default=8_000_000, ge=0, le=500_000_000)
+
+
+MAINTENANCE_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Mantenimiento</title></head>"
+    b"<body><h1>Siesa Cloud</h1><p>Estamos en mantenimiento.</p></body></html>"
+)
+
+
+def _wire_error(exc: UnicodeError) -> tuple[bytes, int]:
+    """Encoding errors of `wire_json`: U+DC80..U+DCFF as the raw byte, any other lone
+    surrogate as its JSON escape (it is inside a JSON string)."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for char in exc.object[exc.start : exc.end]:
+        code = ord(char)
+        out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}".encode()
+    return bytes(out), exc.end
+
+
+codecs.register_error("siesa-wire", _wire_error)
+
+
+def wire_json(body: Any) -> bytes:
+    """`body` as Siesa's JSON (compact, UTF-8; broken text as the module says)."""
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8", "siesa-wire")
 
 
 def _referencia_key(row: Row) -> str:
@@ -269,10 +308,18 @@ class SiesaSimulator:
             if self._codigo_random.random() < faults.codigo_error_rate:
                 self.faults.counts["codigo"] = self.faults.counts.get("codigo", 0) + 1
                 return envelope_error(faults.mensaje, codigo=faults.codigo)
+        hostile = faults.hostile.get(company) if isinstance(faults, SiesaFaultSettings) else None
+        if hostile == "html":
+            return Response(MAINTENANCE_PAGE, media_type="text/html")
+        if hostile == "repeat_page":
+            page = 1
         catalogue = self.companies.get(company)
         rows = catalogue.select(days)[(page - 1) * size : page * size] if catalogue else []
         self.pages_served += 1
-        return JSONResponse({"codigo": 0, "mensaje": OK_MESSAGE, "detalle": {"Table": rows}})
+        data = wire_json({"codigo": 0, "mensaje": OK_MESSAGE, "detalle": {"Table": rows}})
+        if hostile == "oversized" and isinstance(faults, SiesaFaultSettings):
+            data += b" " * faults.oversized_bytes
+        return Response(data, media_type="application/json")
 
     def _catalogue(self, request: Request) -> Catalogue:
         return self.companies.setdefault(int(request.path_params["id"]), Catalogue())

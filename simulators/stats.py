@@ -1,26 +1,47 @@
-"""Request statistics shared by the simulators: counts per route, concurrency, 429s."""
+"""Request statistics shared by the simulators: counts per route, concurrency, 429s, and
+a log of the last requests with the `traceparent` each carried (`GET /_admin/requests`),
+so tests can follow a product's trace into the simulator."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/_admin"
+# Requests kept in the log, newest last (a full sync of a large catalogue rolls it over).
+LOGGED_REQUESTS = 20_000
 
 RequestKey = tuple[str, str, int]
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id a W3C `traceparent` names (32 hex), None if absent or not valid."""
+    if not traceparent:
+        return None
+    span = trace.get_current_span(_PROPAGATOR.extract({"traceparent": traceparent}))
+    context = span.get_span_context()
+    return trace.format_trace_id(context.trace_id) if context.is_valid else None
 
 
 class RequestStats:
     """Counters of served HTTP requests; mutated only from the event loop's thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, logged: int = LOGGED_REQUESTS) -> None:
+        self._log: deque[dict[str, Any]] = deque(maxlen=logged)
         self._counts: Counter[RequestKey] = Counter()
         self._in_flight = 0
         self._peak = 0
@@ -34,11 +55,21 @@ class RequestStats:
         if self._first_at is None:
             self._first_at = time.time()
 
-    def leave(self, route: str, method: str, status: int) -> None:
-        """A request has finished with ``status``."""
+    def leave(self, route: str, method: str, status: int, **logged: Any) -> None:
+        """A request has finished with ``status``; ``logged``: what its log entry says
+        besides (path, query, traceparent, and the trace id it names)."""
         self._in_flight -= 1
         self._counts[(route, method, status)] += 1
         self._last_at = time.time()
+        self._log.append(
+            {"at": self._last_at, "method": method, "route": route, "status": status, **logged}
+        )
+
+    def requests(self, trace_id: str | None = None) -> list[dict[str, Any]]:
+        """The logged requests, oldest first; only those of trace `trace_id` if given."""
+        if trace_id is None:
+            return list(self._log)
+        return [r for r in self._log if r.get("trace_id") == trace_id]
 
     def count(self, route: str, method: str, status: int) -> int:
         """How many requests matched this (route template, method, status)."""
@@ -63,6 +94,7 @@ class RequestStats:
     def reset(self) -> None:
         """Forget the counts and the peak; requests in flight stay counted as such."""
         self._counts.clear()
+        self._log.clear()
         self._peak = self._in_flight
         self._first_at = self._last_at = None
 
@@ -122,12 +154,33 @@ class StatsMiddleware:
 
         self.stats.enter()
         answered = Answered(send)
+        header = next((v for k, v in scope["headers"] if k == b"traceparent"), None)
+        traceparent = header.decode("latin-1") if header is not None else None
         try:
             await self.app(scope, receive, answered)
         finally:
-            self.stats.leave(route_template(scope), str(scope["method"]), answered.status)
+            self.stats.leave(
+                route_template(scope),
+                str(scope["method"]),
+                answered.status,
+                path=path,
+                query=bytes(scope.get("query_string", b"")).decode("latin-1"),
+                traceparent=traceparent,
+                trace_id=trace_id_of(traceparent),
+            )
 
 
 def stats_middleware(stats: RequestStats) -> Middleware:
     """The `Middleware` entry that makes a Starlette app record into ``stats``."""
     return Middleware(StatsMiddleware, stats=stats)
+
+
+def request_log_routes(stats: RequestStats) -> list[Route]:
+    """``GET /_admin/requests[?trace_id=<32 hex>]``: the logged requests, oldest first,
+    each ``{"at", "method", "route", "path", "query", "status", "traceparent", "trace_id"}``
+    (the trace id the `traceparent` names, null without a valid one)."""
+
+    async def requests(request: Request) -> Response:
+        return JSONResponse(stats.requests(request.query_params.get("trace_id")))
+
+    return [Route(f"{ADMIN_PREFIX}/requests", requests, methods=["GET"])]

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ExceptionHandler
 
 from simulators.faults import ErrorAnswer, Faults, faults_middleware, json_error
-from simulators.stats import RequestStats, stats_middleware
+from simulators.stats import RequestStats, request_log_routes, stats_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +53,15 @@ def simulator_app(
     faults: Faults | None = None,
     error_answer: ErrorAnswer = json_error,
 ) -> Starlette:
-    """A simulator's app: its routes, request stats, injected faults (with
-    ``/_admin/faults``), JSON errors, and its state as ``app.state.simulator``.
+    """A simulator's app: its routes, request stats and log (``/_admin/requests``),
+    injected faults (with ``/_admin/faults``), JSON errors, and its state as
+    ``app.state.simulator``.
 
     Faults sit inside the stats, so injected answers are counted like real ones.
     """
     faults = faults if faults is not None else Faults()
     app = Starlette(
-        routes=[*routes, *faults.routes()],
+        routes=[*routes, *faults.routes(), *request_log_routes(stats)],
         middleware=[stats_middleware(stats), faults_middleware(faults, error_answer)],
         exception_handlers=EXCEPTION_HANDLERS,
     )

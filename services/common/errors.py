@@ -8,13 +8,19 @@
 
 from __future__ import annotations
 
+from services.common.text import escaped
+
 
 class SyncError(Exception):
-    """Root of the project's errors. `error_class` names the kind in DLQ headers."""
+    """Root of the project's errors. `error_class` names the kind in DLQ headers.
+
+    Its message is always writable (a DLQ header, a tenant's `last_error`, a log line):
+    text in it that is not valid Unicode, quoted from bad data, shows as ``\\udce9``."""
 
     error_class = "error"
 
     def __init__(self, message: str, *, tenant: str | None = None) -> None:
+        message = escaped(message)
         super().__init__(message)
         self.message = message
         self.tenant = tenant

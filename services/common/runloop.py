@@ -42,8 +42,10 @@ from services.common.offsets import (
 )
 from services.common.reachability import FATAL
 from services.common.records import OutRecord, coordinates
+from services.common.sizes import DEFAULT_MAX_BYTES
 from services.common.stopper import Stopper
 from services.common.tenants import tenant_of_key
+from services.common.tracing import record_fields
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +89,7 @@ def per_record(handle: Callable[[Message], Sequence[OutRecord]]) -> BatchHandler
         for msg in batch:
             topic, partition, offset = coordinates(msg)
             try:
-                with logs.context(
-                    tenant=tenant_of_key(msg.key()), topic=topic, partition=partition, offset=offset
-                ):
+                with logs.context(tenant=tenant_of_key(msg.key()), **record_fields(msg)):
                     outputs = handle(msg)
                 result.outputs.extend(outputs)
                 result.counts["out"] += len(outputs)
@@ -133,6 +133,7 @@ class RunLoop:
     # Makes a new transactional producer (same transactional id) when the current one is
     # wedged (kafka.ProducerWedged); without it, a wedged producer stops the service.
     new_producer: Callable[[], Producer] | None = None
+    dlq_max_bytes: int = DEFAULT_MAX_BYTES  # the most a dead letter holds (sizes.py)
     # The consumer's group (for messages) and what to do when its committed offsets
     # were deleted by retention (KAFKA_LOST_OFFSETS: "stop" or "earliest").
     group: str = ""
@@ -251,7 +252,7 @@ class RunLoop:
         try:
             result = self.handler(batch) if batch or self.holds else BatchResult()
             outputs = result.outputs + [
-                dead_letter(msg, err, stage=self.stage, dlq_topic=self.dlq_topic)
+                dead_letter(msg, err, self.stage, self.dlq_topic, self.dlq_max_bytes)
                 for msg, err in result.failures
             ]
             for msg, err in result.failures:
@@ -263,11 +264,9 @@ class RunLoop:
                     offset,
                     err.message,
                     extra={
+                        **record_fields(msg),
                         "tenant": err.tenant or tenant_of_key(msg.key()),
                         "error_class": err.error_class,
-                        "topic": topic,
-                        "partition": partition,
-                        "offset": offset,
                     },
                 )
             self._heartbeat.beat(grace_s=BROKER_CALLS_S)

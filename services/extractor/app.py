@@ -8,13 +8,14 @@ import os
 import socket
 import threading
 
-from services.common import health
+from services.common import health, topics
 from services.common.alerts import Alerter
 from services.common.errors import ConfigError, FatalError, RetriableError
 from services.common.kafka import make_producer
 from services.common.secrets import secrets_in
 from services.common.serde import default_serde
 from services.common.service import connect, run_service
+from services.common.sizes import max_record_bytes
 from services.common.stopper import Stopper
 from services.common.tenants import enabled, load_tenants
 from services.extractor import commands
@@ -56,6 +57,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
         memories = restore(kafka, serde, [t.id for t in tenants])
     except RetriableError as exc:  # e.g. the topics were never created
         raise FatalError(f"cannot restore the extractor's state: {exc.message}") from exc
+    max_bytes = max_record_bytes(kafka, [kafka.topic(topics.RAW), kafka.topic(topics.DLQ)])
     pollers = {
         tenant.id: TenantPoller(
             Scanner(
@@ -68,6 +70,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
                 max_field_length=settings.max_field_length,
                 commit_rows=settings.commit_rows,
                 commit_interval_s=settings.commit_interval_s,
+                max_bytes=max_bytes,
             ),
             max_backoff_s=settings.max_backoff_s,
             alerter=alerter,

@@ -8,8 +8,9 @@ through `command` and are applied between scans, on this loop's own thread.
   every ``reconcile_interval_s`` (also the first scan, when nothing was reconciled yet).
 
 A failing tenant shows ``failed`` (its source refused its credentials) or ``degraded``
-(any other error: Siesa's ``codigo != 0``, an outage past the retries...) with the reason in
-``last_error``; its next successful scan sets it back to ``idle``.
+(any other error: Siesa's ``codigo != 0``, an outage past the retries, an answer over
+a cap...) with the reason in ``last_error``; its next successful scan sets it back to
+``idle``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor.memory import TenantMemory
 from services.extractor.scan import ScanKind, Scanner, ScanResult
-from services.sources.base import CredentialsRefused, StopRequested
+from services.sources.base import CredentialsRefused, SourceLimit, StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,9 @@ class TenantPoller:
         )
         metrics.TENANT_STATUS.labels(tenant=self.tenant.id, stage="extract").set(1)
         if self.alerter is not None and (
-            status == "failed" or failures >= self.alert_after_failures
+            status == "failed"
+            or failures >= self.alert_after_failures
+            or isinstance(exc, SourceLimit)  # no retry changes it: said at once
         ):
             self.alerter.fire(self.tenant.id, "sync_failed", f"{status}: {exc.message}")
         delay = min(self.max_backoff_s, self.tenant.source.poll_interval_s * 2.0**failures)

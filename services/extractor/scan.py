@@ -23,8 +23,10 @@ from typing import Any, Literal
 
 from confluent_kafka import Producer
 
+from services.common import tracing
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
+from services.common.sizes import DEFAULT_MAX_BYTES
 from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor.commit import Committer
@@ -64,11 +66,16 @@ class Scanner:
     max_field_length: int = 4000
     commit_rows: int = 1000
     commit_interval_s: float = 2.0
+    max_bytes: int = DEFAULT_MAX_BYTES  # the most a record may hold (common/sizes.py)
 
     _committer: Committer = field(init=False)
     _emitter: Emitter = field(init=False)
     # The state the last batch handed over stores (None: none pending; memory's holds).
     _state: dict[str, Any] | None = None
+    # Rows dead-lettered in committed batches (emit.py, `Emitter.refused`), and the
+    # batches handed over since the last settle.
+    _refused: set[bytes] = field(default_factory=set)
+    _handed: list[Batch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._committer = Committer(self.producer, self.kafka, self.memory)
@@ -86,9 +93,12 @@ class Scanner:
 
         Batches are committed by a helper thread while the scan reads on, in order
         (services/extractor/commit.py), so the broker's round trips overlap with the
-        source's pages."""
+        source's pages. The scan is a trace whose id is its sync id: its requests to the
+        source carry it (each row read is a trace of its own, services/common/tracing.py)."""
+        sync_id = uuid.uuid4().hex
         try:
-            return self._scan(kind, reemit=reemit, stopper=stopper)
+            with tracing.active(tracing.of_id(sync_id)):
+                return self._scan(kind, sync_id, reemit=reemit, stopper=stopper)
         except BaseException:
             try:
                 self._settle()
@@ -96,8 +106,10 @@ class Scanner:
                 log.warning("tenant %s: a batch was not committed: %s", self.tenant.id, exc)
             raise
 
-    def _scan(self, kind: ScanKind, *, reemit: bool, stopper: Stopper | None) -> ScanResult:
-        result = ScanResult(kind, uuid.uuid4().hex)
+    def _scan(
+        self, kind: ScanKind, sync_id: str, *, reemit: bool, stopper: Stopper | None
+    ) -> ScanResult:
+        result = ScanResult(kind, sync_id)
         self._state = None
         started = time.monotonic()
         cursor = self.memory.cursor
@@ -117,6 +129,8 @@ class Scanner:
             sync_id=result.sync_id,
             max_field_length=self.max_field_length,
             reemit=reemit,
+            max_bytes=self.max_bytes,
+            refused=self._refused,
         )
         emit = emitter.row
         for page in self.source.pages(since):
@@ -194,11 +208,10 @@ class Scanner:
             # place back, so one of them can slip between two pages: only rows missing
             # from a second complete read are taken for deleted (that read emits nothing).
             again: set[str] = set()
-            source = self.source
-            for page in source.pages():
+            for page in self.source.pages():
                 result.pages += 1
                 batch.pages += 1
-                again.update(source.key(source.row(raw)) or "" for raw in page)
+                again.update(map(self._emitter.key_of, page))
             missing -= again
         for key in sorted(missing):
             self._emitter.deleted(key, batch)
@@ -208,9 +221,13 @@ class Scanner:
         its state counts on from theirs."""
         base = self._state if self._state is not None else self.memory.state
         self._state = {**base, **batch.counters(base), **update}
+        self._handed.append(batch)
         self._committer.hand_over(batch, self._state)
 
     def _settle(self) -> None:
         """Wait for every batch handed over; a commit error is raised here."""
+        handed, self._handed = self._handed, []
         self._committer.settle()
         self._state = None  # memory holds what was stored
+        for batch in handed:
+            self._refused |= batch.refused

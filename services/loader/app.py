@@ -13,6 +13,7 @@ from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop
 from services.common.serde import default_serde
 from services.common.service import connect, run_service
+from services.common.sizes import max_record_bytes
 from services.common.state import read_states
 from services.common.stopper import Stopper
 from services.common.tenants import enabled, load_tenants
@@ -77,6 +78,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             topics=[kafka.topic(topics.CANONICAL)],
             handler=loader.handle_batch,
             dlq_topic=kafka.topic(topics.DLQ),
+            dlq_max_bytes=max_record_bytes(kafka, [kafka.topic(topics.DLQ)]),
             stopper=stopper,
             batch_size=settings.batch_size,
             poll_timeout=POLL_TIMEOUT_S,

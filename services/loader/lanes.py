@@ -24,6 +24,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from services.common import tracing
 from services.common.records import coordinates
 from services.loader.breaker import Breaker, BreakerState
 from services.targets.base import UpsertResult
@@ -41,6 +42,7 @@ QUEUED_PER_THREAD = 64
 class Pending:
     msg: Message
     product: dict[str, Any]
+    trace: tracing.Trace  # the record's place in its product's trace
 
     @property
     def sku(self) -> str:

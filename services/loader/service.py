@@ -34,7 +34,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
-from services.common import metrics
+from services.common import logs, metrics, tracing
 from services.common.alerts import Alerter
 from services.common.boundary import check_tenant
 from services.common.errors import FatalError, RetriableError, SkippableError, UnknownTenant
@@ -175,7 +175,8 @@ class Loader:
             except SkippableError as exc:
                 result.failures.append((msg, exc))
                 continue
-            kept = self.lanes[product["tenant"]].offer(Pending(msg, product))
+            trace = tracing.received(msg, product["trace_id"])
+            kept = self.lanes[product["tenant"]].offer(Pending(msg, product, trace))
             if kept != "kept":
                 result.counts[kept] += 1
         self._step(result, tallies)
@@ -193,7 +194,7 @@ class Loader:
             for lane in self.lanes.values():
                 for pending in lane.ready(tried):
                     known = self.ids.known(lane.tenant, pending.sku)
-                    lane.start(pending, self._upsert, pending.product, known)
+                    lane.start(pending, self._upsert, pending, known)
             flying = any(lane.in_flight for lane in self.lanes.values())
             left = deadline - self._clock()
             if not flying or left <= 0:
@@ -259,10 +260,17 @@ class Loader:
         lane.done(pending)
         return True
 
-    def _upsert(self, product: dict[str, Any], known_id: str | None) -> UpsertResult:
+    def _upsert(self, pending: Pending, known_id: str | None) -> UpsertResult:
+        """Runs in the lane's thread: every call the target makes carries the product's
+        trace (`traceparent`, a new span each), and log lines its tenant, trace and record."""
+        product = pending.product
         tenant = product["tenant"]
-        self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
-        return self.targets[tenant].upsert(product, known_id)
+        with (
+            logs.context(tenant=tenant, **tracing.record_fields(pending.msg)),
+            tracing.active(pending.trace),
+        ):
+            self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
+            return self.targets[tenant].upsert(product, known_id)
 
     def _rewind(self) -> None:
         """Read again what lanes spilled, once they have room for it: each partition from

@@ -86,6 +86,14 @@ def plan(
         allow(service, "TOPIC", "LITERAL", t(name), *operations)
 
     readers = reader_group_prefix(kafka)
+    # Each stage reads the size limit of the topics it writes (services/common/sizes.py).
+    for service, written in (
+        ("extractor", (topics.RAW, topics.DLQ)),
+        ("transformer", (topics.CANONICAL, topics.DLQ)),
+        ("loader", (topics.DLQ,)),
+    ):
+        for name in written:
+            topic(service, name, "DESCRIBE_CONFIGS")
     # extractor: rows, fingerprints and state in its transactions; reads back its
     # fingerprints and state at start-up; rejected rows to the DLQ; operator commands.
     topic("extractor", topics.RAW, "WRITE")

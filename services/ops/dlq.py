@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from services.common import tracing
 from services.common.kafka import make_producer, produce_in_transaction
 from services.common.records import OutRecord
 from services.common.scan import reader, scan
@@ -284,12 +285,15 @@ def _send(
         return OutRecord(marker_topic, letter.marker, value)
 
     def resend(letter: DeadLetter) -> OutRecord:
+        # The trace goes on: the stage continues the dead letter's trace id and span.
         headers: list[tuple[str, str | bytes | None]] = [
             ("tenant", letter.tenant),
-            ("trace_id", letter.headers.get("trace_id", "")),
+            (tracing.TRACE_ID, letter.headers.get(tracing.TRACE_ID, "")),
             ("error.attempts", str(letter.attempts)),
             ("redriven.from", f"{dlq_topic}/{letter.partition}/{letter.offset}"),
         ]
+        if tracing.TRACEPARENT in letter.headers:  # dead letters of before it had none
+            headers.append((tracing.TRACEPARENT, letter.headers[tracing.TRACEPARENT]))
         return OutRecord(letter.source[0], letter.key, letter.value, headers)
 
     records = [r for d in letters for r in (resend(d), marker(d, "redriven"))]

@@ -86,6 +86,14 @@ class CredentialsRefused(SourceError):
     error_class = "source_auth"
 
 
+class SourceLimit(SourceError):
+    """The source's answer is one the extractor will not read on: over a cap (bytes,
+    rows, pages), a page repeated, not the format asked for. No retry changes it: the
+    tenant is `degraded` and alerted at once; the next poll tries again."""
+
+    error_class = "source_limit"
+
+
 class StopRequested(SyncError):
     """The process is stopping while a request waited (e.g. for its slot of a budget)."""
 

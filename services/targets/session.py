@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.http import (
     TransientHTTPError,
     as_retriable,
@@ -131,13 +131,19 @@ class TargetSession:
         )
         return response, auth
 
-    def _send(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request, rate limited and counted; no retries, no authentication."""
+    def _send(
+        self, what: str, method: str, url: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One request, rate limited and counted, carrying the active trace (a new span
+        of the product's trace: `traceparent`); no retries, no authentication."""
         if self.limiter is not None:
             self.limiter.acquire()
         calls = metrics.TARGET_CALLS
+        headers = {**(headers or {}), **tracing.outgoing()}
         try:
-            response = self.http.request(method, url, timeout=self.config.timeout_s, **kwargs)
+            response = self.http.request(
+                method, url, headers=headers, timeout=self.config.timeout_s, **kwargs
+            )
         except httpx.TransportError as exc:
             calls.labels(tenant=self.tenant, target=self.config.type, status="error").inc()
             raise as_retriable(exc, what) from None

@@ -11,6 +11,7 @@ from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop, per_record
 from services.common.serde import default_serde
 from services.common.service import connect, run_service
+from services.common.sizes import max_record_bytes, within
 from services.common.state import read_states
 from services.common.stopper import Stopper
 from services.common.tenants import enabled, load_tenants
@@ -41,6 +42,7 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
     progress = TenantProgress(kafka, serde, f"transformer-{instance}")
     progress.restore(read_states(kafka, serde))
     transactional_id = f"{group_id}-{instance}"
+    max_bytes = max_record_bytes(kafka, [kafka.topic(topics.CANONICAL), kafka.topic(topics.DLQ)])
     RunLoop(
         stage="transform",
         consumer=make_consumer(kafka, group_id=group_id, stage=True),
@@ -49,8 +51,9 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
         producer=make_producer(kafka, transactional_id=transactional_id),
         new_producer=lambda: make_producer(kafka, transactional_id=transactional_id),
         topics=[kafka.topic(topics.RAW)],
-        handler=progress.wrap(per_record(transformer.handle)),
+        handler=progress.wrap(per_record(within(transformer.handle, max_bytes))),
         dlq_topic=kafka.topic(topics.DLQ),
+        dlq_max_bytes=max_bytes,
         stopper=stopper,
         transactional=True,
         batch_size=settings.batch_size,

@@ -8,6 +8,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from services.common import tracing
 from services.common.boundary import check_tenant
 from services.common.errors import SkippableError, UnknownTenant
 from services.common.metrics import EXTRACTED_AT_HEADER
@@ -35,8 +36,12 @@ class Transformer:
         if mapping is None:
             raise UnknownTenant(f"tenant {tenant}: not configured here", tenant=tenant)
         product = self.canonical(raw, mapping)
+        # The product's trace goes on: its trace id, a span of its own for this step.
+        trace = tracing.received(msg, raw["trace_id"]).child()
+        product["trace_id"] = trace.trace_id
         headers = [
-            *trace_headers(tenant, raw["trace_id"], raw["sync_id"]),
+            *trace_headers(tenant, trace.trace_id, raw["sync_id"]),
+            (tracing.TRACEPARENT, trace.traceparent.encode()),
             ("mapping.name", mapping.name.encode()),
             ("mapping.version", mapping.version.encode()),
             # When the change was seen, for the loader's freshness metric.

@@ -68,6 +68,16 @@ def kong_ids(stack: Stack) -> set[str]:
     return {s["external_id"] for s in stack.kong_skus()}
 
 
+def traced_calls(stack: Stack, trace_id: str) -> list[dict[str, Any]]:
+    """Kong's logged requests whose `traceparent` names trace `trace_id`."""
+    response = httpx.get(
+        f"{stack.kong_url}/_admin/requests", params={"trace_id": trace_id}, timeout=30
+    )
+    response.raise_for_status()
+    calls: list[dict[str, Any]] = response.json()
+    return calls
+
+
 def test_dead_letters_redriven_after_a_mapping_fix_land_once(stack: Stack, tmp_path: Path) -> None:
     directory = mappings_dir(tmp_path)
     write_mapping(directory, "1", r"\d{13}")  # 12-digit UPC barcodes are refused
@@ -100,6 +110,9 @@ def test_dead_letters_redriven_after_a_mapping_fix_land_once(stack: Stack, tmp_p
 
     wait(stack, "all 40 in Kong", lambda: len(kong_ids(stack)) == 40)
     assert {r["f120_referencia"].strip() for r in upc} <= kong_ids(stack)
+    # A redriven product keeps its trace: Kong was called in the dead letter's trace.
+    for letter in letters:
+        assert traced_calls(stack, letter["headers"]["trace_id"]), letter["key"]
     again = stack.run_cli(["dlq", "replay", "--tenant", "acme", "--error-class", "mapping"])
     assert again.startswith("sent 0;"), again
     assert "10 already redriven" in again
@@ -119,6 +132,8 @@ def test_dead_letters_redriven_after_a_mapping_fix_land_once(stack: Stack, tmp_p
         wait(stack, f"attempts {expected}", lambda want=expected: attempts() == want)
     final = stack.run_cli(["dlq", "replay", "--tenant", "acme"])
     assert final.startswith("sent 0;"), final
+    traces = {d["headers"]["trace_id"] for d in dlq(stack) if d["key"] == key}
+    assert len(traces) == 1, f"each redrive of {key} goes on in its trace: {traces}"
     assert "1 at max attempts (3)" in final
     assert len(kong_ids(stack)) == 40
 

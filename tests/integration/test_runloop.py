@@ -105,8 +105,9 @@ def test_transform_loop_maps_dead_letters_and_commits(
         producer.produce(raw_topic, key=f"acme/REF-{i:03d}", value=value)
     producer.produce(raw_topic, key=b"acme/GARBAGE", value=b"not avro at all")
     no_name = serde.encode("RawItem", raw_item("acme", "REF-NONAME", None))
+    noname_trace = "0af7651916cd43dd8448eb211c80319c"  # a W3C trace id
     producer.produce(
-        raw_topic, key=b"acme/REF-NONAME", value=no_name, headers=[("trace_id", b"t-noname")]
+        raw_topic, key=b"acme/REF-NONAME", value=no_name, headers=[("trace_id", noname_trace)]
     )
     producer.produce(
         raw_topic, key=b"ghost/REF-1", value=serde.encode("RawItem", raw_item("ghost", "R", "x"))
@@ -131,7 +132,7 @@ def test_transform_loop_maps_dead_letters_and_commits(
     assert headers["error.attempts"] == "1"
     assert headers["source.topic"] == raw_topic
     assert headers["tenant"] == "acme"
-    assert headers["trace_id"] == "t-noname"
+    assert headers["trace_id"] == noname_trace
     assert {"source.partition", "source.offset", "failed_at"} <= headers.keys()
     assert {k: v.decode() for k, v in by_key[b"ghost/REF-1"].headers()}["error.class"] == (
         "unknown_tenant"

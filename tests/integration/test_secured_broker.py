@@ -124,7 +124,16 @@ def test_the_operator_runs_every_command_under_its_acls_alone(
     producer.produce(letter.topic, key=letter.key, value=letter.value, headers=letter.headers)
     producer.flush(30)
     tenants = tmp_path / "tenants.yaml"
-    tenants.write_text("tenants: [{id: acme, target: {type: kong}}]\n")
+    tenants.write_text(
+        "tenants:\n"
+        "  - id: acme\n"
+        "    source: {type: siesa, base_url: 'http://127.0.0.1:1/api/siesa/v3', company: 1,\n"
+        "             conni_key: {env: ACME_KEY}, conni_token: {env: ACME_TOKEN}}\n"
+        "    target: {type: kong, base_url: 'http://127.0.0.1:1',\n"
+        "             settings: {type_id: 1, customer_id: 1},\n"
+        "             auth: {type: login, username: {env: ACME_USER},\n"
+        "                    password: {env: ACME_PASSWORD}}}\n"
+    )
 
     rows = tenant_status(operator, default_serde(), tenants, default_stages(*GROUPS), only="acme")
     assert [(r["tenant"], r["dead_lettered"]) for r in rows] == [("acme", 1)]
@@ -175,7 +184,8 @@ def test_a_service_whose_credentials_are_refused_waits_unready_and_goes_on_once_
     upsert = UserScramCredentialUpsertion(
         user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), password.encode()
     )
-    for future in make_admin(admin).alter_user_scram_credentials([upsert]).values():
+    admin_client = make_admin(admin)  # held: a dropped handle fails its futures (_DESTROY)
+    for future in admin_client.alter_user_scram_credentials([upsert]).values():
         future.result(30)
 
     def ready() -> bool:

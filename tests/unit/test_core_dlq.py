@@ -22,8 +22,12 @@ DESIGN_HEADERS = [
     "source.offset",
     "tenant",
     "trace_id",
+    "traceparent",
     "failed_at",
 ]
+# The failed record's place in its trace (W3C trace context).
+TRACE_9 = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT_9 = f"00-{TRACE_9}-00f067aa0ba902b7-01"
 
 
 # Where the dead letters below come from: siesa.items.raw.v1, partition 3, offset 42.
@@ -45,7 +49,13 @@ def headers_of(record_headers: list[tuple[str, str | bytes | None]]) -> dict[str
 
 
 def test_a_dead_letter_keeps_key_and_bytes_and_has_every_design_header() -> None:
-    msg = consumed(_headers=[("trace_id", b"trace-9"), ("sync_id", b"sync-1")])
+    msg = consumed(
+        _headers=[
+            ("trace_id", TRACE_9.encode()),
+            ("sync_id", b"sync-1"),
+            ("traceparent", TRACEPARENT_9.encode()),
+        ]
+    )
     error = SkippableError(
         "tenant acme: field name: required", tenant="acme", error_class="mapping"
     )
@@ -67,7 +77,8 @@ def test_a_dead_letter_keeps_key_and_bytes_and_has_every_design_header() -> None
         "42",
     )
     assert headers["tenant"] == "acme"
-    assert headers["trace_id"] == "trace-9"
+    assert headers["trace_id"] == TRACE_9
+    assert headers["traceparent"] == TRACEPARENT_9
     failed_at = datetime.fromisoformat(headers["failed_at"])
     assert failed_at.tzinfo is not None
     assert before - timedelta(seconds=1) <= failed_at <= datetime.now(UTC) + timedelta(seconds=1)

@@ -23,6 +23,11 @@ TOPIC = "raw"
 OUTCOMES = ("in", "out", "dead_lettered")
 
 
+def trace_of(offset: int) -> str:
+    """The W3C trace id of the record at `offset` (32 hex digits)."""
+    return f"{offset + 1:032x}"
+
+
 def msg(
     partition: int,
     offset: int,
@@ -37,7 +42,7 @@ def msg(
         _offset=offset,
         _key=f"acme/{offset}".encode(),
         _value=value,
-        _headers=[("trace_id", f"trace-{offset}".encode())],
+        _headers=[("trace_id", trace_of(offset).encode())],
         _error=error,
     )
 
@@ -228,7 +233,7 @@ def test_outputs_and_dead_letters_are_produced_before_offsets_are_committed() ->
     dead = dict(produced[-1].headers)
     assert dead["error.stage"] == "transform"
     assert dead["source.offset"] == "6"
-    assert dead["trace_id"] == "trace-6"
+    assert dead["trace_id"] == trace_of(6)
     assert dead["tenant"] == "acme"
     assert log.of("commit") == [{(TOPIC, 0, 8), (TOPIC, 1, 3)}]
     assert log.names().index("commit") > max(

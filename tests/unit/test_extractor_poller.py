@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from services.common import tracing
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.common.tenants import Tenant
@@ -148,6 +149,10 @@ def test_the_first_scan_emits_every_row_in_one_transaction(
     assert shampoo["source_system"] == "siesa"
     headers = rows_of(transaction)[2][3]
     assert headers["trace_id"] == shampoo["trace_id"].encode()
+    # The row's trace starts at the read: W3C trace context, its trace id the item's.
+    started = tracing.parse(headers["traceparent"])
+    assert started is not None
+    assert started.trace_id == shampoo["trace_id"]
     assert headers["tenant"] == b"acme"
 
 

@@ -9,8 +9,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from simulators.stats import RequestStats, StatsMiddleware, stats_middleware
+from simulators.web import simulator_app
 
 
 def _app(stats: RequestStats, release: asyncio.Event, arrived: asyncio.Event) -> Starlette:
@@ -90,3 +92,40 @@ def test_reset_forgets_counts_and_peak() -> None:
         "first_request_at": None,
         "last_request_at": None,
     }
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def _item(request: Request) -> Response:
+    return JSONResponse({"id": request.path_params["id"]})
+
+
+def test_the_request_log_keeps_each_requests_traceparent_and_its_trace_id() -> None:
+    """`GET /_admin/requests[?trace_id=]`: what a test reads to follow a trace in."""
+    stats = RequestStats(logged=3)
+    app = simulator_app(object(), [Route("/items/{id:int}", _item)], stats)
+    traced = {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
+    with TestClient(app) as client:
+        assert client.get("/items/1", headers=traced).status_code == 200
+        assert client.get("/items/2?full=1").status_code == 200
+        assert client.get("/items/3", headers={"traceparent": "not w3c"}).status_code == 200
+        everything = client.get("/_admin/requests").json()
+        of_trace = client.get("/_admin/requests", params={"trace_id": TRACE}).json()
+        assert client.get("/items/4").status_code == 200
+        rolled = client.get("/_admin/requests").json()
+    shown = [
+        (r["method"], r["route"], r["path"], r["query"], r["status"], r["trace_id"])
+        for r in everything
+    ]
+    assert shown == [
+        ("GET", "/items/{id}", "/items/1", "", 200, TRACE),
+        ("GET", "/items/{id}", "/items/2", "full=1", 200, None),
+        ("GET", "/items/{id}", "/items/3", "", 200, None),
+    ]
+    assert [r["traceparent"] for r in everything] == [traced["traceparent"], None, "not w3c"]
+    assert of_trace == everything[:1]
+    # The newest kept; admin requests (the log's own reads) are not logged.
+    assert [r["path"] for r in rolled] == ["/items/2", "/items/3", "/items/4"]
+    stats.reset()
+    assert stats.requests() == []

@@ -22,6 +22,9 @@ from tests.unit.fakes import FakeMessage
 SERDE = default_serde()
 DEFAULT = compile_mapping(ROOT / "mappings" / "siesa-items.yaml")
 consumed = partial(FakeMessage, _key=b"acme/x")
+# The raw item's trace (W3C), and the extractor's span that wrote it.
+TRACE_1 = "4bf92f3577b34da6a3ce929d0e0e4736"
+EXTRACTED_1 = f"00-{TRACE_1}-00f067aa0ba902b7-00"
 
 
 def raw_item(tenant: str = "acme", op: str = "UPSERT", **columns: Any) -> dict[str, Any]:
@@ -49,14 +52,19 @@ def raw_item(tenant: str = "acme", op: str = "UPSERT", **columns: Any) -> dict[s
         "op": op,
         "sync_id": "sync-1",
         "extracted_at": 1_700_000_000_000,
-        "trace_id": "trace-1",
+        "trace_id": TRACE_1,
     }
 
 
 def message(item: dict[str, Any], offset: int = 0) -> FakeMessage:
     """The record the extractor writes for `item`: keyed `<tenant>/<key>`."""
     key = f"{item['tenant']}/{item['key']}".encode()
-    return consumed(_key=key, _value=SERDE.encode("RawItem", item), _offset=offset)
+    return consumed(
+        _key=key,
+        _value=SERDE.encode("RawItem", item),
+        _offset=offset,
+        _headers=[("trace_id", TRACE_1.encode()), ("traceparent", EXTRACTED_1.encode())],
+    )
 
 
 def transformer(mappings: dict[str, Mapping] | None = None) -> Transformer:
@@ -70,9 +78,14 @@ def test_a_raw_item_becomes_one_canonical_product_keyed_by_tenant_and_sku() -> N
 
     assert out.topic == "canon"
     assert out.key == b"acme/SHP-ACD-400"
-    assert dict(out.headers) == {
+    headers = dict(out.headers)
+    # The product's trace goes on, in a new span: the transformer's.
+    traceparent = headers.pop("traceparent").decode()
+    assert traceparent.startswith(f"00-{TRACE_1}-")
+    assert traceparent != EXTRACTED_1
+    assert headers == {
         "tenant": b"acme",
-        "trace_id": b"trace-1",
+        "trace_id": TRACE_1.encode(),
         "sync_id": b"sync-1",
         "mapping.name": b"siesa-items",
         "mapping.version": b"2",
@@ -97,7 +110,7 @@ def test_a_raw_item_becomes_one_canonical_product_keyed_by_tenant_and_sku() -> N
         "mapping_name": "siesa-items",
         "mapping_version": "2",
         "sync_id": "sync-1",
-        "trace_id": "trace-1",
+        "trace_id": TRACE_1,
         "source_fingerprint": item["fingerprint"],
     }
 

@@ -19,7 +19,9 @@ class SiesaSettings(SourceSettings):
     ``lookback_days``); they need the consulta's change-date column
     (``change_date_column``, e.g. ``f120_fecha_actualizacion``; *assumed* in Siesa, so
     not on by default). ``request_budget_per_min``: requests to Siesa in any 60 s
-    (retries included).
+    (retries included). Caps (services/sources/siesa/client.py): an answer is never read
+    past ``max_response_bytes``, nor a scan past ``max_pages`` pages; a page holds at
+    most ``page_size`` rows.
     """
 
     filter_needs: ClassVar[str] = "a change_date_column"
@@ -37,6 +39,10 @@ class SiesaSettings(SourceSettings):
     filter_start_param: str = "FechaInicio"
     lookback_days: int = Field(default=1, ge=0, le=366)
     request_budget_per_min: int | None = Field(default=None, ge=1)
+    # A full page of 100 rows is ~100 KB; one of 100 rows with every field at the
+    # extractor's max_field_length (4000) a few MB. 100,000 pages: 10 million rows.
+    max_response_bytes: int = Field(default=32_000_000, ge=1024)
+    max_pages: int = Field(default=100_000, ge=1)
 
     @property
     def can_filter(self) -> bool:
