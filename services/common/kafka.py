@@ -227,6 +227,23 @@ class ProducerWedged(RetriableError):
     make a new one with the same transactional id (which fences the stuck transaction)."""
 
 
+def renewed(new_producer: Callable[[], Producer] | None, why: str) -> Producer:
+    """A new transactional producer for one `ProducerWedged` (`why`): the same
+    transactional id fences the stuck transaction. While the broker cannot give one
+    (`init_transactions` timed out: it is away), RetriableError: the caller goes on
+    waiting for it, not ready meanwhile (reachability), and tries again; FatalError
+    without a way to make one, or when Kafka refuses it for good."""
+    if new_producer is None:
+        raise FatalError(f"{why}; no way to replace the producer")
+    try:
+        return new_producer()
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.fatal() or not error.retriable():
+            raise FatalError(f"{why}; no new producer: {error.str()}") from exc
+        raise RetriableError(f"{why}; no new producer yet: {error.str()}") from exc
+
+
 def send_offsets(
     producer: Producer,
     offsets: list[TopicPartition],

@@ -3,7 +3,10 @@
 Every client built by services/common/kafka.py hands its librdkafka errors to
 `client_error` (its ``error_cb``): a transport error (``_TRANSPORT``,
 ``_ALL_BROKERS_DOWN``, ``_RESOLVE``) only makes the process's `BrokerWatch` suspect the
-broker, which then asks it (a metadata request, a few seconds at most). Unreachable: one
+broker, which then asks it (a metadata request, a few seconds at most). It also asks
+every ``RECHECK_S`` unsuspected: a client's errors reach the watch only when that client
+is polled, and a run loop waiting in a broker call (a transaction's commit, a producer's
+init: up to minutes while the broker is away) polls nothing. Unreachable: one
 log line naming the address and what failed, the ``broker`` readiness problem, probes
 with backoff, a reminder at most once a minute; reachable again: the problem resolved,
 one line. A fatal client error is the ``fatal`` problem. librdkafka's own log lines,
@@ -43,6 +46,7 @@ TRANSPORT_ERRORS = frozenset(
 )
 PROBE_TIMEOUT_S = 2.0
 MAX_BACKOFF_S = 5.0
+RECHECK_S = 5.0  # a broker gone unnoticed by the clients is seen within this + a probe
 REPEAT_EVERY_S = 60.0
 # librdkafka appends how long a connection took and how many repeats it held back;
 # without them, one failure repeated reads as one message.
@@ -126,6 +130,7 @@ class BrokerWatch:
         probe_timeout_s: float = PROBE_TIMEOUT_S,
         max_backoff_s: float = MAX_BACKOFF_S,
         repeat_every_s: float = REPEAT_EVERY_S,
+        recheck_s: float = RECHECK_S,
         refusals: Refusing | None = None,
     ) -> None:
         self.address = address
@@ -137,6 +142,7 @@ class BrokerWatch:
         self.probe_timeout_s = probe_timeout_s
         self.max_backoff_s = max_backoff_s
         self.repeat_every_s = repeat_every_s
+        self.recheck_s = recheck_s
         self._suspected = threading.Event()
         self._detail = ""
         self._down_since: float | None = None
@@ -235,17 +241,20 @@ class BrokerWatch:
         return False
 
     def watch(self, stopper: Stopping) -> threading.Thread:
-        """From now on, probe whenever a client suspects the broker, and with backoff
-        while it is down, on a daemon thread, until the stop."""
+        """From now on, probe whenever a client suspects the broker, every `recheck_s`
+        when none does, and with backoff while it is down, on a daemon thread, until
+        the stop."""
 
         def run() -> None:
+            asked = self._clock()
             while not stopper.stopped:
                 if self.accepted:
-                    self._suspected.wait(1.0)
-                    if not self.suspected:
+                    self._suspected.wait(min(1.0, self.recheck_s))
+                    if not self.suspected and self._clock() - asked < self.recheck_s:
                         continue
                 elif stopper.wait(self._backoff()):
                     return
+                asked = self._clock()
                 self.check()
 
         thread = threading.Thread(target=run, name="broker-watch", daemon=True)

@@ -30,7 +30,7 @@ from services.common.assignment import Assignment
 from services.common.batch_stats import BatchStats
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SkippableError, SyncError
-from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction
+from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction, renewed
 from services.common.offsets import (
     Commits,
     Ends,
@@ -139,6 +139,7 @@ class RunLoop:
     group: str = ""
     lost_offsets: str = "stop"
     _failures_in_row: int = 0
+    _wedged: str = ""  # why the producer must be replaced before the next transaction
     _stats: BatchStats = field(init=False)
     _commits: Commits = field(default_factory=Commits)
     _closed: bool = False
@@ -305,20 +306,22 @@ class RunLoop:
         offsets = self._commits.due(batch, ends, self.holds)
         if not outputs and not offsets:
             return
+        if self._wedged:  # the producer is stuck in a call: only a new one goes on
+            self._renew(self._wedged)
         try:
             produce_in_transaction(
                 self.producer, outputs, offsets, self.consumer.consumer_group_metadata()
             )
         except ProducerWedged as exc:
-            if self.new_producer is None:
-                raise FatalError(f"{exc.message}; no way to replace the producer") from exc
-            log.warning("%s: %s; replacing the transactional producer", self.stage, exc.message)
-            try:
-                self.producer = self.new_producer()  # fences the stuck transaction
-            except KafkaException as new_exc:
-                raise FatalError(f"{exc.message}; no new producer: {new_exc}") from new_exc
+            self._renew(exc.message)
             raise
         self._done(offsets, batch)
+
+    def _renew(self, why: str) -> None:
+        log.warning("%s: %s; replacing the transactional producer", self.stage, why)
+        self._wedged = why  # until a new one is made (the broker away: retried, no exit)
+        self.producer = renewed(self.new_producer, why)
+        self._wedged = ""
 
     def _produce_then_commit(
         self, batch: list[Message], outputs: list[OutRecord], ends: Ends

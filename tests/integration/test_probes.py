@@ -173,20 +173,41 @@ def test_the_broker_stopped_under_running_services_makes_them_unready_not_dead(
         alive.extend(status(f"{url}/healthz") for url in urls.values())
         return all(status(f"{url}/readyz") == want for url in urls.values())
 
+    def wait_all(want: int, timeout: float, what: str) -> None:
+        """Wait for every /readyz to answer `want`; on timeout, say which did not, with
+        what their /readyz said and the tail of their logs."""
+        try:
+            procs.wait_until(lambda: all_ready(want), timeout=timeout, what=what)
+        except TimeoutError as exc:
+            late = {}
+            for name, url in urls.items():
+                try:
+                    answer = httpx.get(f"{url}/readyz", timeout=3)
+                except httpx.TransportError as error:
+                    late[name] = f"/readyz: {error!r}\n{stack.processes[name].log_tail()}"
+                    continue
+                if answer.status_code != want:
+                    late[name] = (
+                        f"/readyz {answer.status_code} {answer.text}\n"
+                        f"{stack.processes[name].log_tail()}"
+                    )
+            report = "\n\n".join(f"{name}: {why}" for name, why in late.items())
+            raise AssertionError(f"{exc}; not {want}:\n{report}") from None
+
     try:
         stack.start_services(SERVICES)
         urls = {name: stack.health_url(name) for name in SERVICES}
-        procs.wait_until(lambda: all_ready(200), timeout=90, what="every service ready")
+        wait_all(200, timeout=90, what="every service ready")
 
         alive.clear()
         own_broker.stop()
-        procs.wait_until(lambda: all_ready(503), timeout=30, what="every service unready")
+        wait_all(503, timeout=30, what="every service unready")
         problems = {n: httpx.get(f"{u}/readyz", timeout=3).json() for n, u in urls.items()}
         for name, body in problems.items():
             assert own_broker.bootstrap in body["problems"]["broker"], (name, body)
 
         own_broker.start(keep_data=True)
-        procs.wait_until(lambda: all_ready(200), timeout=30, what="every service ready again")
+        wait_all(200, timeout=30, what="every service ready again")
         assert alive, "no /healthz was asked"
         assert set(alive) == {200}, "a /healthz failed while the broker was away"
     finally:

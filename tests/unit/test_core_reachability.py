@@ -5,6 +5,7 @@ clients' errors reach it; librdkafka's repeated lines are held back. No broker."
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -120,6 +121,32 @@ def test_transport_errors_go_to_the_watch_and_fatal_ones_make_the_service_unread
         assert "producer fenced" in state.problems["fatal"]
     finally:
         state.resolve("fatal")
+
+
+def test_the_watch_asks_the_broker_unsuspected_so_a_loop_that_polls_nothing_hides_nothing(
+    watch: tuple[BrokerWatch, Broker, Health, Clock],
+) -> None:
+    """No client reports an error (a run loop blocked in a transaction's call polls no
+    client): the watch still finds the broker gone within its recheck, and back."""
+    _w, broker, target, _clock = watch
+    w = BrokerWatch(ADDRESS, broker, target=target, recheck_s=0.05, max_backoff_s=0.05)
+    stopper = Stopper()
+    broker.down = False
+    thread = w.watch(stopper)
+    try:
+        broker.down = True
+        deadline = time.monotonic() + 30
+        while "broker" not in target.problems and time.monotonic() < deadline:
+            stopper.wait(0.01)
+        assert not target.ready
+        assert not w.suspected  # nobody told it
+        broker.down = False
+        while not target.ready and time.monotonic() < deadline:
+            stopper.wait(0.01)
+        assert target.ready
+    finally:
+        stopper.stop()
+        thread.join(5)
 
 
 AUTH_FAILED = KafkaError(

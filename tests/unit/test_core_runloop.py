@@ -483,6 +483,44 @@ def test_a_wedged_transactional_producer_is_replaced_and_the_batch_redone() -> N
 
 
 @pytest.mark.usefixtures("quick_wedge")
+def test_a_wedged_producer_is_replaced_once_the_broker_is_back_without_an_exit() -> None:
+    """The broker away when the wedged producer is replaced: init_transactions times out
+    (retriable). The loop neither exits nor goes on with the stuck producer: the batch is
+    retried, and the next try makes the new producer and commits on it."""
+    log = Log()
+    stopper = Stopper()
+    fresh = FakeProducer(log)
+    attempts: list[int] = []
+
+    def new_producer() -> FakeProducer:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            raise KafkaException(
+                KafkaError(KafkaError._TIMED_OUT, "Timed out waiting", retriable=True)
+            )
+        return fresh
+
+    RunLoop(
+        stage="transform",
+        consumer=ReplayingConsumer(log, stopper, [[msg(0, 1), msg(0, 2)]]),  # type: ignore[arg-type]
+        producer=WedgedProducer(log),  # type: ignore[arg-type]
+        new_producer=new_producer,  # type: ignore[arg-type,return-value]
+        topics=[TOPIC],
+        handler=per_record(echo),
+        dlq_topic="dlq",
+        stopper=stopper,
+        transactional=True,
+        max_backoff=0.0,
+    ).run()
+
+    assert len(attempts) == 2
+    assert log.names().count("wedged") == 1  # the stuck producer was not used again
+    assert log.of("seek") == [(TOPIC, 0, 1)]  # redone once, on the new producer
+    assert log.of("commit_transaction") == [None]  # on the new producer
+    assert log.of("send_offsets") == [({(TOPIC, 0, 3)}, "group-metadata")]
+
+
+@pytest.mark.usefixtures("quick_wedge")
 def test_a_wedged_producer_without_a_way_to_replace_it_stops_the_service() -> None:
     log = Log()
     stopper = Stopper()
