@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from services.common import kafka_auth, reachability
-from services.common.errors import ConfigError, FatalError, RetriableError
+from services.common.errors import ConfigError, FatalError, RetriableError, SyncError
 from services.common.kafka_security import passthrough, principal, security_config
 from services.common.records import OutRecord
 from services.common.settings import KafkaSettings
@@ -174,8 +174,8 @@ def produce_in_transaction(
 ) -> None:
     """Produce `outputs` (and, for consume-transform-produce, the input `offsets`) in one
     transaction. On failure the transaction is aborted and RetriableError raised, so the
-    caller can redo the work; FatalError when the producer can't go on (fenced, or the
-    abort itself failed)."""
+    caller can redo the work; FatalError when the producer can't go on: ProducerFailed
+    when a new one could (not fenced by another, not refused), or the abort failed."""
     refused: list[tuple[KafkaError, str]] = []
 
     def on_delivery(err: KafkaError | None, msg: Any) -> None:
@@ -192,7 +192,11 @@ def produce_in_transaction(
         error = exc.args[0]
         _report_refusals(error, refused)
         if error.fatal():
-            raise FatalError(f"transactional producer failed: {error.str()}") from exc
+            if error.code() in FENCED or kafka_auth.is_refusal(error):
+                raise FatalError(f"transactional producer failed: {error.str()}") from exc
+            # Not fenced (e.g. INVALID_TXN_STATE once a killed broker's coordinator moved):
+            # this producer is done for; a new one with its id fences its transaction.
+            raise ProducerFailed(f"transactional producer failed: {error.str()}") from exc
         try:
             producer.abort_transaction(30)
         except KafkaException as abort_exc:
@@ -222,9 +226,24 @@ OFFSETS_TIMEOUT_S = 10.0
 OFFSETS_GRACE_S = 5.0
 
 
+# Another producer took this transactional id: this one is a zombie and must stop.
+FENCED = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+
+
 class ProducerWedged(RetriableError):
     """The transactional producer is stuck in a call that will never return: drop it and
     make a new one with the same transactional id (which fences the stuck transaction)."""
+
+
+class ProducerFailed(FatalError):
+    """The transactional producer hit a fatal error that is no fencing: it is unusable,
+    but a new one with the same transactional id can go on (the run loop makes one)."""
+
+
+# What a consume-transform-produce loop survives by replacing its producer.
+RENEWABLE: tuple[type[SyncError], ...] = (ProducerWedged, ProducerFailed)
 
 
 def renewed(new_producer: Callable[[], Producer] | None, why: str) -> Producer:

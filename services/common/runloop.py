@@ -30,7 +30,7 @@ from services.common.assignment import Assignment
 from services.common.batch_stats import BatchStats
 from services.common.dlq import dead_letter
 from services.common.errors import FatalError, RetriableError, SkippableError, SyncError
-from services.common.kafka import ProducerWedged, produce_all, produce_in_transaction, renewed
+from services.common.kafka import RENEWABLE, produce_all, produce_in_transaction, renewed
 from services.common.offsets import (
     Commits,
     Ends,
@@ -312,9 +312,9 @@ class RunLoop:
             produce_in_transaction(
                 self.producer, outputs, offsets, self.consumer.consumer_group_metadata()
             )
-        except ProducerWedged as exc:
+        except RENEWABLE as exc:  # stuck, or failed unfenced: a new producer goes on
             self._renew(exc.message)
-            raise
+            raise RetriableError(exc.message) from exc
         self._done(offsets, batch)
 
     def _renew(self, why: str) -> None:

@@ -10,7 +10,12 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from services.common.errors import FatalError, RetriableError
-from services.common.kafka import ProducerWedged, produce_in_transaction, send_offsets
+from services.common.kafka import (
+    ProducerFailed,
+    ProducerWedged,
+    produce_in_transaction,
+    send_offsets,
+)
 from services.common.records import OutRecord
 
 
@@ -94,6 +99,17 @@ def test_a_fatal_error_is_fatal_without_an_abort() -> None:
     producer = TxProducer(commit_errors=[KafkaError(KafkaError._FENCED, "fenced", fatal=True)])
 
     with pytest.raises(FatalError, match="fenced"):
+        produce_in_transaction(producer, OUT)  # type: ignore[arg-type]
+
+    assert "abort" not in producer.calls
+
+
+def test_a_fatal_error_that_is_no_fencing_says_a_new_producer_could_go_on() -> None:
+    # Seen after kill -9 of the broker holding the transaction coordinator (3 brokers).
+    invalid = KafkaError(KafkaError.INVALID_TXN_STATE, "failed to end transaction", fatal=True)
+    producer = TxProducer(commit_errors=[invalid])
+
+    with pytest.raises(ProducerFailed, match="failed to end transaction"):
         produce_in_transaction(producer, OUT)  # type: ignore[arg-type]
 
     assert "abort" not in producer.calls

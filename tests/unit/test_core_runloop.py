@@ -482,6 +482,29 @@ def test_a_wedged_transactional_producer_is_replaced_and_the_batch_redone() -> N
     assert log.of("send_offsets") == [({(TOPIC, 0, 3)}, "group-metadata")]
 
 
+def test_a_producer_failed_but_not_fenced_is_replaced_and_the_batch_redone() -> None:
+    # INVALID_TXN_STATE, fatal, seen once a killed broker's transaction coordinator moved.
+    log = Log()
+    stopper = Stopper()
+    invalid = KafkaError(KafkaError.INVALID_TXN_STATE, "failed to end transaction", fatal=True)
+    RunLoop(
+        stage="transform",
+        consumer=ReplayingConsumer(log, stopper, [[msg(0, 1), msg(0, 2)]]),  # type: ignore[arg-type]
+        producer=FakeProducer(log, fail_commit=invalid),  # type: ignore[arg-type]
+        new_producer=lambda: FakeProducer(log),  # type: ignore[arg-type,return-value]
+        topics=[TOPIC],
+        handler=per_record(echo),
+        dlq_topic="dlq",
+        stopper=stopper,
+        transactional=True,
+        max_backoff=0.0,
+    ).run()
+
+    assert log.of("seek") == [(TOPIC, 0, 1)]
+    assert log.of("commit_transaction") == [None]  # the redone batch, on the new producer
+    assert "abort" not in log.names()
+
+
 @pytest.mark.usefixtures("quick_wedge")
 def test_a_wedged_producer_is_replaced_once_the_broker_is_back_without_an_exit() -> None:
     """The broker away when the wedged producer is replaced: init_transactions times out
