@@ -9,7 +9,7 @@ the target's answer, and into the DLQ.
   (`received(...).child()`): the same trace id, a new span id for its own step.
 - HTTP calls made while a trace is `active` carry `traceparent` with a new span id
   each, the same trace id (`outgoing`): the loader's calls to a target, per product;
-  the Siesa page requests of a scan, whose trace id is the scan's `sync_id`.
+  a source's page requests in a scan, whose trace id is the scan's `sync_id`.
 - A dead letter carries the failed record's `traceparent` and `trace_id`; a redrive or
   a replay sends the headers on, so the trace id never changes.
 - JSON log lines about a record carry its `trace_id` (`record_fields`, with its
