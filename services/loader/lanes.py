@@ -145,9 +145,6 @@ class Lane:
                 del self.in_flight[sku]
                 yield pending, future
 
-    def futures(self) -> list[Future[UpsertResult]]:
-        return [future for _, future in self.in_flight.values()]
-
     # -- offsets -----------------------------------------------------------------------
 
     def holds(self, low: dict[Partition, int]) -> None:
