@@ -64,6 +64,7 @@ class Lane:
         self.wake = wake or threading.Event()
         self._lock = threading.Lock()
         self._unfinished = 0
+        self.ended = 0  # calls ended so far (the loader sees whether calls keep ending)
         self.breaker = breaker
         self.concurrency = concurrency
         self.max_parked = max_parked
@@ -134,6 +135,7 @@ class Lane:
     def _ended(self, _future: Future[UpsertResult]) -> None:
         with self._lock:
             self._unfinished -= 1
+            self.ended += 1
             low = self._unfinished <= self.concurrency
         if low:
             self.wake.set()

@@ -5,9 +5,10 @@ version per key (an older version is superseded, so dropping it keeps order), un
 target confirms it or refuses it for good (then it is dead-lettered). Each tenant writes
 through its own threads, different keys concurrently (up to its target's concurrency),
 one key never twice at once. A step hands every lane the work it has room for, then
-collects what is done for at most `step_wait_s`: it never waits for a slow tenant's
-calls to end, so no tenant holds another's records, and the run loop polls its consumer
-at least that often however long a tenant's writes take (no eviction from the group).
+collects what is done while calls keep ending, for at most `step_wait_s`: it never
+waits for a slow tenant's calls to end, so no tenant holds another's records, and the
+run loop polls its consumer at least that often however long a tenant's writes take
+(no eviction from the group).
 
 A tenant whose target keeps failing has its breaker opened (its cool-down doubling at
 each failed probe, up to a cap): its records stay pending (parked) while the partitions
@@ -54,6 +55,9 @@ from services.targets.base import Target, UpsertResult
 log = logging.getLogger(__name__)
 
 AUTH_ALERT = "target_credentials_refused"
+# A step stops waiting once no call has ended for this long: what is left in flight
+# is slow, and the consumer is polled meanwhile (its calls go on in their threads).
+QUIET_S = 0.1
 
 
 class Loader:
@@ -190,6 +194,7 @@ class Loader:
         `step_wait_s`; a record that failed for a passing reason waits for the next step."""
         tried: set[int] = set()
         deadline = self._clock() + self.step_wait_s
+        ended = self._ended()
         while True:
             for lane in self.lanes.values():
                 for pending in lane.ready(tried):
@@ -199,9 +204,17 @@ class Loader:
             left = deadline - self._clock()
             if not flying or left <= 0:
                 return
-            self._wake.wait(left)  # set when a lane runs low on work
+            woken = self._wake.wait(min(left, QUIET_S))  # set when a lane runs low on work
             self._wake.clear()
             tried |= self._collect(result, tallies)
+            if not woken and self._ended() == ended:
+                # What is in flight is slow (no call ended for QUIET_S): poll meanwhile,
+                # so other tenants' new records never wait for a slow target's calls.
+                return
+            ended = self._ended()
+
+    def _ended(self) -> int:
+        return sum(lane.ended for lane in self.lanes.values())
 
     def _collect(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> set[int]:
         """Take the outcome of every call that ended; the ids of the records that failed
