@@ -40,6 +40,7 @@ __all__ = [
     "Tenant",
     "enabled",
     "load_tenants",
+    "parse_tenants",
     "tenant_of_key",
 ]
 
@@ -74,9 +75,6 @@ class Tenant(BaseModel):
 def load_tenants(path: Path, *, resolve: Collection[str] = ()) -> dict[str, Tenant]:
     """All tenants of `path` by id (enabled or not), with the secrets of the `resolve`
     parts (of `PARTS`) read; ConfigError lists every problem."""
-    unknown = set(resolve) - set(PARTS)
-    if unknown:
-        raise ValueError(f"no such tenant parts: {sorted(unknown)} (known: {PARTS})")
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -85,14 +83,24 @@ def load_tenants(path: Path, *, resolve: Collection[str] = ()) -> dict[str, Tena
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
         raise ConfigError(f"{path}: expected a mapping with a 'tenants' list")
+    return parse_tenants(raw["tenants"], str(path), base_dir=path.parent, resolve=resolve)
+
+
+def parse_tenants(
+    items: list[Any], origin: str, *, base_dir: Path, resolve: Collection[str] = ()
+) -> dict[str, Tenant]:
+    """Tenants from their entries as a tenants file writes them (`origin` names where
+    they come from in errors); relative secret files are found in `base_dir`, secrets
+    read for the `resolve` parts only. ConfigError lists every problem."""
+    unknown = set(resolve) - set(PARTS)
+    if unknown:
+        raise ValueError(f"no such tenant parts: {sorted(unknown)} (known: {PARTS})")
     problems: list[str] = []
     tenants: dict[str, Tenant] = {}
-    # Relative secret files are found next to the tenants file; secrets are read for the
-    # parts asked for only.
-    context: dict[str, Any] = {BASE_DIR: path.parent, RESOLVE: frozenset(resolve)}
-    for index, item in enumerate(raw["tenants"]):
+    context: dict[str, Any] = {BASE_DIR: base_dir, RESOLVE: frozenset(resolve)}
+    for index, item in enumerate(items):
         name = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
-        where = f"{path}: tenant {name}"
+        where = f"{origin}: tenant {name}"
         legacy = None
         if isinstance(item, dict):
             item, legacy = from_legacy_key(item)
@@ -105,7 +113,7 @@ def load_tenants(path: Path, *, resolve: Collection[str] = ()) -> dict[str, Tena
             )
             continue
         if tenant.id in tenants:
-            problems.append(f"{path}: tenant {tenant.id}: id: defined twice")
+            problems.append(f"{origin}: tenant {tenant.id}: id: defined twice")
         tenants[tenant.id] = tenant
     if problems:
         raise ConfigError(problems)

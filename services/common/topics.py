@@ -38,6 +38,10 @@ DLQ_REDRIVEN = "products.dlq.redriven.v1"  # markers of redriven dead letters
 # at start-up.
 FINGERPRINTS = FINGERPRINTS_TOPIC
 AUDIT = "ops.audit.v1"  # who did what (console or CLI), kept a year
+# The tenants as last applied (`siesa-sync tenants apply`), keyed by tenant id, each on
+# the partition `tenant_feed.partition_of` gives it: the extractors' group spreads
+# tenants by these partitions (services/common/tenant_feed.py).
+TENANTS = "sync.tenants.v1"
 # The target's id of each product, keyed <tenant>/<sku> like the canonical topic (so, with
 # the same partition count, a canonical partition's ids are on the same partition here).
 TARGET_IDS = "loader.target-ids.v1"
@@ -64,6 +68,7 @@ SPECS = (
     TopicSpec(FINGERPRINTS, {**COMPACTED, "segment.ms": str(3600 * 1000)}),
     TopicSpec(AUDIT, {"cleanup.policy": "delete", "retention.ms": str(365 * DAY_MS)}),
     TopicSpec(TARGET_IDS, {**COMPACTED, "segment.ms": str(3600 * 1000)}),
+    TopicSpec(TENANTS, COMPACTED),
 )
 
 
