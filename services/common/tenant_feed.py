@@ -80,9 +80,7 @@ def changes(
     """What to publish to make the topic hold `entries`: each new or changed entry, and
     a removal (None) for each tenant applied and no longer in `entries`."""
     wanted = {str(e["id"]): e for e in entries}
-    out: dict[str, dict[str, Any] | None] = {
-        t: e for t, e in wanted.items() if applied.get(t) != e
-    }
+    out: dict[str, dict[str, Any] | None] = {t: e for t, e in wanted.items() if applied.get(t) != e}
     out.update({t: None for t, e in applied.items() if e is not None and t not in wanted})
     return out
 
