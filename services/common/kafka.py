@@ -200,7 +200,10 @@ def produce_in_transaction(
         try:
             producer.abort_transaction(30)
         except KafkaException as abort_exc:
-            raise FatalError(
+            # This producer is done for (e.g. the abort conflicts with an operation that
+            # timed out and is still going on, seen under a loaded broker): a new one with
+            # its transactional id fences and aborts the transaction left open.
+            raise ProducerFailed(
                 f"could not abort a failed transaction ({error.str()}): {abort_exc.args[0].str()}"
             ) from abort_exc
         raise RetriableError(f"transaction aborted: {error.str()}") from exc

@@ -91,8 +91,10 @@ def test_a_failed_abort_is_fatal() -> None:
         abort_error=KafkaError(KafkaError._TIMED_OUT, "abort timed out"),
     )
 
-    with pytest.raises(FatalError, match="could not abort"):
+    with pytest.raises(FatalError, match="could not abort") as raised:
         produce_in_transaction(producer, OUT)  # type: ignore[arg-type]
+    # Not fenced: the run loop replaces the producer rather than stopping the service.
+    assert isinstance(raised.value, ProducerFailed)
 
 
 def test_a_fatal_error_is_fatal_without_an_abort() -> None:
