@@ -138,6 +138,22 @@ def tenant_config(stack: Stack, n: int, poll_s: float) -> dict[str, Any]:
     return shared
 
 
+def edit_picks(tenants: int, items: int, rng: random.Random) -> Iterator[tuple[int, int]]:
+    """(tenant number, rowid) of each edit: a random tenant, a random item of it not
+    edited before (tenants whose items are all edited drop out)."""
+    left = {n: list(range(1, items + 1)) for n in range(1, tenants + 1)}
+    for rowids in left.values():
+        rng.shuffle(rowids)
+    open_tenants = list(left)
+    while open_tenants:
+        at = rng.randrange(len(open_tenants))
+        n = open_tenants[at]
+        yield n, left[n].pop()
+        if not left[n]:
+            open_tenants[at] = open_tenants[-1]
+            open_tenants.pop()
+
+
 def percentile(values: list[float], p: int) -> float:
     if len(values) == 1:
         return values[0]
@@ -247,21 +263,6 @@ class Run:
             )
         )
 
-    def _edits(self, rng: random.Random) -> Iterator[tuple[int, int]]:
-        """(tenant number, rowid) of each edit: a random tenant, a random item of it
-        not edited before (tenants whose items are all edited drop out)."""
-        left = {n: list(range(1, self.case.items + 1)) for n in range(1, self.case.tenants + 1)}
-        for rowids in left.values():
-            rng.shuffle(rowids)
-        open_tenants = list(left)
-        while open_tenants:
-            at = rng.randrange(len(open_tenants))
-            n = open_tenants[at]
-            yield n, left[n].pop()
-            if not left[n]:
-                open_tenants[at] = open_tenants[-1]
-                open_tenants.pop()
-
     def _edit_stream(self) -> tuple[float, dict[str, tuple[str, float]]]:
         """Send the edits, paced evenly: (when the stream began, external id -> (new
         name, time.time() just before its edit was sent))."""
@@ -273,7 +274,8 @@ class Run:
         interval = knobs.edit_minutes * 60 / max(total, 1)
         began = time.time()
         edits: dict[str, tuple[str, float]] = {}
-        picks = self._edits(random.Random(case.tenants * case.items))  # noqa: S311 - reproducible
+        rng = random.Random(case.tenants * case.items)  # noqa: S311 - reproducible picks
+        picks = edit_picks(case.tenants, case.items, rng)
         next_at = shown = time.monotonic()
         with httpx.Client(base_url=self.stack.siesa_url, timeout=60) as client:
             for count, (n, rowid) in enumerate(picks, start=1):
