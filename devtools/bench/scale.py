@@ -201,6 +201,13 @@ class Run:
                 self.sampler.stop()
             stack.stop_all()
         log.info("%s: %s", case.name, {k: round(v, 2) for k, v in self.results.items()})
+        log.info(
+            "%s: %d edits, freshness p50 %.2fs p95 %.2fs p99 %.2fs max %.2fs",
+            case.name,
+            len(self.latencies),
+            *(percentile(self.latencies, p) for p in (50, 95, 99)),
+            max(self.latencies),
+        )
 
     def _seed(self) -> None:
         with httpx.Client(base_url=self.stack.siesa_url, timeout=60) as client:
