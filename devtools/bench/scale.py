@@ -199,6 +199,7 @@ class Run:
         finally:
             if self.sampler is not None:
                 self.sampler.stop()
+                log.info(self._peaks())
             stack.stop_all()
         log.info("%s: %s", case.name, {k: round(v, 2) for k, v in self.results.items()})
         log.info(
@@ -229,6 +230,18 @@ class Run:
         return f"{self.case.name} {what}; " + ", ".join(
             f"{n} {p.last_threads} threads {p.last_rss_mb:.0f} MB" for n, p in peaks.items()
         )
+
+    def _peaks(self) -> str:
+        """Each service's peak threads and RSS so far: logged however the case ends, so a
+        case that fails (a service dying under the load) still tells what it cost."""
+        assert self.sampler is not None  # noqa: S101 - called only once it started
+        parts = []
+        for name, peak in self.sampler.peaks.items():
+            process = self.stack.processes.get(name)
+            alive = process is not None and process.alive()
+            hwm = f"{procs.memory_mb(process.pid)[1]:.0f} MB" if process and alive else "exited"
+            parts.append(f"{name} {peak.threads} threads, peak RSS {hwm}")
+        return f"{self.case.name} peaks: " + "; ".join(parts)
 
     def _wait_first_sync(self, started: float) -> None:
         total = sum(self.expected.values())
