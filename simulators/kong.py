@@ -26,7 +26,7 @@ from simulators.kong_skus import (
     validate,
 )
 from simulators.stats import RequestStats
-from simulators.target_admin import TargetAdmin
+from simulators.target_admin import BAD_STORED_SINCE, TargetAdmin, stored_since
 from simulators.target_faults import rejected, target_answer, target_faults
 from simulators.web import BodyError, read_json, simulator_app
 
@@ -167,8 +167,12 @@ class KongSimulator(TargetAdmin):
         return JSONResponse(public(sku))
 
     async def admin_skus(self, request: Request) -> Response:
-        """``GET /_admin/skus``: every stored SKU by id, with ``_stored_at``."""
-        return JSONResponse(self.skus.all())
+        """``GET /_admin/skus[?stored_since=T]``: every stored SKU by id (those stored
+        at or after T), with ``_stored_at``."""
+        skus = stored_since(request, self.skus.all())
+        if skus is None:
+            return JSONResponse(BAD_STORED_SINCE, status_code=400)
+        return JSONResponse(skus)
 
 
 def create_app(users: dict[str, str]) -> Starlette:

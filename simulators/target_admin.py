@@ -1,5 +1,5 @@
-"""What the target simulators (Kong, WMS) share: the password check, and the admin
-endpoints stats and reset."""
+"""What the target simulators (Kong, WMS) share: the password check, the admin
+endpoints stats and reset, and the ``stored_since`` filter of their admin listings."""
 
 from __future__ import annotations
 
@@ -11,6 +11,25 @@ from starlette.responses import JSONResponse, Response
 
 from simulators.faults import Faults
 from simulators.stats import RequestStats
+
+STORED_AT = "_stored_at"
+
+
+def stored_since(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """``items`` stored (created or updated) at or after ``?stored_since=<time.time()>``;
+    all of them without the parameter; None if it is not a number. A benchmark polling
+    what changed among a large store fetches only that, not the whole store."""
+    raw = request.query_params.get("stored_since")
+    if raw is None:
+        return items
+    try:
+        since = float(raw)
+    except ValueError:
+        return None
+    return [item for item in items if item[STORED_AT] >= since]
+
+
+BAD_STORED_SINCE = {"error": "stored_since must be a number (seconds since the epoch)"}
 
 
 class Store(Protocol):

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.stats import RequestStats
-from simulators.target_admin import TargetAdmin
+from simulators.target_admin import BAD_STORED_SINCE, TargetAdmin, stored_since
 from simulators.target_faults import rejected, target_answer, target_faults
 from simulators.web import BodyError, read_json, simulator_app
 from simulators.wms_products import Invalid, ProductStore, public, summary, validate
@@ -180,8 +180,12 @@ class WmsSimulator(TargetAdmin):
         return JSONResponse(public(product))
 
     async def admin_products(self, request: Request) -> Response:
-        """``GET /_admin/products``: every stored product, with ``_stored_at``."""
-        return JSONResponse(self.products.all())
+        """``GET /_admin/products[?stored_since=T]``: every stored product (those stored
+        at or after T), with ``_stored_at``."""
+        products = stored_since(request, self.products.all())
+        if products is None:
+            return JSONResponse(BAD_STORED_SINCE, status_code=400)
+        return JSONResponse(products)
 
 
 def create_app(users: dict[str, str], auth_scheme: str = "Bearer") -> Starlette:

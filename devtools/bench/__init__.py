@@ -22,6 +22,7 @@ BENCHES: dict[str, str] = {
     "loader": "devtools.bench.loader",
     "pipelining": "devtools.bench.pipelining",
     "freshness": "devtools.bench.freshness",
+    "scale": "devtools.bench.scale",
 }
 
 RESULTS_FILE = Path(__file__).resolve().parents[2] / "bench-results.json"
@@ -43,9 +44,10 @@ class Figure:
         object.__setattr__(self, "ratio", round(ratio, 3))
 
 
-def bench_stack(bootstrap: str, run_dir: Path) -> Stack:
-    """A `Stack` on free ports with its own topic prefix (no tenants yet)."""
-    return Stack(
+def bench_stack(bootstrap: str, run_dir: Path, kind: type[Stack] = Stack) -> Stack:
+    """A `Stack` (or subclass `kind`) on free ports with its own topic prefix (no
+    tenants yet)."""
+    return kind(
         bootstrap=bootstrap,
         run_dir=run_dir,
         siesa_port=procs.free_port(),

@@ -223,6 +223,21 @@ def test_admin_listing_has_stored_at(client: TestClient, auth: dict[str, str]) -
     assert second[0]["name"] == "B"
 
 
+def test_admin_listing_since_a_time_holds_only_what_was_stored_since(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    create(client, auth, external_id="A")
+    create(client, auth, external_id="B")
+    since = client.get("/_admin/skus").json()[1]["_stored_at"]
+    client.patch(f"{SKUS}1/", json={"name": "A2"}, headers=auth)
+    later = client.get("/_admin/skus", params={"stored_since": since}).json()
+    assert sorted(s["external_id"] for s in later) == ["A", "B"]
+    edited_at = client.get("/_admin/skus").json()[0]["_stored_at"]
+    only = client.get("/_admin/skus", params={"stored_since": edited_at}).json()
+    assert [(s["external_id"], s["name"]) for s in only] == [("A", "A2")]
+    assert client.get("/_admin/skus", params={"stored_since": "soon"}).status_code == 400
+
+
 def test_stats_count_by_route_template_and_status(client: TestClient, auth: dict[str, str]) -> None:
     create(client, auth, external_id="A")
     create(client, auth, external_id="B")

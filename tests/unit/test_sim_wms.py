@@ -86,6 +86,25 @@ def test_listing_pages_with_a_cursor(client: TestClient) -> None:
     assert rest["last_evaluated_key_id"] is None
 
 
+def test_admin_listing_since_a_time_holds_only_what_was_stored_since(
+    client: TestClient,
+) -> None:
+    auth = login(client)
+    for i in range(3):
+        client.post("/products", json={"name": f"N{i}", "external_id": f"X-{i}"}, headers=auth)
+    stored = client.get("/_admin/products").json()
+    assert len(stored) == 3
+    client.patch(
+        f"/products/{stored[0]['id']}", json={"external_id": "X-0", "name": "M"}, headers=auth
+    )
+    edited_at = max(p["_stored_at"] for p in client.get("/_admin/products").json())
+    only = client.get("/_admin/products", params={"stored_since": edited_at}).json()
+    assert [(p["external_id"], p["name"]) for p in only] == [("X-0", "M")]
+    everything = client.get("/_admin/products", params={"stored_since": 0}).json()
+    assert len(everything) == 3
+    assert client.get("/_admin/products", params={"stored_since": "x"}).status_code == 400
+
+
 def test_faults_token_ttl_and_rejections(client: TestClient) -> None:
     auth = login(client)
     client.post("/_admin/faults", json={"reject_external_ids": ["BAD"], "reject_status": 422})
