@@ -16,6 +16,7 @@ from services.common.service import connect, run_service
 from services.common.sizes import max_record_bytes
 from services.common.state import read_states
 from services.common.stopper import Stopper
+from services.common.tenant_book import TenantBook
 from services.common.tenants import enabled, load_tenants
 from services.loader.breaker import Breaker
 from services.loader.service import Loader
@@ -30,9 +31,8 @@ POLL_TIMEOUT_S = 0.1
 
 def start(settings: LoaderSettings, stopper: Stopper) -> None:
     # Every target's settings are checked by their plugin's model as the file loads.
-    tenants = {
-        t.id: t for t in enabled(load_tenants(settings.tenants_file, resolve=settings.tenant_parts))
-    }
+    file_tenants = load_tenants(settings.tenants_file, resolve=settings.tenant_parts)
+    tenants = {t.id: t for t in enabled(file_tenants)}
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
     kafka = settings.kafka.for_client(writer)
@@ -59,6 +59,23 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         loader.close()
         consumer.close()
         return
+    # The tenants file's until a first `tenants apply`, then sync.tenants.v1's, live.
+    book = TenantBook(
+        kafka,
+        file_tenants,
+        base_dir=settings.tenants_file.parent,
+        resolve=settings.tenant_parts,
+        on_change=loader.set_tenants,
+    )
+    try:
+        book.start()
+    except BaseException:
+        loader.close()
+        consumer.close()
+        raise
+    if book.current() != tenants:
+        tenants = book.current()
+        loader.set_tenants(tenants)
     # This writer's counts so far (a restarted replica with a stable id carries on).
     loader.restore([s for s in read_states(kafka, serde) if s["writer"] == writer])
     log.info("loader %s: tenants %s", writer, ", ".join(tenants), extra={"writer": writer})
@@ -89,6 +106,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             alert_dlq_threshold=settings.alert_dlq_threshold,
         ).run()
     finally:
+        book.stop()
         loader.close()
 
 

@@ -126,12 +126,16 @@ def plan(
         topics.COMMANDS,
         topics.DLQ_REDRIVEN,
         topics.AUDIT,
+        topics.TENANTS,
     ):
         topic("operator", name, "WRITE")
     for group in (groups.transformer, groups.loader):
         allow("operator", "GROUP", "LITERAL", p + group, "DESCRIBE")  # lag in `status`
     allow("operator", "TRANSACTIONAL_ID", "LITERAL", p + groups.redrive_transaction, "WRITE")
     allow("operator", "TRANSACTIONAL_ID", "PREFIXED", p + groups.replay_transactions, "WRITE")
+    # Every service follows the tenants applied (`tenants apply`, the operator's).
+    for service in ("extractor", "transformer", "loader"):
+        topic(service, topics.TENANTS, "READ")
     # Every service and the CLI read topics to their end in throwaway groups.
     for service in SERVICES:
         allow(service, "GROUP", "PREFIXED", readers, "READ")
