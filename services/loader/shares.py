@@ -14,10 +14,12 @@ partitions it holds (assigned / total), updated at every assignment and revocati
 - concurrency: the tenant's `concurrency` slots are dealt over the partitions (each gets
   `c // total`, and `c % total` of them, chosen by the tenant so that not every tenant
   favours the same partitions, one more); a loader takes the slots of its partitions.
-  The shares add up to `c` exactly, except that a loader holding partitions never gets
-  less than 1 slot: with `c` below the partition count, a group of more loaders than
-  `c` may have up to one call per loader in flight (e.g. c=2 over 6 partitions with 3
-  loaders: up to 3). That is the only case it cannot hold within 10 %.
+  The shares add up to `c` exactly when `c` is at least the partition count. Below it,
+  some partitions carry no slot, and a loader holding only such partitions still takes
+  1 (else it could write nothing): the group may then have `c` plus one call per such
+  loader in flight (at most `c + loaders - 1`, and never more than the partition count;
+  e.g. c=2 over 6 partitions, 3 loaders of 2 partitions each: up to 4). That is where
+  the concurrency cannot hold within 10 %: small `c`, more than one loader.
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ from collections.abc import Iterable
 from services.common.ratelimit import RateLimiter
 
 
+def slots(tenant: str, concurrency: int, partition: int, total: int) -> int:
+    """Partition `partition`'s slots of `tenant`'s `concurrency` (they add up to it)."""
+    base, extra = divmod(concurrency, total)
+    start = zlib.crc32(tenant.encode()) % total
+    return base + (1 if (partition - start) % total < extra else 0)
+
+
 def concurrency_share(tenant: str, concurrency: int, held: Iterable[int], total: int) -> int:
     """The calls `tenant` may have in flight in a loader holding partitions `held` of
     `total` (at least 1)."""
-    base, extra = divmod(concurrency, total)
-    start = zlib.crc32(tenant.encode()) % total
-    slots = sum(base + (1 if (p - start) % total < extra else 0) for p in set(held))
-    return max(1, slots)
+    return max(1, sum(slots(tenant, concurrency, p, total) for p in set(held)))
 
 
 def limiter_for(rate: float) -> RateLimiter:

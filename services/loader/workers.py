@@ -133,14 +133,18 @@ class Workers:
 
     def _next(self) -> tuple[_Queue, Future[Any], Callable[[], Any]] | None:
         with self._cond:
-            while not self._turns:
-                if self._stopped:
-                    return None
-                self._idle += 1
-                self._cond.wait()
-                self._idle -= 1
-            queue = self._turns.popleft()
-            queue.waiting = False
+            while True:
+                while not self._turns:
+                    if self._stopped:
+                        return None
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                queue = self._turns.popleft()
+                queue.waiting = False
+                if queue.calls and queue.running < queue.owner.concurrency:
+                    break
+                self._forget_if_idle(queue)  # cancelled, or its concurrency lowered, since
             future, call = queue.calls.popleft()
             queue.running += 1
             self._offer(queue)  # its next call takes a turn behind the other lanes'
