@@ -5,20 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from functools import partial
 
-from services.common import metrics, topics
+from confluent_kafka import Consumer
+
+from services.common import topics
 from services.common.alerts import Alerter
 from services.common.kafka import make_consumer, make_producer
 from services.common.runloop import RunLoop
 from services.common.serde import default_serde
 from services.common.service import connect, run_service
+from services.common.settings import KafkaSettings
 from services.common.sizes import max_record_bytes
 from services.common.state import read_states
 from services.common.stopper import Stopper
 from services.common.tenant_book import TenantBook
 from services.common.tenants import enabled, load_tenants
-from services.loader.breaker import Breaker
 from services.loader.service import Loader
 from services.loader.settings import LoaderSettings
 
@@ -46,6 +47,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         serde=serde,
         tenants=tenants,
         max_in_flight=settings.max_in_flight,
+        workers=settings.workers,
         kafka=kafka,
         writer=writer,
         max_parked=settings.max_parked,
@@ -78,12 +80,9 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         loader.set_tenants(tenants)
     # This writer's counts so far (a restarted replica with a stable id carries on).
     loader.restore([s for s in read_states(kafka, serde) if s["writer"] == writer])
+    # Its share of the tenants' limits is its share of these partitions (shares.py).
+    loader.partitions = topic_partitions(consumer, kafka.topic(topics.CANONICAL), kafka)
     log.info("loader %s: tenants %s", writer, ", ".join(tenants), extra={"writer": writer})
-
-    for tenant_id, breaker in loader.breakers.items():
-        metrics.BREAKER_STATE.labels(
-            tenant=tenant_id, target=tenants[tenant_id].target.type
-        ).set_function(partial(breaker_value, breaker))
 
     try:
         RunLoop(
@@ -110,8 +109,12 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         loader.close()
 
 
-def breaker_value(breaker: Breaker) -> float:
-    return metrics.BREAKER_VALUES[str(breaker.state)]
+def topic_partitions(consumer: Consumer, topic: str, kafka: KafkaSettings) -> int:
+    """How many partitions `topic` has (the configured count if the broker says none)."""
+    found = consumer.list_topics(topic, timeout=30).topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        return kafka.partitions
+    return len(found.partitions)
 
 
 def main() -> None:
