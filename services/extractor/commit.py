@@ -159,7 +159,7 @@ class Transactions:
             return
         try:
             self._transaction([o for r in live for o in r.outputs])
-        except BaseException as exc:  # every batch in it fails; their scans say why
+        except BaseException as exc:  # noqa: BLE001 - every batch in it fails with it: their scans raise it
             for request in live:
                 if request.lane is not None:
                     request.lane.failed = True  # before the next transaction is built
