@@ -174,9 +174,8 @@ class TenantPoller:
             self.alerter.clear(self.tenant.id, "sync_failed")
 
     def _store_state(self, **update: object) -> None:
-        s = self.scanner
         try:
-            s.memory.states.store(s.producer, s.kafka, s.memory.tenant, **update)
+            self.scanner.store_state(**update)
         except RetriableError as exc:
             log.warning("tenant %s: could not store its state: %s", self.tenant.id, exc.message)
 

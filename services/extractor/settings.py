@@ -24,3 +24,9 @@ class ExtractorSettings(ServiceSettings):
     commit_interval_s: float = Field(default=5.0, gt=0)
     # Commands older than this when first read (e.g. by a new consumer group) are ignored.
     command_max_age_s: float = Field(default=3600.0, gt=0)
+    # This instance's name in the extractors' group and in its transactional id
+    # (`<prefix>siesa-sync-extractor-<instance id>`); default: <host>-<pid>. Two
+    # instances must never share one: the second fences the first.
+    instance_id: str = ""
+    # Scans running at once (the scheduler's worker threads).
+    workers: int = Field(default=8, ge=1)

@@ -1,0 +1,105 @@
+"""The tenants this instance polls: started (state and fingerprints restored, a poller
+handed to the scheduler) and stopped as ownership (services/extractor/ownership.py)
+says; operator commands reach them through `command` (services/extractor/commands.py).
+
+Every tenant's scanner commits through the instance's one `Transactions`
+(services/extractor/commit.py). A tenant's memory lives only while it is polled here:
+stopping it drops it, and the next owner restores what was committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.alerts import Alerter
+from services.common.serde import Serde
+from services.common.settings import KafkaSettings
+from services.common.stopper import Stopper
+from services.common.tenants import Tenant
+from services.extractor.commands import Commands
+from services.extractor.commit import Transactions
+from services.extractor.memory import restore
+from services.extractor.poller import TenantPoller
+from services.extractor.scan import Scanner
+from services.extractor.schedule import Scheduler
+from services.extractor.settings import ExtractorSettings
+from services.sources import open_source
+
+log = logging.getLogger(__name__)
+
+# Tenants whose scans are asked to end together when partitions leave.
+STOPPING_AT_ONCE = 16
+
+
+@dataclass
+class Fleet:
+    settings: ExtractorSettings
+    kafka: KafkaSettings
+    serde: Serde
+    scheduler: Scheduler
+    transactions: Transactions
+    commands: Commands
+    stopper: Stopper
+    alerter: Alerter | None = None
+    max_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        self._pollers: dict[str, TenantPoller] = {}
+        self.commands.tenants = self
+
+    def polled(self) -> list[str]:
+        return sorted(self._pollers)
+
+    def start(self, tenants: list[Tenant]) -> None:
+        """Restore their committed state and fingerprints, then poll them."""
+        memories = restore(self.kafka, self.serde, [t.id for t in tenants])
+        for tenant in tenants:
+            poller = TenantPoller(
+                Scanner(
+                    tenant=tenant,
+                    source=open_source(tenant.id, tenant.source, stopper=self.stopper),
+                    producer=None,
+                    transactions=self.transactions,
+                    serde=self.serde,
+                    kafka=self.kafka,
+                    memory=memories[tenant.id],
+                    max_field_length=self.settings.max_field_length,
+                    commit_rows=self.settings.commit_rows,
+                    commit_interval_s=self.settings.commit_interval_s,
+                    max_bytes=self.max_bytes,
+                ),
+                max_backoff_s=self.settings.max_backoff_s,
+                alerter=self.alerter,
+            )
+            with self.commands.lock:
+                self._pollers[tenant.id] = poller
+                self.scheduler.start(poller)
+                self.commands.started(tenant.id)
+        log.info(
+            "polling %d more tenants (%d in all): %s",
+            len(tenants),
+            len(self._pollers),
+            ", ".join(f"{t.id} ({t.source.type}, {t.source.effective_mode})" for t in tenants),
+        )
+
+    def stop(self, tenants: Collection[str]) -> None:
+        """Stop polling them; returns once their scans have ended (what they handed over
+        committed or failed) and their memory is dropped."""
+        with self.commands.lock:
+            leaving = [t for t in tenants if self._pollers.pop(t, None) is not None]
+        if not leaving:
+            return
+        with ThreadPoolExecutor(min(STOPPING_AT_ONCE, len(leaving))) as pool:
+            list(pool.map(self.scheduler.stop, leaving))
+        log.info("stopped %d tenants (%d left): %s", len(leaving), len(self._pollers), leaving)
+
+    def state_of(self, tenant: str) -> dict[str, Any] | None:
+        poller = self._pollers.get(tenant)
+        return poller.memory.state if poller is not None else None
+
+    def command(self, tenant: str, name: str) -> None:
+        self.scheduler.command(tenant, name)
