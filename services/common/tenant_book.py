@@ -18,17 +18,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from services.common import tenant_feed, topics
 from services.common.errors import ConfigError, RetriableError
 from services.common.scan import end_offsets, reader, scan
 from services.common.settings import KafkaSettings
-from services.common.tenants import Tenant
+from services.common.tenants import Tenant, tenant_of_key
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ Entries = dict[str, dict[str, Any] | None]  # tenant -> its applied entry, None:
 OnChange = Callable[[dict[str, Tenant]], None]
 
 POLL_S = 0.2
+CATCH_UP_EVERY_S = 5.0
+CATCH_UP_TIMEOUT_S = 5.0
 
 
 class TenantView:
@@ -242,3 +244,35 @@ class TenantBook:
             self._current = now
         log.info("tenants now: %s", ", ".join(sorted(now)) or "none")
         self.on_change(now)
+
+
+class CatchUp:
+    """For a stage following a book: before a batch holding a record of a tenant it does
+    not know, the book reads the topic to its end (and tells `on_change`), at most every
+    `every_s`. A tenant applied a moment ago may have records in flight before this
+    instance's book has read its entry; without this they would be dead-lettered as of an
+    unknown tenant. A removed tenant's records cost one catch-up per `every_s`."""
+
+    def __init__(
+        self,
+        catch_up: Callable[[float], bool],
+        every_s: float = CATCH_UP_EVERY_S,
+        timeout_s: float = CATCH_UP_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catch_up = catch_up
+        self.every_s = every_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self._last: float | None = None
+
+    def before(self, batch: Sequence[Message], known: Collection[str]) -> bool:
+        """True if the book was asked to catch up (the stage takes its changes then)."""
+        if not any((tenant_of_key(msg.key()) or "") not in known for msg in batch):
+            return False
+        if self._last is not None and self.clock() - self._last < self.every_s:
+            return False
+        self._last = self.clock()
+        if not self.catch_up(self.timeout_s):
+            log.warning("the tenants topic was not read to its end in %.0f s", self.timeout_s)
+        return True

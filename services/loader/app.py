@@ -6,19 +6,19 @@ import logging
 import os
 import socket
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message
 
 from services.common import topics
 from services.common.alerts import Alerter
 from services.common.kafka import make_consumer, make_producer
-from services.common.runloop import RunLoop
+from services.common.runloop import BatchHandler, BatchResult, RunLoop
 from services.common.serde import default_serde
 from services.common.service import connect, run_service
 from services.common.settings import KafkaSettings
 from services.common.sizes import max_record_bytes
 from services.common.state import read_states
 from services.common.stopper import Stopper
-from services.common.tenant_book import TenantBook
+from services.common.tenant_book import CatchUp, TenantBook
 from services.common.tenants import enabled, load_tenants
 from services.loader.service import Loader
 from services.loader.settings import LoaderSettings
@@ -92,7 +92,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             lost_offsets=kafka.lost_offsets,
             producer=make_producer(kafka),
             topics=[kafka.topic(topics.CANONICAL)],
-            handler=loader.handle_batch,
+            handler=caught_up(loader, CatchUp(book.catch_up)),
             dlq_topic=kafka.topic(topics.DLQ),
             dlq_max_bytes=max_record_bytes(kafka, [kafka.topic(topics.DLQ)]),
             stopper=stopper,
@@ -107,6 +107,17 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
     finally:
         book.stop()
         loader.close()
+
+
+def caught_up(loader: Loader, catch_up: CatchUp) -> BatchHandler:
+    """The loader's step, after its book caught up when a record's tenant is not known
+    (a tenant applied a moment ago: its `set_tenants` is taken at the step's start)."""
+
+    def handle_batch(batch: list[Message]) -> BatchResult:
+        catch_up.before(batch, loader.tenants)
+        return loader.handle_batch(batch)
+
+    return handle_batch
 
 
 def topic_partitions(consumer: Consumer, topic: str, kafka: KafkaSettings) -> int:

@@ -15,7 +15,7 @@ from services.common.service import connect, run_service
 from services.common.sizes import max_record_bytes
 from services.common.state import read_states
 from services.common.stopper import Stopper
-from services.common.tenant_book import TenantBook
+from services.common.tenant_book import CatchUp, TenantBook
 from services.common.tenants import load_tenants
 from services.transformer.compiler import Shapes, load_mappings, mapping_names
 from services.transformer.progress import TenantProgress
@@ -55,7 +55,7 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
         on_change=live.changed,
     )
     book.start()
-    live.catch_up = book.catch_up
+    live.catch_up = CatchUp(book.catch_up)
     live.changed(book.current())
     group_id = f"{kafka.topic_prefix}{settings.group_id}"
     progress = TenantProgress(kafka, serde, f"transformer-{instance}")

@@ -9,8 +9,8 @@ does not compile is logged with its tenant and the tenant keeps the mapping it h
 (or stays out, if new); the other tenants go on.
 
 A batch holding a record of a tenant not known here first asks the book to read the
-tenants topic to its end (at most every `CATCH_UP_EVERY_S`): an extractor may start a
-tenant just applied a moment before this instance's book has read it.
+tenants topic to its end (`tenant_book.CatchUp`): an extractor may start a tenant just
+applied a moment before this instance's book has read it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import dataclasses
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Message
@@ -28,7 +26,8 @@ from confluent_kafka import Message
 from services.common.errors import ConfigError
 from services.common.runloop import BatchResult, per_record
 from services.common.sizes import within
-from services.common.tenants import Tenant, tenant_of_key
+from services.common.tenant_book import CatchUp
+from services.common.tenants import Tenant
 from services.transformer.compiler import Shapes, compile_mapping
 from services.transformer.mapping import Mapping
 from services.transformer.service import Transformer
@@ -36,8 +35,6 @@ from services.transformer.service import Transformer
 log = logging.getLogger(__name__)
 
 MAPPING_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a file of mappings_dir, no path
-CATCH_UP_EVERY_S = 5.0
-CATCH_UP_TIMEOUT_S = 5.0
 
 
 class LiveTenants:
@@ -49,8 +46,7 @@ class LiveTenants:
         mappings_dir: Path,
         shapes: Shapes,
         max_bytes: int,
-        catch_up: Callable[[float], bool] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        catch_up: CatchUp | None = None,
     ) -> None:
         self.transformer = transformer
         self.tenants = dict(tenants)
@@ -59,10 +55,8 @@ class LiveTenants:
         self.shapes = shapes
         self.max_bytes = max_bytes
         self.catch_up = catch_up
-        self.clock = clock
         self._lock = threading.Lock()
         self._pending: dict[str, Tenant] | None = None
-        self._caught_up_at: float | None = None
 
     def changed(self, tenants: dict[str, Tenant]) -> None:
         """The book's `on_change` (its thread): taken before the next batch."""
@@ -71,20 +65,9 @@ class LiveTenants:
 
     def handle_batch(self, batch: list[Message]) -> BatchResult:
         self._take_changes()
-        if self.catch_up is not None and self._unknown_in(batch) and self._may_catch_up():
-            self._caught_up_at = self.clock()
-            if not self.catch_up(CATCH_UP_TIMEOUT_S):
-                log.warning("the tenants topic was not read to its end in time")
+        if self.catch_up is not None and self.catch_up.before(batch, self.transformer.mappings):
             self._take_changes()
         return per_record(within(self.transformer.handle, self.max_bytes))(batch)
-
-    def _unknown_in(self, batch: list[Message]) -> bool:
-        known = self.transformer.mappings
-        return any((tenant_of_key(msg.key()) or "") not in known for msg in batch)
-
-    def _may_catch_up(self) -> bool:
-        last = self._caught_up_at
-        return last is None or self.clock() - last >= CATCH_UP_EVERY_S
 
     def _take_changes(self) -> None:
         with self._lock:

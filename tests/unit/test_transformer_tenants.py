@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from services.common.serde import default_serde
+from services.common.tenant_book import CatchUp
 from services.common.tenants import Tenant, parse_tenants
 from services.transformer.compiler import Shapes, compile_mapping
 from services.transformer.service import Transformer
@@ -110,7 +111,7 @@ def test_an_unknown_tenant_makes_the_book_catch_up_first() -> None:
         handler.changed(tenants(tenant_config("acme"), tenant_config("beta")))
         return True
 
-    handler = live(catch_up=catch_up)
+    handler = live(catch_up=CatchUp(catch_up))
 
     assert outcome(handler, "beta") == "transformed with siesa-items"
     assert len(asked) == 1
@@ -121,7 +122,7 @@ def test_an_unknown_tenant_makes_the_book_catch_up_first() -> None:
 def test_catching_up_is_rate_limited() -> None:
     now = [100.0]
     asked: list[float] = []
-    handler = live(catch_up=lambda t: asked.append(t) or True, clock=lambda: now[0])
+    handler = live(catch_up=CatchUp(lambda t: asked.append(t) or True, clock=lambda: now[0]))
 
     for _ in range(3):
         assert outcome(handler, "gone") == "unknown_tenant"
