@@ -14,6 +14,13 @@ import yaml
 from devtools import procs
 from devtools.expected import mismatches
 from devtools.stack import SERVICES, Stack
+from services.common.kafka import make_producer
+from services.common.records import header_value
+from services.common.scan import reader, scan
+from services.common.serde import default_serde
+from services.common.settings import KafkaSettings
+from services.common.topics import DLQ, RAW
+from tests.unit.test_transformer_service import raw_item
 
 COMPANY = 8585
 NEW_COMPANY = 8021
@@ -101,3 +108,73 @@ def test_a_tenant_applied_live_is_synced_and_a_removed_one_stops_being_polled(
     assert consultas(stack, NEW_COMPANY) == stopped_at
     assert {name: stack.processes[name].pid for name in SERVICES} == pids
     stack.check_alive()
+
+
+def produce_raw(kafka: KafkaSettings, tenant: str, reference: str) -> None:
+    """One RawItem of `tenant` on the raw topic, as an extractor writes it."""
+    item = raw_item(tenant)
+    item["key"] = reference
+    item["row"] = {**item["row"], "f120_referencia": reference}
+    producer = make_producer(kafka)
+    producer.produce(
+        kafka.topic(RAW),
+        key=f"{tenant}/{reference}".encode(),
+        value=default_serde().encode("RawItem", item),
+    )
+    assert producer.flush(30) == 0
+
+
+def dead_letters(kafka: KafkaSettings) -> list[tuple[str | None, str | None, str | None]]:
+    consumer = reader(kafka)
+    try:
+        return [
+            (
+                header_value(m, "tenant"),
+                header_value(m, "error.class"),
+                header_value(m, "error.stage"),
+            )
+            for m in scan(consumer, kafka.topic(DLQ))
+        ]
+    finally:
+        consumer.close()
+
+
+def test_the_transformer_and_loader_follow_applied_tenants_without_a_restart(
+    stack: Stack,
+) -> None:
+    """Their half alone (records put on the raw topic as an extractor would): a tenant
+    applied is transformed and loaded; once removed, its records are dead-lettered as of
+    an unknown tenant and its target is not written again."""
+    acme = stack.kong_tenant("acme", COMPANY)
+    beta = stack.kong_tenant("beta", COMPANY + 1)
+    stack.tenants = [acme]
+    stack.service_env.update(stack.credentials.tenant_env("beta"))
+    stack.start_simulator("kong")
+    stack.create_topics()
+    stack.start_services(("transformer", "loader"))
+    pids = {name: stack.processes[name].pid for name in ("transformer", "loader")}
+    kafka = KafkaSettings(bootstrap_servers=stack.bootstrap, topic_prefix=stack.topic_prefix)
+
+    def held() -> set[str]:
+        stack.check_alive()
+        return {s["external_id"] for s in stack.kong_skus()}
+
+    produce_raw(kafka, "acme", "ACME-1")
+    procs.wait_until(lambda: held() == {"ACME-1"}, timeout=60, what="acme's item in Kong")
+
+    assert "added" in apply(stack, [acme, beta], "two.yaml")
+    produce_raw(kafka, "beta", "BETA-1")
+    procs.wait_until(lambda: "BETA-1" in held(), timeout=60, what="beta's item in Kong")
+    assert dead_letters(kafka) == []  # nothing of beta's was taken for unknown
+
+    assert "removed" in apply(stack, [acme], "one.yaml")
+    produce_raw(kafka, "beta", "BETA-2")
+    produce_raw(kafka, "acme", "ACME-2")
+    procs.wait_until(lambda: "ACME-2" in held(), timeout=60, what="acme's second item")
+    procs.wait_until(
+        lambda: ("beta", "unknown_tenant", "transform") in dead_letters(kafka),
+        timeout=30,
+        what="beta's record dead-lettered as of an unknown tenant",
+    )
+    assert held() == {"ACME-1", "BETA-1", "ACME-2"}
+    assert {name: stack.processes[name].pid for name in ("transformer", "loader")} == pids
