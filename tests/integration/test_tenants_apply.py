@@ -22,6 +22,7 @@ from services.common.tenant_book import TenantBook
 from services.common.tenants import Tenant
 from services.common.topics import TENANTS
 from services.ops import audit
+from services.ops.status import configured_tenants
 from tests.unit.fakes import tenant_config
 
 SECRET_ENV = {
@@ -155,11 +156,13 @@ def test_the_book_follows_applies_live(kafka: KafkaSettings, tmp_path: Path) -> 
         seen.append(sorted(tenants))
         changed.set()
 
+    tenants_file = write(tmp_path / "tenants.yaml", tenant_config("file"))
     file_tenants = tenant_feed.tenants_of({"file": tenant_config("file")}, base_dir=tmp_path)
     book = TenantBook(kafka, file_tenants, tmp_path, (), on_change)
     book.start()
     try:
         assert sorted(book.current()) == ["file"]
+        assert sorted(configured_tenants(kafka, tenants_file)) == ["file"]  # status: the same
         applied_json(
             kafka, write(tmp_path / "a.yaml", tenant_config("acme"), tenant_config("beta"))
         )
@@ -170,5 +173,8 @@ def test_the_book_follows_applies_live(kafka: KafkaSettings, tmp_path: Path) -> 
         assert book.catch_up(30)  # read to the end: the removal is in
         assert sorted(book.current()) == ["beta"]
         assert seen[-1] == ["beta"]
+        assert configured_tenants(kafka, tenants_file) == {
+            "beta": {"target": "kong", "enabled": True}
+        }
     finally:
         book.stop()
