@@ -112,6 +112,7 @@ class Ownership:
         self._parsed: dict[str, tuple[dict[str, Any], Tenant | None]] = {}
         self._dirty = True
         self._retry_at = 0.0
+        self._metadata: Any = None
 
     # -- the fence of this instance's transactions (services/extractor/commit.py) --
 
@@ -123,7 +124,12 @@ class Ownership:
             ]
 
     def metadata(self) -> Any:
-        return self.consumer.consumer_group_metadata()
+        """The group metadata as of this loop's last turn or rebalance: the consumer's own
+        call blocks while another thread is in `consume` (confluent-kafka), so only this
+        loop's thread makes it."""
+        if self._metadata is None:
+            raise RetriableError("not in the extractors' group yet")
+        return self._metadata
 
     def owned(self) -> list[int]:
         with self._lock:
@@ -145,6 +151,7 @@ class Ownership:
             while not self.stopper.stopped:
                 for msg in self.consumer.consume(500, 0.5):
                     self._read(msg)
+                self._metadata = self.consumer.consumer_group_metadata()
                 if not self.from_topic and time.monotonic() - checked >= CHECK_EMPTY_S:
                     checked = time.monotonic()
                     self._switch_if_applied()
@@ -216,6 +223,7 @@ class Ownership:
         consumer.incremental_assign(
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(parts)]
         )
+        self._metadata = consumer.consumer_group_metadata()
 
     def _revoked(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         self._release(revoked, "revoked")
@@ -226,6 +234,7 @@ class Ownership:
         consumer.incremental_unassign(lost)
 
     def _release(self, leaving: list[TopicPartition], why: str) -> None:
+        self._metadata = self.consumer.consumer_group_metadata()
         gone = {tp.partition for tp in leaving}
         stop = [t for t in self._started if tenant_feed.partition_of(t, self.partitions) in gone]
         log.info("tenants partitions %s %s: stopping %d tenants", sorted(gone), why, len(stop))
