@@ -17,6 +17,7 @@ from services.common.errors import RetriableError
 from services.common.kafka import make_consumer, make_producer
 from services.common.records import OutRecord
 from services.common.settings import KafkaSettings
+from services.extractor.commit import Transactions
 from tests.e2e.extractor_support import read_topic
 
 
@@ -60,8 +61,6 @@ def row(kafka: KafkaSettings, n: int) -> list[OutRecord]:
 
 
 def test_a_member_put_out_of_the_group_cannot_commit_rows(kafka: KafkaSettings) -> None:
-    from services.extractor.commit import Transactions
-
     topic, group = kafka.topic(topics.TENANTS), f"{kafka.topic_prefix}extractors"
     first = member(kafka, group, topic)
     partitions = len(first.list_topics(topic, timeout=30).topics[topic].partitions)
