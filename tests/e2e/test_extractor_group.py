@@ -38,6 +38,7 @@ ITEMS = 20
 POLL_S = 2.0
 MOVE_BOUND_S = 30.0
 EDITED = re.compile(r" v(\d+)$")
+POLLED = re.compile(r"(\S+) \(")  # "g01 (siesa, diff), g02 (siesa, diff)"
 
 
 def all_raw(kafka: KafkaSettings) -> list[dict[str, Any]]:
@@ -100,7 +101,7 @@ def owned_by(stack: Stack, name: str) -> set[str]:
         except ValueError:
             continue
         if message.startswith("polling ") and "more tenants" in message:
-            owned |= {part.split(" ")[0] for part in message.split(": ", 1)[1].split(", ")}
+            owned |= set(POLLED.findall(message.split(": ", 1)[1]))
         elif message.startswith("stopped ") and " tenants (" in message:
             owned -= set(json.loads(message.split(": ", 1)[1].replace("'", '"')))
     return owned

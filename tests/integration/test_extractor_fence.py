@@ -34,6 +34,11 @@ class Membership:
     def metadata(self) -> Any:
         return self._metadata
 
+    epoch = 0
+
+    def wait_changed(self, epoch: int, timeout: float) -> bool:
+        return False  # the test says when the membership changes
+
 
 def member(kafka: KafkaSettings, group: str, topic: str) -> Consumer:
     # A member that does not poll for 7 s is put out (max.poll.interval.ms), as one whose
