@@ -41,7 +41,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from services.common.errors import FatalError, RetriableError
 from services.common.kafka import RENEWABLE, produce_in_transaction, renewed
@@ -56,6 +56,25 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 2
 # The most records one transaction holds when several batches are waiting.
 MAX_ROWS = 20_000
+# A transaction refused for its group membership is tried again once a new one is
+# known (a rebalance), this many times in all, waiting this long for it.
+GROUP_ATTEMPTS = 3
+GROUP_WAIT_S = 5.0
+GROUP_REFUSALS = frozenset(
+    {
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.FENCED_INSTANCE_ID,
+    }
+)
+
+
+def _code(exc: BaseException) -> int | None:
+    cause = exc.__cause__
+    if isinstance(cause, KafkaException) and cause.args:
+        return int(cause.args[0].code())
+    return None
 
 
 class Fence(Protocol):
@@ -66,6 +85,13 @@ class Fence(Protocol):
 
     def metadata(self) -> Any:
         """Its consumer's group metadata (member id, generation)."""
+
+    @property
+    def epoch(self) -> int:
+        """Counts the changes of membership seen (each may bring a new generation)."""
+
+    def wait_changed(self, epoch: int, timeout: float) -> bool:
+        """Wait for a change after `epoch`; False after `timeout`."""
 
 
 @dataclass
@@ -175,18 +201,36 @@ class Transactions:
     def _transaction(self, outputs: list[OutRecord]) -> None:
         if self.producer is None:  # the last one failed and none could be made yet
             self.producer = renewed(self.new_producer, "the transactional producer failed")
-        offsets, metadata = None, None
-        if self.fence is not None:
-            offsets = self.fence.offsets()
-            if not offsets:
-                raise RetriableError("this instance owns no tenants partition: not committing")
-            metadata = self.fence.metadata()
-        try:
-            produce_in_transaction(self.producer, outputs, offsets, metadata)
-        except RENEWABLE as exc:
-            log.warning("%s: replacing the transactional producer", exc.message)
-            self.producer = None
-            raise RetriableError(exc.message) from exc
+        fence = self.fence
+        for attempt in range(1, GROUP_ATTEMPTS + 1):
+            offsets, metadata, epoch = None, None, 0
+            if fence is not None:
+                epoch = fence.epoch
+                offsets = fence.offsets()
+                if not offsets:
+                    raise RetriableError("this instance owns no tenants partition: not committing")
+                metadata = fence.metadata()
+            try:
+                produce_in_transaction(self.producer, outputs, offsets, metadata)
+            except RENEWABLE as exc:
+                log.warning("%s: replacing the transactional producer", exc.message)
+                self.producer = None
+                raise RetriableError(exc.message) from exc
+            except RetriableError as exc:
+                # Refused for the membership it carried: a rebalance moved the group on
+                # (then our next callback brings the new generation: try again, the
+                # transaction was aborted) or we are out of it (a zombie: no callback
+                # comes in time, and the batches fail).
+                if (
+                    fence is None
+                    or attempt == GROUP_ATTEMPTS
+                    or _code(exc) not in GROUP_REFUSALS
+                    or not fence.wait_changed(epoch, GROUP_WAIT_S)
+                ):
+                    raise
+                log.info("transaction refused (%s): again with the group's new generation", exc)
+            else:
+                return
 
 
 class Committer:

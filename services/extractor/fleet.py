@@ -22,7 +22,7 @@ from services.common.stopper import Stopper
 from services.common.tenants import Tenant
 from services.extractor.commands import Commands
 from services.extractor.commit import Transactions
-from services.extractor.memory import restore
+from services.extractor.memory import TenantMemory, restore
 from services.extractor.poller import TenantPoller
 from services.extractor.scan import Scanner
 from services.extractor.schedule import Scheduler
@@ -54,10 +54,13 @@ class Fleet:
     def polled(self) -> list[str]:
         return sorted(self._pollers)
 
-    def start(self, tenants: list[Tenant]) -> None:
-        """Restore their committed state and fingerprints, then poll them."""
-        memories = restore(self.kafka, self.serde, [t.id for t in tenants])
-        for tenant in tenants:
+    def restore(self, tenants: list[str]) -> dict[str, TenantMemory]:
+        """Their committed state and fingerprints, as stored now."""
+        return restore(self.kafka, self.serde, tenants)
+
+    def start(self, tenants: list[tuple[Tenant, TenantMemory]]) -> None:
+        """Poll them, each from its memory (restored since its partition came)."""
+        for tenant, memory in tenants:
             poller = TenantPoller(
                 Scanner(
                     tenant=tenant,
@@ -66,7 +69,7 @@ class Fleet:
                     transactions=self.transactions,
                     serde=self.serde,
                     kafka=self.kafka,
-                    memory=memories[tenant.id],
+                    memory=memory,
                     max_field_length=self.settings.max_field_length,
                     commit_rows=self.settings.commit_rows,
                     commit_interval_s=self.settings.commit_interval_s,
@@ -83,7 +86,7 @@ class Fleet:
             "polling %d more tenants (%d in all): %s",
             len(tenants),
             len(self._pollers),
-            ", ".join(f"{t.id} ({t.source.type}, {t.source.effective_mode})" for t in tenants),
+            ", ".join(f"{t.id} ({t.source.type}, {t.source.effective_mode})" for t, _ in tenants),
         )
 
     def stop(self, tenants: Collection[str]) -> None:

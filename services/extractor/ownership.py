@@ -41,6 +41,7 @@ from services.common.scan import partitions, watermarks
 from services.common.settings import KafkaSettings
 from services.common.stopper import Stopper
 from services.common.tenants import Tenant
+from services.extractor.memory import TenantMemory
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ HEARTBEAT_MS = 1_000
 # While the topic is empty, how often to look whether a first `tenants apply` came.
 CHECK_EMPTY_S = 5.0
 RETRY_START_S = 5.0
+# Tenants started per turn of the loop: the group's callbacks and heartbeats wait while
+# tenants start, so a big assignment starts in steps (restored all at once, though:
+# a restore reads the whole state and fingerprints topics).
+START_AT_ONCE = 10
 MEMBERSHIP: dict[str, Any] = {
     "session.timeout.ms": SESSION_TIMEOUT_MS,
     "heartbeat.interval.ms": HEARTBEAT_MS,
@@ -63,8 +68,11 @@ def group_id(kafka: KafkaSettings) -> str:
 class Fleet(Protocol):
     """What runs the tenants owned (services/extractor/fleet.py)."""
 
-    def start(self, tenants: list[Tenant]) -> None:
-        """Restore their state and start polling them (RetriableError: try later)."""
+    def restore(self, tenants: list[str]) -> dict[str, TenantMemory]:
+        """Their committed state and fingerprints (RetriableError: try later)."""
+
+    def start(self, tenants: list[tuple[Tenant, TenantMemory]]) -> None:
+        """Poll them, from their memory."""
 
     def stop(self, tenants: Collection[str]) -> None:
         """Stop polling them; returns once their scans have ended."""
@@ -109,9 +117,13 @@ class Ownership:
         self._lock = threading.Lock()
         # Tenants started: id -> what they were started from (an entry, or "file").
         self._started: dict[str, Any] = {}
+        self._restored: dict[str, TenantMemory] = {}
+        self._changes = threading.Condition()
+        self.epoch = 0  # counts the group's callbacks: each may bring a new generation
         self._parsed: dict[str, tuple[dict[str, Any], Tenant | None]] = {}
         self._dirty = True
         self._retry_at = 0.0
+        self._metadata: Any = None
 
     # -- the fence of this instance's transactions (services/extractor/commit.py) --
 
@@ -123,7 +135,25 @@ class Ownership:
             ]
 
     def metadata(self) -> Any:
-        return self.consumer.consumer_group_metadata()
+        """The group metadata as of this loop's last turn or rebalance: the consumer's own
+        call blocks while another thread is in `consume` (confluent-kafka), so only this
+        loop's thread makes it."""
+        if self._metadata is None:
+            raise RetriableError("not in the extractors' group yet")
+        return self._metadata
+
+    def wait_changed(self, epoch: int, timeout: float) -> bool:
+        """Wait until a group callback came after `epoch` (the membership may have a new
+        generation); False after `timeout`."""
+        with self._changes:
+            return self._changes.wait_for(lambda: self.epoch != epoch, timeout)
+
+    def _refresh(self, consumer: Consumer) -> None:
+        metadata = consumer.consumer_group_metadata()
+        with self._changes:
+            self._metadata = metadata
+            self.epoch += 1
+            self._changes.notify_all()
 
     def owned(self) -> list[int]:
         with self._lock:
@@ -145,6 +175,7 @@ class Ownership:
             while not self.stopper.stopped:
                 for msg in self.consumer.consume(500, 0.5):
                     self._read(msg)
+                self._metadata = self.consumer.consumer_group_metadata()
                 if not self.from_topic and time.monotonic() - checked >= CHECK_EMPTY_S:
                     checked = time.monotonic()
                     self._switch_if_applied()
@@ -216,6 +247,7 @@ class Ownership:
         consumer.incremental_assign(
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(parts)]
         )
+        self._refresh(consumer)
 
     def _revoked(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         self._release(revoked, "revoked")
@@ -226,12 +258,17 @@ class Ownership:
         consumer.incremental_unassign(lost)
 
     def _release(self, leaving: list[TopicPartition], why: str) -> None:
+        self._refresh(self.consumer)
         gone = {tp.partition for tp in leaving}
         stop = [t for t in self._started if tenant_feed.partition_of(t, self.partitions) in gone]
         log.info("tenants partitions %s %s: stopping %d tenants", sorted(gone), why, len(stop))
         self.fleet.stop(stop)  # their scans end, their batches committed or aborted
         for tenant in stop:
             self._started.pop(tenant, None)
+        for tenant in [
+            t for t in self._restored if tenant_feed.partition_of(t, self.partitions) in gone
+        ]:
+            del self._restored[tenant]
         with self._lock:
             for p in gone:
                 self._owned.pop(p, None)
@@ -255,13 +292,19 @@ class Ownership:
         if not start:
             return
         try:
-            self.fleet.start([tenant for tenant, _ in start.values()])
+            missing = [t for t in start if t not in self._restored]
+            if missing:
+                self._restored.update(self.fleet.restore(missing))
         except RetriableError as exc:
             log.warning("tenants %s not started yet: %s", sorted(start), exc.message)
             self._dirty, self._retry_at = True, time.monotonic() + RETRY_START_S
             return
-        for t, (_, source) in start.items():
-            self._started[t] = source
+        now = sorted(start)[:START_AT_ONCE]
+        self.fleet.start([(start[t][0], self._restored.pop(t)) for t in now])
+        for t in now:
+            self._started[t] = start[t][1]
+        if len(start) > len(now):
+            self._dirty = True  # the others at the next turn
 
     def _wanted(self) -> dict[str, tuple[Tenant, Any]]:
         """The tenants that should run now: id -> (tenant, what it comes from)."""
