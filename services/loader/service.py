@@ -269,7 +269,7 @@ class Loader:
 
     def _concurrency_of(self, tenant: Tenant) -> int:
         concurrency = tenant.target.concurrency
-        if self.partitions and self._held:
+        if self.partitions:  # (holding none: 1, for the calls it may still have to end)
             concurrency = concurrency_share(tenant.id, concurrency, self._held, self.partitions)
         return min(concurrency, self.max_in_flight)
 
@@ -298,6 +298,9 @@ class Loader:
             self._rewound.pop(where, None)
         for lane in [*self.lanes.values(), *self._retiring]:
             lane.revoked(gone)
+            # Calls not running yet are not made: some are of records no longer ours, and
+            # this loader's share of the limits just shrank (ours start again next step).
+            lane.cancel()
         self.ids.revoked(partitions)
         self._held -= {tp.partition for tp in partitions}
         self._reshare()
@@ -418,6 +421,8 @@ class Loader:
     ) -> bool:
         """Account one ended call; False when the record stays parked."""
         tenant, breaker = lane.tenant, lane.breaker
+        if future.cancelled():
+            return False  # never made (a revocation): started again if still ours
         current = lane.is_current(pending)  # else replaced meanwhile, or revoked
         try:
             done = future.result()
