@@ -391,6 +391,7 @@ class Loader:
     def _collect_retiring(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> None:
         """Removed tenants' calls that ended: written, or dead-lettered (as refused by
         the target, or as of a tenant no longer loaded); a lane with none left goes."""
+        closed = False
         for lane in list(self._retiring):
             for pending, future in lane.finished():
                 error = None if future.cancelled() else future.exception()
@@ -405,11 +406,16 @@ class Loader:
             if not lane.in_flight:
                 self._retiring.remove(lane)
                 lane.target.close()
-                self.clients.keep([t.target for t in self.tenants.values()])
+                closed = True
         for lane, target in list(self._replaced):
             if not lane.in_flight or lane not in self.lanes.values():
                 self._replaced.remove((lane, target))
                 target.close()
+                closed = True
+        if closed and not self._retiring and not self._replaced:
+            # A host no tenant is on any more (and no call is still ending on): its
+            # client goes.
+            self.clients.keep([t.target for t in self.tenants.values()])
 
     def _outcome(
         self,
