@@ -108,7 +108,9 @@ def test_a_tenants_limits_hold_for_three_loaders_and_after_one_is_killed(
         f"(settled in {took:.0f}s) 2 "
         f"loaders {two:.1f} requests/s (seconds {min(seconds2.values())}-"
         f"{max(seconds2.values())}); peak {peak} requests at once over the whole run; "
-        f"{held}/{BACKLOG} products written"
+        f"{held}/{BACKLOG} products written; each second of the windows: "
+        f"{[seconds3[i] for i in range(int(WINDOW_S))]}, "
+        f"{[seconds2[i] for i in range(int(WINDOW_S))]}"
     )
 
     assert held < BACKLOG  # the backlog lasted: every window ran at the limit, if it could
