@@ -269,7 +269,7 @@ class Loader:
 
     def _concurrency_of(self, tenant: Tenant) -> int:
         concurrency = tenant.target.concurrency
-        if self.partitions and self._held:
+        if self.partitions:  # (holding none: 1, for the calls it may still have to end)
             concurrency = concurrency_share(tenant.id, concurrency, self._held, self.partitions)
         return min(concurrency, self.max_in_flight)
 
@@ -298,6 +298,9 @@ class Loader:
             self._rewound.pop(where, None)
         for lane in [*self.lanes.values(), *self._retiring]:
             lane.revoked(gone)
+            # Calls not running yet are not made: some are of records no longer ours, and
+            # this loader's share of the limits just shrank (ours start again next step).
+            lane.cancel()
         self.ids.revoked(partitions)
         self._held -= {tp.partition for tp in partitions}
         self._reshare()
@@ -388,6 +391,7 @@ class Loader:
     def _collect_retiring(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> None:
         """Removed tenants' calls that ended: written, or dead-lettered (as refused by
         the target, or as of a tenant no longer loaded); a lane with none left goes."""
+        closed = False
         for lane in list(self._retiring):
             for pending, future in lane.finished():
                 error = None if future.cancelled() else future.exception()
@@ -402,11 +406,16 @@ class Loader:
             if not lane.in_flight:
                 self._retiring.remove(lane)
                 lane.target.close()
-                self.clients.keep([t.target for t in self.tenants.values()])
+                closed = True
         for lane, target in list(self._replaced):
             if not lane.in_flight or lane not in self.lanes.values():
                 self._replaced.remove((lane, target))
                 target.close()
+                closed = True
+        if closed and not self._retiring and not self._replaced:
+            # A host no tenant is on any more (and no call is still ending on): its
+            # client goes.
+            self.clients.keep([t.target for t in self.tenants.values()])
 
     def _outcome(
         self,
@@ -418,6 +427,8 @@ class Loader:
     ) -> bool:
         """Account one ended call; False when the record stays parked."""
         tenant, breaker = lane.tenant, lane.breaker
+        if future.cancelled():
+            return False  # never made (a revocation): started again if still ours
         current = lane.is_current(pending)  # else replaced meanwhile, or revoked
         try:
             done = future.result()

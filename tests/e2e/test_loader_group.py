@@ -1,17 +1,19 @@
 """A tenant's limits hold for the whole group of loaders (issue 17): three loader
 processes on the real broker write one tenant, limited to 100 requests/s and 6 calls at
 once, into the real Kong simulator, with a backlog that outlasts the test. Counted on
-the simulator's side (its request log, `GET /_admin/requests`), over 60 s once the group
-has settled (every loader holds partitions and all 6 are held, as their metrics say):
-85-105 requests/s; then the same over 60 s after one loader is `kill -9`ed and the
-group has settled again without it. Never more than 6 requests at once, from the first
-loader's start to the end (the simulator's peak).
+the simulator's side (its request log, `GET /_admin/requests`), over a window once the
+group has settled (every loader holds partitions and all 6 are held, as their metrics
+say): 85-105 requests/s; then the same over a window after one loader is `kill -9`ed
+and the group has settled again without it. Never more than 6 requests at once, from
+the first loader's start to the end (the simulator's peak). Windows of 60 s (the
+issue's) with `SIESA_FULL_SIZE=1`, 30 s in make test.
 
 Figures are printed: run with `-s` to see them.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -25,7 +27,9 @@ from tests.e2e.loading import canonical, dead_letters, feed, wait_for_count
 COMPANY = 8030
 RATE = 100  # requests/s, for the group
 CONCURRENCY = 6  # calls at once, for the group
-WINDOW_S = 60.0
+# The issue's 60 s windows with SIESA_FULL_SIZE=1 (the test then takes about 3 min);
+# make test counts over 30 s each (about 2 min).
+WINDOW_S = 60.0 if os.environ.get("SIESA_FULL_SIZE") else 30.0
 # Kong: one request per new product (and a login per loader), so this outlasts
 # 100/s over both windows, the settling and the kill.
 BACKLOG = 20_000
@@ -99,11 +103,14 @@ def test_a_tenants_limits_hold_for_three_loaders_and_after_one_is_killed(
     stats = stack.sim_stats(stack.kong_url)
     held, peak = int(stats["skus"]), int(stats["peak_concurrency"])
     print(
-        f"group limits: 3 loaders {three:.1f} requests/s (seconds {min(seconds3.values())}-"
-        f"{max(seconds3.values())}); after kill -9 of one (settled in {took:.0f}s) 2 "
+        f"group limits over {WINDOW_S:.0f}s windows: 3 loaders {three:.1f} requests/s "
+        f"(seconds {min(seconds3.values())}-{max(seconds3.values())}); after kill -9 of one "
+        f"(settled in {took:.0f}s) 2 "
         f"loaders {two:.1f} requests/s (seconds {min(seconds2.values())}-"
         f"{max(seconds2.values())}); peak {peak} requests at once over the whole run; "
-        f"{held}/{BACKLOG} products written"
+        f"{held}/{BACKLOG} products written; each second of the windows: "
+        f"{[seconds3[i] for i in range(int(WINDOW_S))]}, "
+        f"{[seconds2[i] for i in range(int(WINDOW_S))]}"
     )
 
     assert held < BACKLOG  # the backlog lasted: every window ran at the limit, if it could

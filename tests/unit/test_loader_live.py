@@ -145,3 +145,19 @@ def test_a_removed_tenants_records_are_dead_lettered_once_its_calls_end(
     finally:
         silent.answer.set()
         loader.close()
+
+
+def test_a_hosts_client_goes_with_its_last_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_secrets(monkeypatch, "L", "k", "k", "u", "p")
+    both = {"a": tenant("a"), "b": tenant("b", base_url="http://kong-2.test")}
+    loader = Loader(serde=default_serde(), tenants=both)  # its own targets and clients
+    try:
+        assert len(loader.clients) == 2
+        loader.set_tenants({"a": both["a"]})
+        loader.handle_batch([])
+        loader.handle_batch([])
+
+        assert len(loader.clients) == 1
+        assert set(loader.lanes) == {"a"}
+    finally:
+        loader.close()

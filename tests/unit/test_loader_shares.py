@@ -14,9 +14,11 @@ from services.common.tenants import Tenant
 from services.loader.service import Loader
 from services.loader.shares import GroupRate, concurrency_share, limiter_for, slots
 from tests.unit.fakes import set_secrets, tenant_config
-from tests.unit.test_loader_service import FakeTarget
+from tests.unit.test_loader_lanes import SilentTarget
+from tests.unit.test_loader_service import FakeTarget, message
 
 PARTITIONS = 6
+TOPIC = "siesa.items.raw.v1"  # (the test messages')
 
 
 def splits(loaders: int) -> Iterator[list[list[int]]]:
@@ -99,7 +101,7 @@ def tps(*partitions: int) -> list[TopicPartition]:
 
 
 def test_a_loader_takes_its_share_of_the_partitions_as_they_come_and_go(loader: Loader) -> None:
-    assert loader.lanes["a"].concurrency == 12  # nothing assigned yet: its own limits
+    assert loader.lanes["a"].concurrency == 1  # nothing assigned: nothing to write yet
 
     loader.assigned(tps(0, 1))
     assert loader.rates["a"].rps == pytest.approx(30)
@@ -112,3 +114,41 @@ def test_a_loader_takes_its_share_of_the_partitions_as_they_come_and_go(loader: 
     loader.revoked(tps(0, 1))
     assert loader.rates["a"].rps == pytest.approx(15)
     assert loader.lanes["a"].concurrency == 2
+
+    loader.revoked(tps(2))  # holding none: the last share kept for calls still ending
+    assert loader.rates["a"].rps == pytest.approx(15)
+    assert loader.lanes["a"].concurrency == 1
+
+
+def test_a_revocation_drops_the_calls_not_started_and_starts_ours_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_secrets(monkeypatch, "L", "k", "k", "u", "p")
+    silent = SilentTarget()
+    one = Tenant.model_validate(
+        tenant_config("a", env="L", source__base_url="http://siesa.test", target__concurrency=1)
+    )
+    loader = Loader(
+        serde=default_serde(), tenants={"a": one}, targets={"a": silent}, partitions=PARTITIONS
+    )
+    try:
+        loader.assigned([TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)])
+        batch = [
+            message(1, "A", tenant="a"),  # running (its target silent)...
+            message(2, "B", tenant="a", partition=1),  # ...and these two queued behind it
+            message(3, "C", tenant="a"),
+        ]
+        loader.handle_batch(batch)  # type: ignore[arg-type]
+        loader.revoked([TopicPartition(TOPIC, 1)])
+        silent.answer.set()
+        for _ in range(50):
+            if not loader.holds():
+                break
+            loader.handle_batch([])
+
+        assert loader.holds() == {}
+        assert silent.calls == 2  # A and C: B's partition went elsewhere before its call
+        assert loader.states["a"]["loaded"] == 2
+    finally:
+        silent.answer.set()
+        loader.close()
