@@ -48,7 +48,7 @@ def wait_for_target_to_equal_siesa(stack: Stack, target: str, company: int) -> N
         return not problems
 
     try:
-        procs.wait_until(equal, timeout=60, interval=0.5, what=f"{target} holding Siesa's items")
+        procs.wait_until(equal, timeout=120, interval=0.5, what=f"{target} holding Siesa's items")
     except TimeoutError:
         raise AssertionError(f"{len(problems)} differences, first: {problems[:5]}") from None
 
