@@ -10,6 +10,7 @@ stopping it drops it, and the next owner restores what was committed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,7 +57,10 @@ class Fleet:
 
     def restore(self, tenants: list[str]) -> dict[str, TenantMemory]:
         """Their committed state and fingerprints, as stored now."""
-        return restore(self.kafka, self.serde, tenants)
+        began = time.monotonic()
+        memories = restore(self.kafka, self.serde, tenants)
+        log.info("restored %d tenants in %.1f s", len(tenants), time.monotonic() - began)
+        return memories
 
     def start(self, tenants: list[tuple[Tenant, TenantMemory]]) -> None:
         """Poll them, each from its memory (restored since its partition came)."""
