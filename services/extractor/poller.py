@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.common import health, metrics
@@ -50,6 +51,9 @@ class TenantPoller:
     # Passing faults alert only once they last this many scans in a row.
     alert_after_failures: int = 3
     resync_requested: bool = False
+    # Told of each command queued (the Scheduler's `commanded`: a resync or a resume
+    # makes the tenant due at once).
+    on_command: Callable[[str], None] | None = None
     # Failed scans in a row (the backoff grows with them).
     _failures: int = 0
     _commands: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
@@ -73,6 +77,8 @@ class TenantPoller:
             raise ValueError(f"unknown command {name!r}")
         self._commands.put(name)
         self._wake.set()
+        if self.on_command is not None:
+            self.on_command(name)
 
     @property
     def tenant_id(self) -> str:

@@ -155,13 +155,23 @@ class Scheduler:
         """Hand `name` to the tenant's poller (applied before its next scan); resync and
         resume make the tenant due now. KeyError for a tenant not scheduled here."""
         with self._cond:
-            entry = self._entries[tenant]
-            entry.poller.command(name)
-            if name in WAKING:
-                if entry.running:
-                    entry.wake = True
-                else:
-                    self._push(tenant, entry, self._clock())
+            self._entries[tenant].poller.command(name)
+        self.commanded(tenant, name)
+
+    def commanded(self, tenant: str, name: str) -> None:
+        """`name` was queued on the tenant's poller (by `command`, or by whoever holds
+        the poller: a `TenantPoller`'s ``on_command``): resync and resume make the tenant
+        due now, or right after its step in progress. A tenant not scheduled: ignored."""
+        if name not in WAKING:
+            return
+        with self._cond:
+            entry = self._entries.get(tenant)
+            if entry is None:
+                return
+            if entry.running:
+                entry.wake = True
+            else:
+                self._push(tenant, entry, self._clock())
 
     def tenants(self) -> list[str]:
         """The tenants scheduled, sorted."""
