@@ -1,5 +1,6 @@
-"""Wiring of the extractor: state restored, one polling thread per enabled tenant (each
-reading its tenant's source), one thread listening for operator commands."""
+"""Wiring of the extractor: state restored, every enabled tenant polled (each reading
+its tenant's source) on the Scheduler's workers, one thread listening for operator
+commands."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+from functools import partial
 
 from services.common import health, topics
 from services.common.alerts import Alerter
@@ -22,6 +24,7 @@ from services.extractor import commands
 from services.extractor.memory import restore
 from services.extractor.poller import TenantPoller
 from services.extractor.scan import Scanner
+from services.extractor.schedule import Scheduler
 from services.extractor.settings import ExtractorSettings
 from services.sources import open_source
 
@@ -58,6 +61,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
     except RetriableError as exc:  # e.g. the topics were never created
         raise FatalError(f"cannot restore the extractor's state: {exc.message}") from exc
     max_bytes = max_record_bytes(kafka, [kafka.topic(topics.RAW), kafka.topic(topics.DLQ)])
+    scheduler = Scheduler(settings.workers, stopper)
     pollers = {
         tenant.id: TenantPoller(
             Scanner(
@@ -74,6 +78,7 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
             ),
             max_backoff_s=settings.max_backoff_s,
             alerter=alerter,
+            on_command=partial(scheduler.commanded, tenant.id),
         )
         for tenant in tenants
     }
@@ -93,26 +98,22 @@ def start(settings: ExtractorSettings, stopper: Stopper) -> None:
         thread.start()
         return thread
 
-    threads = [guarded(f"poll-{t}", p.run, stopper) for t, p in pollers.items()]
+    for poller in pollers.values():
+        scheduler.start(poller)
     health.current().set_ready()  # state restored, producers ready, tenants polling
-    threads.append(
-        guarded(
-            "commands",
-            commands.listen,
-            kafka,
-            serde,
-            pollers,
-            stopper,
-            settings.command_max_age_s,
-        )
+    listener = guarded(
+        "commands", commands.listen, kafka, serde, pollers, stopper, settings.command_max_age_s
     )
     log.info(
         "extractor polling %d tenants: %s",
         len(tenants),
         ", ".join(f"{t.id} ({t.source.type}, {t.source.effective_mode})" for t in tenants),
     )
-    for thread in threads:
-        thread.join()
+    try:
+        scheduler.run()  # until stopped; a tenant's fatal error stops everything
+    except FatalError as exc:
+        failures.append(exc.message)
+    listener.join()
     for producer in producers.values():
         producer.flush(10)
     if failures:
