@@ -120,14 +120,23 @@ class Scheduler:
 
     # -- tenants ---------------------------------------------------------------
 
-    def start(self, poller: Poller) -> None:
-        """Schedule `poller`'s tenant, due now. A tenant already scheduled is an error;
-        one being stopped may be started again (its new poller waits for the old step)."""
+    def tenant_stopper(self) -> TenantStopper:
+        """A stop flag for a tenant about to be started: give it to the tenant's source
+        (its waits for Siesa and for its request budget then end on `stop`) and to
+        `start`."""
+        return TenantStopper(self.stopper)
+
+    def start(self, poller: Poller, stopper: TenantStopper | None = None) -> None:
+        """Schedule `poller`'s tenant, due now; `stopper`: the tenant's stop flag, if
+        its source was given one (`tenant_stopper`). A tenant already scheduled is an
+        error; one being stopped may be started again (its new poller waits for the
+        old step)."""
         tenant = poller.tenant_id
         with self._cond:
             if tenant in self._entries:
                 raise ValueError(f"tenant {tenant} is already scheduled")
-            entry = self._entries[tenant] = _Entry(poller, TenantStopper(self.stopper))
+            entry = _Entry(poller, stopper or TenantStopper(self.stopper))
+            self._entries[tenant] = entry
             self._push(tenant, entry, self._clock())
 
     def stop(self, tenant: str, timeout: float = 30.0) -> bool:

@@ -1,6 +1,7 @@
 """The extractor's scheduler: every tenant polled on a bounded number of threads, fairly,
 stopped and commanded one by one, and a fatal error stopping all of it. The tenants'
-pollers are stand-ins whose steps say when they are next due."""
+pollers are stand-ins whose steps say when they are next due, but for the last test (a
+real poller whose Siesa hangs)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 
 from services.common.errors import FatalError
+from services.common.serde import default_serde
+from services.common.settings import KafkaSettings
 from services.common.stopper import Stopper
+from services.common.tenants import Tenant
+from services.extractor.memory import TenantMemory
+from services.extractor.poller import TenantPoller
+from services.extractor.scan import Scanner
 from services.extractor.schedule import Scheduler
+from services.sources.siesa.source import SiesaSource
+from tests.unit.fakes import FakeTransactionalProducer, on_handler, set_secrets, tenant_config
 
 DEADLINE_S = 20.0
 
@@ -273,3 +283,42 @@ def test_a_tenant_started_twice_is_refused(stopper: Stopper) -> None:
     scheduler.start(FakePoller("acme"))
     with pytest.raises(ValueError, match="already scheduled"):
         scheduler.start(FakePoller("acme"))
+
+
+def test_stopping_a_tenant_whose_siesa_hangs_ends_its_scan_at_once(
+    stopper: Stopper, running: Callable[[Scheduler], Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked, release = threading.Event(), threading.Event()
+
+    def hang(_: httpx.Request) -> httpx.Response:  # Siesa never answers (until the end)
+        asked.set()
+        release.wait(DEADLINE_S)
+        return httpx.Response(503)
+
+    set_secrets(monkeypatch, "P", "k" * 32, "token", "u", "p")
+    tenant = Tenant.model_validate(tenant_config("acme", env="P", source__mode="diff"))
+    scheduler = Scheduler(2, stopper)
+    tenant_stop = scheduler.tenant_stopper()
+    source = SiesaSource(tenant.source, tenant="acme", http=on_handler(hang), stopper=tenant_stop)
+    poller = TenantPoller(
+        Scanner(
+            tenant=tenant,
+            source=source,
+            producer=FakeTransactionalProducer(),  # type: ignore[arg-type]
+            serde=default_serde(),
+            kafka=KafkaSettings(),
+            memory=TenantMemory("acme"),
+        )
+    )
+    scheduler.start(poller, tenant_stop)
+    run = running(scheduler)
+    try:
+        assert asked.wait(DEADLINE_S)
+        started = time.monotonic()
+        assert scheduler.stop("acme", timeout=DEADLINE_S)
+        assert time.monotonic() - started < 5  # not Siesa's 30 s timeout and retries
+        assert scheduler.tenants() == []
+    finally:
+        release.set()
+    run.end()
+    assert run.error is None
