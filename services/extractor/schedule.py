@@ -248,10 +248,9 @@ class Scheduler:
         return None
 
     def _work(self, number: int) -> None:
-        current: list[str] = []  # the tenant whose step runs, for the heartbeat
+        current = [""]  # the tenant whose step runs ("": none), for the heartbeat
         beat = health.current().heartbeat(
-            f"extract worker {number}",
-            progress=lambda: metrics.calls_made(current[0]) if current else 0.0,
+            f"extract worker {number}", progress=lambda: _calls_of(current[0])
         )
         try:
             while True:
@@ -260,11 +259,11 @@ class Scheduler:
                 if taken is None:
                     return
                 tenant, entry = taken
-                current[:] = [tenant]
+                current[0] = tenant
                 beat.beat()
                 due = self._step(tenant, entry)
                 beat.idle()
-                current.clear()
+                current[0] = ""
                 self._put_back(tenant, entry, due)
         finally:
             health.current().forget(beat.name)
@@ -294,8 +293,9 @@ class Scheduler:
             now = self._clock()
             current = self._entries.get(tenant)
             if current is entry and not entry.stopper.stopped:
-                # None: e.g. StopRequested without a stop of this tenant: try again.
-                self._push(tenant, entry, now if entry.wake or due is None else due)
+                if due is None:  # StopRequested, yet not stopped: try again shortly
+                    due = now + MAX_WAIT_S
+                self._push(tenant, entry, now if entry.wake else due)
             elif current is not None and current.deferred:
                 current.deferred = False
                 self._push(tenant, current, now)
@@ -303,3 +303,8 @@ class Scheduler:
             self._cond.notify_all()
         if orphan is not None:
             orphan.close()
+
+
+def _calls_of(tenant: str) -> float:
+    """Calls the tenant's source answered so far (0 for no tenant)."""
+    return metrics.calls_made(tenant) if tenant else 0.0
