@@ -65,10 +65,12 @@ class Fleet:
     def start(self, tenants: list[tuple[Tenant, TenantMemory]]) -> None:
         """Poll them, each from its memory (restored since its partition came)."""
         for tenant, memory in tenants:
+            # The tenant's own stop flag: its source's waits end when it is stopped here.
+            stopper = self.scheduler.tenant_stopper()
             poller = TenantPoller(
                 Scanner(
                     tenant=tenant,
-                    source=open_source(tenant.id, tenant.source, stopper=self.stopper),
+                    source=open_source(tenant.id, tenant.source, stopper=stopper),
                     producer=None,
                     transactions=self.transactions,
                     serde=self.serde,
@@ -84,7 +86,7 @@ class Fleet:
             )
             with self.commands.lock:
                 self._pollers[tenant.id] = poller
-                self.scheduler.start(poller)
+                self.scheduler.start(poller, stopper)
                 self.commands.started(tenant.id)
         log.info(
             "polling %d more tenants (%d in all): %s",

@@ -63,6 +63,7 @@ class Groups:
     transformer: str = f"{NAME}-transformer"
     loader: str = f"{NAME}-loader"
     extractor_commands: str = f"{NAME}-extractor-commands"
+    extractor: str = f"{NAME}-extractor"  # the instances' group on the tenants topic
     extractor_transactions: str = f"{NAME}-extractor-"
     redrive_transaction: str = f"{NAME}-dlq-redrive"
     replay_transactions: str = f"{NAME}-replay-"
@@ -102,6 +103,10 @@ def plan(
     topic("extractor", topics.DLQ, "WRITE")
     topic("extractor", topics.COMMANDS, "READ")
     allow("extractor", "GROUP", "LITERAL", p + groups.extractor_commands, "READ")
+    # extractor instances share the tenants by their group on the tenants topic, whose
+    # positions every transaction commits (fencing a zombie instance).
+    topic("extractor", topics.TENANTS, "READ")
+    allow("extractor", "GROUP", "LITERAL", p + groups.extractor, "READ")
     allow("extractor", "TRANSACTIONAL_ID", "PREFIXED", p + groups.extractor_transactions, "WRITE")
     # transformer: raw in, canonical out, in transactions named after its group.
     topic("transformer", topics.RAW, "READ")
