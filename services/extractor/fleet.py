@@ -10,6 +10,7 @@ stopping it drops it, and the next owner restores what was committed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,15 +57,20 @@ class Fleet:
 
     def restore(self, tenants: list[str]) -> dict[str, TenantMemory]:
         """Their committed state and fingerprints, as stored now."""
-        return restore(self.kafka, self.serde, tenants)
+        began = time.monotonic()
+        memories = restore(self.kafka, self.serde, tenants)
+        log.info("restored %d tenants in %.1f s", len(tenants), time.monotonic() - began)
+        return memories
 
     def start(self, tenants: list[tuple[Tenant, TenantMemory]]) -> None:
         """Poll them, each from its memory (restored since its partition came)."""
         for tenant, memory in tenants:
+            # The tenant's own stop flag: its source's waits end when it is stopped here.
+            stopper = self.scheduler.tenant_stopper()
             poller = TenantPoller(
                 Scanner(
                     tenant=tenant,
-                    source=open_source(tenant.id, tenant.source, stopper=self.stopper),
+                    source=open_source(tenant.id, tenant.source, stopper=stopper),
                     producer=None,
                     transactions=self.transactions,
                     serde=self.serde,
@@ -80,7 +86,7 @@ class Fleet:
             )
             with self.commands.lock:
                 self._pollers[tenant.id] = poller
-                self.scheduler.start(poller)
+                self.scheduler.start(poller, stopper)
                 self.commands.started(tenant.id)
         log.info(
             "polling %d more tenants (%d in all): %s",

@@ -14,6 +14,12 @@ A tenant's partition is `tenant_feed.partition_of(id, partitions)`. Its tenants 
   removal or a disabled entry stops it). A partition's tenants start once it has been
   read to its end as it was on assign, so an instance never starts a stale entry.
 
+On assign, before anything is restored, the partitions' committed offsets are read
+with read_committed (`_wait_stable`): the broker answers once no transaction holding
+offsets of them is open, so a previous owner's last transaction (a zombie's, or a
+killed one's until the coordinator aborts it) is settled before its tenants' state is
+read here.
+
 On revoke (cooperative: only the partitions leaving) and on loss, before the callback
 returns, the partitions' tenants are stopped (`Fleet.stop`: their scans end, what they
 handed over is committed or aborted, their memory dropped): the next owner restores
@@ -32,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from services.common import tenant_feed, topics
 from services.common.errors import ConfigError, FatalError, RetriableError
@@ -55,6 +68,9 @@ RETRY_START_S = 5.0
 # tenants start, so a big assignment starts in steps (restored all at once, though:
 # a restore reads the whole state and fingerprints topics).
 START_AT_ONCE = 10
+# The longest an assignment waits for a previous owner's open transaction to end (the
+# coordinator aborts it after the transaction timeout, 10 s: app.py).
+STABLE_WAIT_S = 30.0
 MEMBERSHIP: dict[str, Any] = {
     "session.timeout.ms": SESSION_TIMEOUT_MS,
     "heartbeat.interval.ms": HEARTBEAT_MS,
@@ -236,6 +252,8 @@ class Ownership:
     # -- rebalance callbacks (on this loop's thread, inside consume) --
 
     def _assigned(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        if assigned:
+            self._wait_stable(consumer, assigned)
         parts = {}
         for tp in assigned:
             low, high = watermarks(consumer, self.topic, tp.partition)
@@ -248,6 +266,21 @@ class Ownership:
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(parts)]
         )
         self._refresh(consumer)
+
+    def _wait_stable(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        """Wait until no transaction of a previous owner holding offsets of these
+        partitions is still open (read_committed: the broker answers the committed
+        offsets only once they are stable, KIP-447). Every transaction of an instance
+        carries the offsets of all its partitions, so a zombie that sent them before the
+        group moved on is committed or aborted before the tenants are restored here:
+        the restore then sees its rows, or they are gone."""
+        try:
+            consumer.committed(
+                [TopicPartition(self.topic, tp.partition) for tp in assigned],
+                timeout=STABLE_WAIT_S,
+            )
+        except KafkaException as exc:
+            log.warning("partitions %s: previous owner's offsets not stable: %s", assigned, exc)
 
     def _revoked(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
         self._release(revoked, "revoked")

@@ -63,7 +63,7 @@ class Groups:
     transformer: str = f"{NAME}-transformer"
     loader: str = f"{NAME}-loader"
     extractor_commands: str = f"{NAME}-extractor-commands"
-    extractor: str = f"{NAME}-extractor"  # its tenants by group membership (sync.tenants.v1)
+    extractor: str = f"{NAME}-extractor"  # the instances' group on the tenants topic
     extractor_transactions: str = f"{NAME}-extractor-"
     redrive_transaction: str = f"{NAME}-dlq-redrive"
     replay_transactions: str = f"{NAME}-replay-"
@@ -103,6 +103,9 @@ def plan(
     topic("extractor", topics.DLQ, "WRITE")
     topic("extractor", topics.COMMANDS, "READ")
     allow("extractor", "GROUP", "LITERAL", p + groups.extractor_commands, "READ")
+    # extractor instances share the tenants by their group on the tenants topic, whose
+    # positions every transaction commits (fencing a zombie instance).
+    topic("extractor", topics.TENANTS, "READ")
     allow("extractor", "GROUP", "LITERAL", p + groups.extractor, "READ")
     allow("extractor", "TRANSACTIONAL_ID", "PREFIXED", p + groups.extractor_transactions, "WRITE")
     # transformer: raw in, canonical out, in transactions named after its group.
@@ -135,8 +138,8 @@ def plan(
         allow("operator", "GROUP", "LITERAL", p + group, "DESCRIBE")  # lag in `status`
     allow("operator", "TRANSACTIONAL_ID", "LITERAL", p + groups.redrive_transaction, "WRITE")
     allow("operator", "TRANSACTIONAL_ID", "PREFIXED", p + groups.replay_transactions, "WRITE")
-    # Every service follows the tenants applied (`tenants apply`, the operator's).
-    for service in ("extractor", "transformer", "loader"):
+    # The transformer and loaders follow the tenants applied (`tenants apply`).
+    for service in ("transformer", "loader"):
         topic(service, topics.TENANTS, "READ")
     # Every service and the CLI read topics to their end in throwaway groups.
     for service in SERVICES:
