@@ -246,6 +246,18 @@ class Stack:
         }
         self._start(name, ["run", "loader"], env)
 
+    def start_extractor(self, name: str = "extractor", **settings: str) -> None:
+        """One more extractor instance (`EXTRACTOR_<KEY>` env from `settings`), on a
+        health port of its own, e.g. `start_extractor("extractor-2", INSTANCE_ID="e2")`."""
+        self.write_tenants()
+        self.health_ports[name] = procs.free_port()
+        env = {
+            **self.env("extractor"),
+            "EXTRACTOR_HEALTH_PORT": str(self.health_ports[name]),
+            **{f"EXTRACTOR_{k.upper()}": v for k, v in settings.items()},
+        }
+        self._start(name, ["run", "extractor"], env)
+
     def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
         self.write_tenants()
         for name in names:

@@ -17,6 +17,7 @@ from services.cli.replay import replay_command
 from services.cli.run import run
 from services.cli.sim import sim
 from services.cli.status import status
+from services.cli.tenants import tenants
 from services.cli.topics import topics
 from services.common.packaged import distribution_version
 from services.product import NAME
@@ -46,6 +47,7 @@ for command in (
     pause,
     resume,
     status,
+    tenants,
     dlq,
     replay_command,
     console,

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 import yaml
 
 from services.common.serde import Serde, default_serde
+from services.common.tenant_book import read_entries
 from services.console.activity import Activity, read_activity
 from services.console.sampler import Sampler
 from services.console.settings import ConsoleSettings
@@ -67,11 +68,13 @@ class ConsoleData:
         self.stages = status.default_stages(settings.transformer_group, settings.loader_group)
         self._rows = Cached(self._load_rows, ttl_s=2.0)
         self._activity = Cached(self._load_activity, ttl_s=15.0)
+        self._entries = Cached(self._load_entries, ttl_s=2.0)
 
     def changed(self) -> None:
         """After an action: the next page reads the topics again."""
         self._rows.clear()
         self._activity.clear()
+        self._entries.clear()
 
     # -- overview --------------------------------------------------------------------
 
@@ -96,9 +99,17 @@ class ConsoleData:
     def activity(self) -> Activity:
         return self._activity.get()
 
-    def tenant_config(self, tenant: str) -> dict[str, Any] | None:
+    def _load_entries(self) -> list[Any]:
+        """The tenants' entries as the services take them (services/common/tenant_book.py):
+        applied to `sync.tenants.v1` once it holds any record, else the tenants file's."""
+        applied, unreadable = read_entries(self.kafka)
+        if applied or unreadable:
+            return [entry for entry in applied.values() if entry is not None]
         doc = yaml.safe_load(self.settings.tenants_file.read_text()) or {}
-        for entry in doc.get("tenants") or []:
+        return list(doc.get("tenants") or [])
+
+    def tenant_config(self, tenant: str) -> dict[str, Any] | None:
+        for entry in self._entries.get():
             if isinstance(entry, dict) and entry.get("id") == tenant:
                 shown: dict[str, Any] = masked(entry)
                 return shown

@@ -178,7 +178,7 @@ async def act(request: Request) -> Response:
         raise HTTPException(404, f"no action {action!r}")
     data = _data(request)
     if await run_in_threadpool(data.tenant_config, tenant) is None:
-        raise HTTPException(404, f"no tenant {tenant!r} in {data.settings.tenants_file}")
+        raise HTTPException(404, f"no tenant {tenant!r} configured")
     actor = Actor(user.name, "console")
     try:
         if action == "replay":

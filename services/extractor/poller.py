@@ -1,6 +1,10 @@
 """One tenant's polling loop: pick the scan the tenant's mode asks for, run it, record
 how it went, back off on failure; operator commands (resync, pause, resume) arrive
-through `command` and are applied between scans, on this loop's own thread.
+through `command` and are applied between scans.
+
+`step` is one turn (commands, then the scan due, or none while paused) and says when
+the tenant is next due: the extractor's `Scheduler` (schedule.py) runs the steps of
+every tenant on a few worker threads; `run` is the same loop on a thread of its own.
 
 - ``diff``: a full scan every ``poll_interval_s``;
 - ``filter``: a filtered scan every ``poll_interval_s``;
@@ -19,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.common import health, metrics
@@ -34,6 +39,8 @@ log = logging.getLogger(__name__)
 
 COMMANDS = ("resync", "pause", "resume")
 MAX_ERROR_LENGTH = 1000
+# A paused tenant is looked at again after this long (a `resume` wakes it at once).
+PAUSED_RECHECK_S = 3600.0
 
 
 @dataclass
@@ -44,6 +51,11 @@ class TenantPoller:
     # Passing faults alert only once they last this many scans in a row.
     alert_after_failures: int = 3
     resync_requested: bool = False
+    # Told of each command queued (the Scheduler's `commanded`: a resync or a resume
+    # makes the tenant due at once).
+    on_command: Callable[[str], None] | None = None
+    # Failed scans in a row (the backoff grows with them).
+    _failures: int = 0
     _commands: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     _wake: threading.Event = field(default_factory=threading.Event)
 
@@ -65,45 +77,67 @@ class TenantPoller:
             raise ValueError(f"unknown command {name!r}")
         self._commands.put(name)
         self._wake.set()
+        if self.on_command is not None:
+            self.on_command(name)
+
+    @property
+    def tenant_id(self) -> str:
+        return self.scanner.tenant.id
 
     def run(self, stopper: Stopper) -> None:
-        failures = 0
+        """Poll this tenant on the calling thread until `stopper` stops it (a loop of
+        `step`s with a heartbeat of its own); the extractor runs `step` on a
+        `Scheduler`'s workers instead (services/extractor/schedule.py)."""
         # Liveness: busy while scanning, where each call Siesa answers is progress.
         beat = health.current().heartbeat(
             f"poll {self.tenant.id}", progress=lambda: metrics.calls_made(self.tenant.id)
         )
         try:
             while not stopper.stopped:
-                self._apply_commands()
-                if self.paused:
-                    beat.idle()
-                    self._sleep(stopper, 3600.0)
-                    continue
                 beat.beat()
-                started = time.monotonic()
                 try:
-                    self.poll_once(stopper)
-                    failures = 0
-                    self._healthy()
-                    delay = self.tenant.source.poll_interval_s - (time.monotonic() - started)
-                except FatalError:
-                    raise
+                    due = self.step(stopper)
                 except StopRequested:
                     break
-                except SyncError as exc:
-                    failures += 1
-                    delay = self._failed(failures, exc)
-                except Exception as exc:  # this tenant's scan failed; the others go on
-                    failures += 1
-                    log.exception("tenant %s: unexpected error in a scan", self.tenant.id)
-                    error = SyncError(f"unexpected {type(exc).__name__}: {exc}")
-                    error.error_class = "unexpected"
-                    delay = self._failed(failures, error)
                 beat.idle()
-                self._sleep(stopper, max(0.0, delay))
+                self._sleep(stopper, max(0.0, due - time.monotonic()))
         finally:
             health.current().forget(beat.name)
-            self.scanner.close()
+            self.close()
+
+    def step(self, stopper: Stopper | None = None) -> float:
+        """One turn of the tenant: the commands queued so far applied, then the scan due
+        (none while paused), its outcome recorded; returns when (`time.monotonic()`) the
+        tenant is next due: a poll interval after this scan began, later after failures
+        (backoff, doubling up to ``max_backoff_s``, or a source's Retry-After), an hour
+        on while paused (a `resume` makes it due at once). Raises `FatalError` (stop
+        everything) and `StopRequested` (the stop came while a request waited); any
+        other error is this tenant's alone: recorded, alerted, backed off."""
+        self._apply_commands()
+        if self.paused:
+            return time.monotonic() + PAUSED_RECHECK_S
+        started = time.monotonic()
+        try:
+            self.poll_once(stopper)
+            self._failures = 0
+            self._healthy()
+            delay = self.tenant.source.poll_interval_s - (time.monotonic() - started)
+        except (FatalError, StopRequested):
+            raise
+        except SyncError as exc:
+            self._failures += 1
+            delay = self._failed(self._failures, exc)
+        except Exception as exc:  # this tenant's scan failed; the others go on
+            self._failures += 1
+            log.exception("tenant %s: unexpected error in a scan", self.tenant.id)
+            error = SyncError(f"unexpected {type(exc).__name__}: {exc}")
+            error.error_class = "unexpected"
+            delay = self._failed(self._failures, error)
+        return time.monotonic() + max(0.0, delay)
+
+    def close(self) -> None:
+        """Release the tenant's scanner (its commit thread, its source)."""
+        self.scanner.close()
 
     def poll_once(self, stopper: Stopper | None = None) -> ScanResult:
         """The scan due now (see the module's doc)."""
@@ -174,9 +208,8 @@ class TenantPoller:
             self.alerter.clear(self.tenant.id, "sync_failed")
 
     def _store_state(self, **update: object) -> None:
-        s = self.scanner
         try:
-            s.memory.states.store(s.producer, s.kafka, s.memory.tenant, **update)
+            self.scanner.store_state(**update)
         except RetriableError as exc:
             log.warning("tenant %s: could not store its state: %s", self.tenant.id, exc.message)
 

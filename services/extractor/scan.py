@@ -29,7 +29,7 @@ from services.common.settings import KafkaSettings
 from services.common.sizes import DEFAULT_MAX_BYTES
 from services.common.stopper import Stopper
 from services.common.tenants import Tenant
-from services.extractor.commit import Committer
+from services.extractor.commit import Committer, Transactions
 from services.extractor.emit import Batch, Emitter
 from services.extractor.memory import Cursor, TenantMemory
 from services.sources.base import Source, SourceError
@@ -59,7 +59,7 @@ class ScanResult:
 class Scanner:
     tenant: Tenant
     source: Source
-    producer: Producer
+    producer: Producer | None  # its own transactions' (None: `transactions` given)
     serde: Serde
     kafka: KafkaSettings
     memory: TenantMemory
@@ -67,6 +67,9 @@ class Scanner:
     commit_rows: int = 1000
     commit_interval_s: float = 2.0
     max_bytes: int = DEFAULT_MAX_BYTES  # the most a record may hold (common/sizes.py)
+    # The instance's transactions, shared by its tenants (services/extractor/commit.py);
+    # None: the scanner commits through `producer` on a commit thread of its own.
+    transactions: Transactions | None = None
 
     _committer: Committer = field(init=False)
     _emitter: Emitter = field(init=False)
@@ -78,11 +81,22 @@ class Scanner:
     _handed: list[Batch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._committer = Committer(self.producer, self.kafka, self.memory)
+        self._own = self.transactions is None
+        if self.transactions is None:
+            if self.producer is None:
+                raise ValueError("a Scanner needs a producer or transactions")
+            self.transactions = Transactions(self.producer, name=f"commit-{self.tenant.id}")
+        self._committer = Committer(self.transactions, self.kafka, self.memory)
 
     def close(self) -> None:
-        self._committer.close()
+        if self._own and self.transactions is not None:
+            self.transactions.close()
         self.source.close()
+
+    def store_state(self, **update: Any) -> None:
+        """Store the tenant's state with `update` alone, in a transaction of its own
+        (through the same producer as its batches), kept once committed."""
+        self._committer.store_state(**update)
 
     def scan(
         self, kind: ScanKind, *, reemit: bool = False, stopper: Stopper | None = None

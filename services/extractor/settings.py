@@ -15,6 +15,9 @@ class ExtractorSettings(ServiceSettings):
     # The sources' credentials only: the extractor never holds a target's.
     tenant_parts: ClassVar[tuple[str, ...]] = ("source",)
 
+    # Threads that run the tenants' scans (services/extractor/schedule.py): how many
+    # scans run at once, whatever the number of tenants.
+    workers: int = Field(default=8, ge=1, le=256)
     max_field_length: int = Field(default=4000, ge=1)
     max_backoff_s: float = Field(default=60.0, gt=0)
     # A transaction is committed once it holds this many records or is this old.
@@ -24,3 +27,7 @@ class ExtractorSettings(ServiceSettings):
     commit_interval_s: float = Field(default=5.0, gt=0)
     # Commands older than this when first read (e.g. by a new consumer group) are ignored.
     command_max_age_s: float = Field(default=3600.0, gt=0)
+    # This instance's name in the extractors' group and in its transactional id
+    # (`<prefix>siesa-sync-extractor-<instance id>`); default: <host>-<pid>. Two
+    # instances must never share one: the second fences the first.
+    instance_id: str = ""

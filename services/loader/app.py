@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from functools import partial
 
-from services.common import metrics, topics
+from confluent_kafka import Consumer, Message
+
+from services.common import topics
 from services.common.alerts import Alerter
 from services.common.kafka import make_consumer, make_producer
-from services.common.runloop import RunLoop
+from services.common.runloop import BatchHandler, BatchResult, RunLoop
 from services.common.serde import default_serde
 from services.common.service import connect, run_service
+from services.common.settings import KafkaSettings
 from services.common.sizes import max_record_bytes
 from services.common.state import read_states
 from services.common.stopper import Stopper
+from services.common.tenant_book import CatchUp, TenantBook
 from services.common.tenants import enabled, load_tenants
-from services.loader.breaker import Breaker
 from services.loader.service import Loader
 from services.loader.settings import LoaderSettings
 
@@ -30,9 +32,8 @@ POLL_TIMEOUT_S = 0.1
 
 def start(settings: LoaderSettings, stopper: Stopper) -> None:
     # Every target's settings are checked by their plugin's model as the file loads.
-    tenants = {
-        t.id: t for t in enabled(load_tenants(settings.tenants_file, resolve=settings.tenant_parts))
-    }
+    file_tenants = load_tenants(settings.tenants_file, resolve=settings.tenant_parts)
+    tenants = {t.id: t for t in enabled(file_tenants)}
     serde = default_serde()
     writer = f"loader-{settings.instance_id or f'{socket.gethostname()}-{os.getpid()}'}"
     kafka = settings.kafka.for_client(writer)
@@ -46,6 +47,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         serde=serde,
         tenants=tenants,
         max_in_flight=settings.max_in_flight,
+        workers=settings.workers,
         kafka=kafka,
         writer=writer,
         max_parked=settings.max_parked,
@@ -59,14 +61,28 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         loader.close()
         consumer.close()
         return
+    # The tenants file's until a first `tenants apply`, then sync.tenants.v1's, live.
+    book = TenantBook(
+        kafka,
+        file_tenants,
+        base_dir=settings.tenants_file.parent,
+        resolve=settings.tenant_parts,
+        on_change=loader.set_tenants,
+    )
+    try:
+        book.start()
+    except BaseException:
+        loader.close()
+        consumer.close()
+        raise
+    if book.current() != tenants:
+        tenants = book.current()
+        loader.set_tenants(tenants)
     # This writer's counts so far (a restarted replica with a stable id carries on).
     loader.restore([s for s in read_states(kafka, serde) if s["writer"] == writer])
+    # Its share of the tenants' limits is its share of these partitions (shares.py).
+    loader.partitions = topic_partitions(consumer, kafka.topic(topics.CANONICAL), kafka)
     log.info("loader %s: tenants %s", writer, ", ".join(tenants), extra={"writer": writer})
-
-    for tenant_id, breaker in loader.breakers.items():
-        metrics.BREAKER_STATE.labels(
-            tenant=tenant_id, target=tenants[tenant_id].target.type
-        ).set_function(partial(breaker_value, breaker))
 
     try:
         RunLoop(
@@ -76,7 +92,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             lost_offsets=kafka.lost_offsets,
             producer=make_producer(kafka),
             topics=[kafka.topic(topics.CANONICAL)],
-            handler=loader.handle_batch,
+            handler=caught_up(loader, CatchUp(book.catch_up)),
             dlq_topic=kafka.topic(topics.DLQ),
             dlq_max_bytes=max_record_bytes(kafka, [kafka.topic(topics.DLQ)]),
             stopper=stopper,
@@ -89,11 +105,27 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             alert_dlq_threshold=settings.alert_dlq_threshold,
         ).run()
     finally:
+        book.stop()
         loader.close()
 
 
-def breaker_value(breaker: Breaker) -> float:
-    return metrics.BREAKER_VALUES[str(breaker.state)]
+def caught_up(loader: Loader, catch_up: CatchUp) -> BatchHandler:
+    """The loader's step, after its book caught up when a record's tenant is not known
+    (a tenant applied a moment ago: its `set_tenants` is taken at the step's start)."""
+
+    def handle_batch(batch: list[Message]) -> BatchResult:
+        catch_up.before(batch, loader.tenants)
+        return loader.handle_batch(batch)
+
+    return handle_batch
+
+
+def topic_partitions(consumer: Consumer, topic: str, kafka: KafkaSettings) -> int:
+    """How many partitions `topic` has (the configured count if the broker says none)."""
+    found = consumer.list_topics(topic, timeout=30).topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        return kafka.partitions
+    return len(found.partitions)
 
 
 def main() -> None:

@@ -59,6 +59,11 @@ class TargetIds:
         found = self._ids.get((tenant, sku))
         return found[0] if found else None
 
+    def forget(self, tenant: str) -> None:
+        """Drop the tenant's ids (its target is another instance now)."""
+        for key in [k for k in self._ids if k[0] == tenant]:
+            del self._ids[key]
+
     def learned(
         self, tenant: str, sku: str, partition: int, target_id: str | None
     ) -> OutRecord | None:

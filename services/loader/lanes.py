@@ -1,24 +1,29 @@
-"""One tenant's lane in the loader: what it has pending, what is in flight, its own
-worker threads, its breaker, and how many of its records it may keep.
+"""One tenant's lane in the loader: what it has pending, what is in flight, its target,
+its breaker, and how many of its records it may keep.
 
-Lanes are what keeps tenants apart. Each tenant writes through its own threads (at most
-its target's `concurrency` calls at once), so a tenant whose target is slow, or silent
-until its timeout, only ever occupies its own threads: another tenant's records never
-queue behind its calls. The loader does not wait for a lane's calls to end: it hands a
-lane new work when the lane has room and collects what is done at every step.
+Lanes are what keeps tenants apart. A lane has at most `concurrency` calls running at
+once, on the loader's one pool of threads (`workers.py`): its other started calls wait
+in its own queue, handed to a thread only when it has a free slot, lanes taking turns.
+So a tenant whose target is slow, or silent until its timeout, only ever occupies its
+own slots: another tenant's records never queue behind its calls. The loader does not
+wait for a lane's calls to end: it hands a lane new work when the lane has room and
+collects what is done at every step.
 
 A lane keeps at most `max_parked` records (distinct products, newest version each).
 Past that, a record of the tenant is not kept but *spilled*: only the lowest spilled
 offset per partition is remembered, offsets are never committed past it, and once the
 lane has room again those partitions are read again from there (`rewinds`). So a tenant
 whose target refuses it for hours costs bounded memory and holds no one else up.
+
+An idle lane is small (a few empty dicts, a breaker; its queue exists only while it has
+work): the loader's memory grows with the work in flight, not with the tenants.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +32,15 @@ from confluent_kafka import Message, TopicPartition
 from services.common import tracing
 from services.common.records import coordinates
 from services.loader.breaker import Breaker, BreakerState
-from services.targets.base import UpsertResult
+from services.loader.workers import Workers
+from services.targets.base import Target, UpsertResult
 
 Partition = tuple[str, int]
 
-# Calls handed to a lane's threads, per thread: the ones queued keep its threads busy
-# while the loader polls, commits or waits on the broker (a batch's worth: its own
-# queue, so no other tenant waits behind it; a queued call whose breaker has opened
-# meanwhile is not made).
-QUEUED_PER_THREAD = 64
+# Calls started per slot of a lane: the ones queued (in the lane's own queue) keep its
+# slots busy while the loader polls, commits or waits on the broker; no other tenant
+# waits behind them, and a queued call whose breaker has opened meanwhile is not made.
+QUEUED_PER_SLOT = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,28 +58,42 @@ class Lane:
     def __init__(
         self,
         tenant: str,
+        target: Target,
         breaker: Breaker,
         concurrency: int,
         max_parked: int,
+        workers: Workers,
         wake: threading.Event | None = None,
     ) -> None:
         """`wake`: set when the lane runs low on work (its queued calls have started), so
         the loader hands it more without waking at every call's end."""
         self.tenant = tenant
+        self.target = target  # (replaced when the tenant's target changes)
+        self.workers = workers
         self.wake = wake or threading.Event()
         self._lock = threading.Lock()
         self._unfinished = 0
         self.ended = 0  # calls ended so far (the loader sees whether calls keep ending)
         self.breaker = breaker
-        self.concurrency = concurrency
+        self._concurrency = concurrency
         self.max_parked = max_parked
         self.pending: dict[str, Pending] = {}
         self.in_flight: dict[str, tuple[Pending, Future[UpsertResult]]] = {}
         self.spilled: dict[Partition, int] = {}
-        self._workers = ThreadPoolExecutor(concurrency, thread_name_prefix=f"upsert-{tenant}")
 
-    def close(self) -> None:
-        self._workers.shutdown(wait=True, cancel_futures=True)
+    @property
+    def concurrency(self) -> int:
+        """The most calls of this lane running at once."""
+        return self._concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        self._concurrency = max(1, value)
+        self.workers.resized(self)
+
+    def cancel(self) -> None:
+        """Calls started but not running yet are not made (they end cancelled)."""
+        self.workers.cancel(self)
 
     # -- records in ------------------------------------------------------------------
 
@@ -108,13 +127,13 @@ class Lane:
     def ready(self, tried: set[int]) -> list[Pending]:
         """The records to start now: none while the breaker is open, one probe when it is
         half open (and nothing is in flight), else up to the lane's free room (a few
-        calls per thread, queued in the lane's own executor). A record
+        calls per slot, queued in the lane's own queue). A record
         is never started while an older version of its product is in flight, nor again
         in the step that already tried it (`tried`: ids of records that failed)."""
         state = self.breaker.state
         if state is BreakerState.OPEN:
             return []
-        room = self.concurrency * QUEUED_PER_THREAD - len(self.in_flight)
+        room = self.concurrency * QUEUED_PER_SLOT - len(self.in_flight)
         if state is BreakerState.HALF_OPEN:
             room = 0 if self.in_flight else 1
         todo: list[Pending] = []
@@ -128,7 +147,7 @@ class Lane:
     def start(self, pending: Pending, call: Any, *args: Any) -> None:
         with self._lock:
             self._unfinished += 1
-        future = self._workers.submit(call, *args)
+        future: Future[UpsertResult] = self.workers.submit(self, call, *args)
         self.in_flight[pending.sku] = (pending, future)
         future.add_done_callback(self._ended)
 

@@ -3,12 +3,13 @@
 Every record waits in its tenant's lane (`lanes.py`) of pending products, newest
 version per key (an older version is superseded, so dropping it keeps order), until its
 target confirms it or refuses it for good (then it is dead-lettered). Each tenant writes
-through its own threads, different keys concurrently (up to its target's concurrency),
-one key never twice at once. A step hands every lane the work it has room for, then
-collects what is done while calls keep ending, for at most `step_wait_s`: it never
-waits for a slow tenant's calls to end, so no tenant holds another's records, and the
-run loop polls its consumer at least that often however long a tenant's writes take
-(no eviction from the group).
+through its slots on the loader's one bounded pool of threads (`workers.py`), different
+keys concurrently (up to its share of its target's concurrency), one key never twice at
+once; tenants on one target host share one HTTP client (`services/targets/clients.py`).
+A step hands every lane the work it has room for, then collects what is done while
+calls keep ending, for at most `step_wait_s`: it never waits for a slow tenant's calls
+to end, so no tenant holds another's records, and the run loop polls its consumer at
+least that often however long a tenant's writes take (no eviction from the group).
 
 A tenant whose target keeps failing has its breaker opened (its cool-down doubling at
 each failed probe, up to a cap): its records stay pending (parked) while the partitions
@@ -20,6 +21,10 @@ crash or a rebalance.
 Each write is given the target id the product had when last written (`ids.py`), so an
 update is one call; an id that changed is written to `loader.target-ids.v1` with the
 step's outputs, before its offsets are committed.
+
+A tenant's `rate_limit_rps` and `concurrency` hold for the group of loaders: each takes
+the share of them that its share of the canonical partitions is (`shares.py`). Tenants
+change live (`set_tenants`), between steps.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
@@ -48,9 +54,12 @@ from services.common.tenants import Tenant
 from services.loader.breaker import Breaker, BreakerState
 from services.loader.ids import TargetIds
 from services.loader.lanes import Lane, Partition, Pending
+from services.loader.shares import GroupRate, concurrency_share
+from services.loader.workers import Workers
 from services.targets import open_target
 from services.targets.auth import CredentialsRefused
 from services.targets.base import Target, UpsertResult
+from services.targets.clients import Clients
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,9 @@ AUTH_ALERT = "target_credentials_refused"
 # A step stops waiting once no call has ended for this long: what is left in flight
 # is slow, and the consumer is polled meanwhile (its calls go on in their threads).
 QUIET_S = 0.1
+
+# Opens a tenant's target, with this loader's share of its rate limit (None: no limit).
+Opener = Callable[[Tenant, GroupRate | None], Target]
 
 
 class Loader:
@@ -73,68 +85,208 @@ class Loader:
         max_parked_per_tenant: int = 10_000,
         step_wait_s: float = 0.5,
         breaker_max_cooldown_s: float = 300.0,
+        workers: int = 64,
+        partitions: int | None = None,
         targets: Mapping[str, Target] | None = None,
+        opener: Opener | None = None,
         alerter: Alerter | None = None,
         seek: Callable[[TopicPartition], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`targets`: each tenant's target (default: opened from its settings);
-        `max_in_flight`: the most calls one tenant has in flight (with its target's
-        `concurrency`); `seek`: the consumer's, to read spilled records again."""
+        """`max_in_flight`: the most calls one tenant has in flight in this loader (with
+        its share of its target's `concurrency`); `workers`: the threads making calls,
+        for all tenants together; `partitions`: the canonical topic's partition count,
+        of which this loader's share sets its share of each tenant's limits (None: it
+        takes them whole); `targets`: tenants' targets given (tests), `opener` opens the
+        others (default: on one HTTP client per target host); `seek`: the consumer's,
+        to read spilled records again."""
         self.serde = serde
-        self.tenants = tenants
         self.kafka = kafka
         self.writer = writer
+        self.max_in_flight = max_in_flight
         self.max_parked = max_parked
+        self.max_parked_per_tenant = max_parked_per_tenant
         self.step_wait_s = step_wait_s
+        self.breaker_max_cooldown_s = breaker_max_cooldown_s
+        self.partitions = partitions
         self.alerter = alerter
         self.seek = seek
         self._clock = clock
-        self.targets: dict[str, Target] = dict(targets) if targets is not None else {}
-        for t in tenants.values():
-            if t.id not in self.targets:
-                self.targets[t.id] = open_target(t.id, t.target)
-        self.ids = TargetIds(kafka, serde, {t.id: t.target.identity for t in tenants.values()})
-        self.breakers = {
-            t.id: Breaker(
-                t.id,
-                t.target.breaker_failures,
-                t.target.breaker_cooldown_s,
-                max_cooldown_s=breaker_max_cooldown_s,
-            )
-            for t in tenants.values()
-        }
+        self.workers = Workers(workers)
+        self.clients = Clients(workers)
+        self._given = dict(targets or {})
+        self._opener = opener or self._open_target
+        self._held: set[int] = set()  # canonical partitions assigned to this loader
         self._wake = threading.Event()  # a lane is low on work
-        self.lanes = {
-            t.id: Lane(
-                t.id,
-                self.breakers[t.id],
-                min(t.target.concurrency, max_in_flight),
-                max_parked_per_tenant,
-                self._wake,
-            )
-            for t in tenants.values()
-        }
+        self.tenants: dict[str, Tenant] = {}
+        self.targets: dict[str, Target] = {}
+        self.breakers: dict[str, Breaker] = {}
+        self.rates: dict[str, GroupRate] = {}
+        self.lanes: dict[str, Lane] = {}
+        self._retiring: list[Lane] = []  # removed tenants' lanes, until their calls end
+        self._replaced: list[tuple[Lane, Target]] = []  # closed once the lane is idle
+        self._next_tenants: dict[str, Tenant] | None = None  # set_tenants, not applied yet
+        self._tenants_lock = threading.Lock()
+        self.ids = TargetIds(kafka, serde, {t.id: t.target.identity for t in tenants.values()})
         self._rewound: dict[Partition, int] = {}  # sought back to, not read again yet
         self._refused: dict[str, str] = {}  # tenant -> why its credentials were refused
         self.states = StateWriter(writer, serde, tenants)
+        for tenant in tenants.values():
+            self._add(tenant)
 
     def restore(self, states: list[dict[str, Any]]) -> None:
         """Carry on from this writer's stored states (counts, last load time)."""
         self.states.restore(states)
 
     def close(self) -> None:
-        for lane in self.lanes.values():
-            lane.close()
-        for target in self.targets.values():
+        self.workers.close()
+        for target in [*self.targets.values(), *(lane.target for lane in self._retiring)]:
             target.close()
+        for _lane, target in self._replaced:
+            target.close()
+        self.clients.close()
+
+    # -- tenants ----------------------------------------------------------------------
+
+    def set_tenants(self, tenants: dict[str, Tenant]) -> None:
+        """The tenants to load from now on (any thread): applied at the start of the next
+        step. A new tenant gets its target and lane; a changed target is opened again
+        (the tenant's pending records kept, its breaker closed); a removed tenant's
+        records not yet started are dead-lettered (`unknown_tenant`), like its later
+        ones, and its lane goes once its calls in flight have ended."""
+        with self._tenants_lock:
+            self._next_tenants = dict(tenants)
+
+    def _apply_tenants(self, result: BatchResult) -> None:
+        with self._tenants_lock:
+            wanted, self._next_tenants = self._next_tenants, None
+        if wanted is None:
+            return
+        gone = [t for t in self.tenants if t not in wanted]
+        added = [t for t in wanted.values() if t.id not in self.tenants]
+        changed = [
+            t
+            for t in wanted.values()
+            if t.id in self.tenants and t.target != self.tenants[t.id].target
+        ]
+        for tenant_id in gone:
+            self._remove(tenant_id, result)
+        for tenant in added:
+            self._add(tenant)
+        for tenant in changed:
+            self._change(tenant)
+        self.tenants.update(wanted)  # (a change of anything but the target: nothing to do)
+        if gone or added or changed:
+            log.info(
+                "tenants: %d added, %d changed, %d removed (%d now)",
+                len(added),
+                len(changed),
+                len(gone),
+                len(self.tenants),
+                extra={"added": [t.id for t in added], "changed": [t.id for t in changed]},
+            )
+
+    def _open_target(self, tenant: Tenant, rate: GroupRate | None) -> Target:
+        config = tenant.target
+        return open_target(tenant.id, config, self.clients.for_target(config), limiter=rate)
+
+    def _add(self, tenant: Tenant) -> None:
+        config = tenant.target
+        rate = self._rate_of(tenant)
+        target = self._given.pop(tenant.id, None) or self._opener(tenant, rate)
+        breaker = self._breaker_of(tenant)
+        self.tenants[tenant.id] = tenant
+        self.targets[tenant.id] = target
+        self.breakers[tenant.id] = breaker
+        self.ids.identities[tenant.id] = config.identity
+        self.lanes[tenant.id] = Lane(
+            tenant.id,
+            target,
+            breaker,
+            self._concurrency_of(tenant),
+            self.max_parked_per_tenant,
+            self.workers,
+            self._wake,
+        )
+        _export_breaker(tenant, breaker)
+
+    def _change(self, tenant: Tenant) -> None:
+        lane = self.lanes[tenant.id]
+        old = self.tenants[tenant.id]
+        self._replaced.append((lane, lane.target))  # its calls in flight end on it
+        lane.target = self.targets[tenant.id] = self._opener(tenant, self._rate_of(tenant))
+        lane.breaker = self.breakers[tenant.id] = self._breaker_of(tenant)
+        self.tenants[tenant.id] = tenant
+        lane.concurrency = self._concurrency_of(tenant)
+        if old.target.identity != tenant.target.identity:
+            self.ids.forget(tenant.id)  # another target instance: its ids are worth nothing
+        self.ids.identities[tenant.id] = tenant.target.identity
+        self._answered(tenant.id, lane.breaker)  # refused credentials may be new ones now
+        _unexport_breaker(old)
+        _export_breaker(tenant, lane.breaker)
+
+    def _remove(self, tenant_id: str, result: BatchResult) -> None:
+        lane = self.lanes.pop(tenant_id)
+        old = self.tenants.pop(tenant_id)
+        del self.targets[tenant_id], self.breakers[tenant_id]
+        self.rates.pop(tenant_id, None)
+        self._answered(tenant_id, lane.breaker)  # no alert left firing for it
+        _unexport_breaker(old)
+        lane.cancel()  # calls not running yet are not made
+        for sku, pending in list(lane.pending.items()):
+            started = lane.in_flight.get(sku)
+            if started is None or started[0] is not pending:
+                result.failures.append((pending.msg, _removed(tenant_id)))
+                del lane.pending[sku]
+        self._read_again({where: offset for where, offset in lane.spilled.items()})
+        lane.spilled.clear()
+        self._retiring.append(lane)
+
+    def _rate_of(self, tenant: Tenant) -> GroupRate | None:
+        rps = tenant.target.rate_limit_rps
+        if not rps:
+            self.rates.pop(tenant.id, None)
+            return None
+        rate = self.rates[tenant.id] = GroupRate(rps, self._share() or 1.0)
+        return rate
+
+    def _breaker_of(self, tenant: Tenant) -> Breaker:
+        return Breaker(
+            tenant.id,
+            tenant.target.breaker_failures,
+            tenant.target.breaker_cooldown_s,
+            max_cooldown_s=self.breaker_max_cooldown_s,
+        )
+
+    # -- this loader's share of the group's limits (shares.py) ---------------------------
+
+    def _share(self) -> float | None:
+        """The share of the canonical partitions this loader holds (None: all, or not
+        known)."""
+        if not self.partitions or not self._held:
+            return None
+        return min(1.0, len(self._held) / self.partitions)
+
+    def _concurrency_of(self, tenant: Tenant) -> int:
+        concurrency = tenant.target.concurrency
+        if self.partitions:  # (holding none: 1, for the calls it may still have to end)
+            concurrency = concurrency_share(tenant.id, concurrency, self._held, self.partitions)
+        return min(concurrency, self.max_in_flight)
+
+    def _reshare(self) -> None:
+        share = self._share()
+        for tenant_id, lane in self.lanes.items():
+            lane.concurrency = self._concurrency_of(self.tenants[tenant_id])
+        if share is not None:  # (holding nothing, it has nothing to send)
+            for rate in self.rates.values():
+                rate.reshare(share)
 
     # -- what the run loop asks ---------------------------------------------------------
 
     def holds(self) -> dict[Partition, int]:
         """The lowest offset of a pending (or spilled) record per (topic, partition)."""
         low: dict[Partition, int] = dict(self._rewound)
-        for lane in self.lanes.values():
+        for lane in [*self.lanes.values(), *self._retiring]:
             lane.holds(low)
         return low
 
@@ -144,25 +296,34 @@ class Loader:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         for where in gone:
             self._rewound.pop(where, None)
-        for lane in self.lanes.values():
+        for lane in [*self.lanes.values(), *self._retiring]:
             lane.revoked(gone)
+            # Calls not running yet are not made: some are of records no longer ours, and
+            # this loader's share of the limits just shrank (ours start again next step).
+            lane.cancel()
         self.ids.revoked(partitions)
+        self._held -= {tp.partition for tp in partitions}
+        self._reshare()
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
-        """Read back the target ids of newly assigned partitions."""
+        """Read back the target ids of newly assigned partitions; take this loader's new
+        share of the tenants' limits."""
         self.ids.assigned(partitions)
+        self._held |= {tp.partition for tp in partitions}
+        self._reshare()
 
     def parked(self) -> int:
-        return sum(len(lane.pending) for lane in self.lanes.values())
+        return sum(len(lane.pending) for lane in [*self.lanes.values(), *self._retiring])
 
     # -- the step -------------------------------------------------------------------------
 
     def handle_batch(self, batch: list[Message]) -> BatchResult:
         result = BatchResult()
+        self._apply_tenants(result)  # (set_tenants: between steps, never during one)
         if batch and self.parked() + len(batch) > self.max_parked:
             # Back-pressure: the batch is read again later, when parked records have gone.
             raise RetriableError(f"{self.parked()} records parked for paused targets")
-        tallies: dict[str, Counter[str]] = {t: Counter() for t in self.tenants}
+        tallies: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._collect(result, tallies)  # what ended since the last step, first
         for msg in batch:
             topic, partition, offset = coordinates(msg)
@@ -199,7 +360,7 @@ class Loader:
             for lane in self.lanes.values():
                 for pending in lane.ready(tried):
                     known = self.ids.known(lane.tenant, pending.sku)
-                    lane.start(pending, self._upsert, pending, known)
+                    lane.start(pending, self._upsert, lane, pending, known)
             flying = any(lane.in_flight for lane in self.lanes.values())
             left = deadline - self._clock()
             if not flying or left <= 0:
@@ -224,7 +385,37 @@ class Loader:
             for pending, future in lane.finished():
                 if not self._outcome(lane, pending, future, result, tallies[lane.tenant]):
                     failed.add(id(pending))
+        self._collect_retiring(result, tallies)
         return failed
+
+    def _collect_retiring(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> None:
+        """Removed tenants' calls that ended: written, or dead-lettered (as refused by
+        the target, or as of a tenant no longer loaded); a lane with none left goes."""
+        closed = False
+        for lane in list(self._retiring):
+            for pending, future in lane.finished():
+                error = None if future.cancelled() else future.exception()
+                if future.cancelled() or error is not None:
+                    why = error if isinstance(error, SkippableError) else _removed(lane.tenant)
+                    if lane.is_current(pending):
+                        result.failures.append((pending.msg, why))
+                        tallies[lane.tenant]["failed"] += 1
+                else:
+                    tallies[lane.tenant]["loaded"] += 1
+                lane.done(pending)
+            if not lane.in_flight:
+                self._retiring.remove(lane)
+                lane.target.close()
+                closed = True
+        for lane, target in list(self._replaced):
+            if not lane.in_flight or lane not in self.lanes.values():
+                self._replaced.remove((lane, target))
+                target.close()
+                closed = True
+        if closed and not self._retiring and not self._replaced:
+            # A host no tenant is on any more (and no call is still ending on): its
+            # client goes.
+            self.clients.keep([t.target for t in self.tenants.values()])
 
     def _outcome(
         self,
@@ -236,6 +427,8 @@ class Loader:
     ) -> bool:
         """Account one ended call; False when the record stays parked."""
         tenant, breaker = lane.tenant, lane.breaker
+        if future.cancelled():
+            return False  # never made (a revocation): started again if still ours
         current = lane.is_current(pending)  # else replaced meanwhile, or revoked
         try:
             done = future.result()
@@ -273,17 +466,16 @@ class Loader:
         lane.done(pending)
         return True
 
-    def _upsert(self, pending: Pending, known_id: str | None) -> UpsertResult:
-        """Runs in the lane's thread: every call the target makes carries the product's
+    def _upsert(self, lane: Lane, pending: Pending, known_id: str | None) -> UpsertResult:
+        """Runs in a worker thread: every call the target makes carries the product's
         trace (`traceparent`, a new span each), and log lines its tenant, trace and record."""
         product = pending.product
-        tenant = product["tenant"]
         with (
-            logs.context(tenant=tenant, **tracing.record_fields(pending.msg)),
+            logs.context(tenant=lane.tenant, **tracing.record_fields(pending.msg)),
             tracing.active(pending.trace),
         ):
-            self.breakers[tenant].check()  # opened meanwhile: don't call a target that is down
-            return self.targets[tenant].upsert(product, known_id)
+            lane.breaker.check()  # opened meanwhile: don't call a target that is down
+            return lane.target.upsert(product, known_id)
 
     def _rewind(self) -> None:
         """Read again what lanes spilled, once they have room for it: each partition from
@@ -294,6 +486,9 @@ class Loader:
             for tp in lane.rewinds():
                 where = (tp.topic, tp.partition)
                 seeks[where] = min(tp.offset, seeks.get(where, tp.offset))
+        self._read_again(seeks)
+
+    def _read_again(self, seeks: dict[Partition, int]) -> None:
         for (topic, partition), asked in seeks.items():
             # Sought back already and not read again yet: never skip what that reads.
             offset = min(asked, self._rewound.get((topic, partition), asked))
@@ -327,7 +522,8 @@ class Loader:
 
     def _account(self, tallies: dict[str, Counter[str]]) -> None:
         now = datetime.now(UTC)
-        for tenant, tally in tallies.items():
+        for tenant in {*self.lanes, *tallies}:
+            tally = tallies.get(tenant, Counter())
             state = self.states[tenant]
             state["loaded"] += tally["loaded"]
             state["failed"] += tally["failed"]
@@ -335,6 +531,8 @@ class Loader:
             if tally["loaded"]:
                 state["last_load_at"] = now
                 metrics.mark_success(tenant, "load")
+            if tenant not in self.lanes:
+                continue  # removed: its last calls counted, no status of its own any more
             breaker = self.breakers[tenant]
             if tenant in self._refused:
                 state["status"] = "failed"
@@ -351,3 +549,27 @@ class Loader:
         if self.kafka is None:
             return []
         return self.states.records(self.kafka)
+
+
+def _removed(tenant: str) -> UnknownTenant:
+    return UnknownTenant(
+        f"tenant {tenant}: removed from the loaded tenants; no target configured for it",
+        tenant=tenant,
+    )
+
+
+def breaker_value(breaker: Breaker) -> float:
+    return metrics.BREAKER_VALUES[str(breaker.state)]
+
+
+def _export_breaker(tenant: Tenant, breaker: Breaker) -> None:
+    metrics.BREAKER_STATE.labels(tenant=tenant.id, target=tenant.target.type).set_function(
+        partial(breaker_value, breaker)
+    )
+
+
+def _unexport_breaker(tenant: Tenant) -> None:
+    try:
+        metrics.BREAKER_STATE.remove(tenant.id, tenant.target.type)
+    except KeyError:
+        pass  # never exported

@@ -17,7 +17,12 @@ class LoaderSettings(ServiceSettings):
 
     group_id: str = "siesa-sync-loader"
     batch_size: int = Field(default=500, ge=1)
+    # The most calls one tenant has in flight in this loader (with its share of its
+    # target's `concurrency`).
     max_in_flight: int = Field(default=16, ge=1, le=256)
+    # The threads making calls, for all tenants together: the loader's threads and
+    # connections are bounded by it, not by the tenant count.
+    workers: int = Field(default=64, ge=1, le=1024)
     # Names this loader's sync state (`<tenant>/loader-<instance_id>` on sync.state.v1).
     # Give each replica a stable one (its pod or host name) so its counts carry on over
     # restarts. Default: <host>-<pid>, unique but not stable.

@@ -63,6 +63,7 @@ class Groups:
     transformer: str = f"{NAME}-transformer"
     loader: str = f"{NAME}-loader"
     extractor_commands: str = f"{NAME}-extractor-commands"
+    extractor: str = f"{NAME}-extractor"  # the instances' group on the tenants topic
     extractor_transactions: str = f"{NAME}-extractor-"
     redrive_transaction: str = f"{NAME}-dlq-redrive"
     replay_transactions: str = f"{NAME}-replay-"
@@ -102,6 +103,10 @@ def plan(
     topic("extractor", topics.DLQ, "WRITE")
     topic("extractor", topics.COMMANDS, "READ")
     allow("extractor", "GROUP", "LITERAL", p + groups.extractor_commands, "READ")
+    # extractor instances share the tenants by their group on the tenants topic, whose
+    # positions every transaction commits (fencing a zombie instance).
+    topic("extractor", topics.TENANTS, "READ")
+    allow("extractor", "GROUP", "LITERAL", p + groups.extractor, "READ")
     allow("extractor", "TRANSACTIONAL_ID", "PREFIXED", p + groups.extractor_transactions, "WRITE")
     # transformer: raw in, canonical out, in transactions named after its group.
     topic("transformer", topics.RAW, "READ")
@@ -126,12 +131,16 @@ def plan(
         topics.COMMANDS,
         topics.DLQ_REDRIVEN,
         topics.AUDIT,
+        topics.TENANTS,
     ):
         topic("operator", name, "WRITE")
     for group in (groups.transformer, groups.loader):
         allow("operator", "GROUP", "LITERAL", p + group, "DESCRIBE")  # lag in `status`
     allow("operator", "TRANSACTIONAL_ID", "LITERAL", p + groups.redrive_transaction, "WRITE")
     allow("operator", "TRANSACTIONAL_ID", "PREFIXED", p + groups.replay_transactions, "WRITE")
+    # The transformer and loaders follow the tenants applied (`tenants apply`).
+    for service in ("transformer", "loader"):
+        topic(service, topics.TENANTS, "READ")
     # Every service and the CLI read topics to their end in throwaway groups.
     for service in SERVICES:
         allow(service, "GROUP", "PREFIXED", readers, "READ")

@@ -5,7 +5,9 @@ its outcome, also when it fails. A dry run changes nothing and is not audited.
 - `command`: resync, pause or resume, a `SyncCommand` on `sync.commands.v1` for the
   extractor that polls the tenant;
 - `redrive`: dead letters back to their stage, each once (dlq.py);
-- `replay`: a tenant's window through a stage again (replay.py).
+- `replay`: a tenant's window through a stage again (replay.py);
+- `apply_tenants`: a tenants file onto `sync.tenants.v1` (tenants.py), audited once
+  per tenant added, changed or removed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from services.common import topics
@@ -22,6 +25,7 @@ from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.ops import audit, dlq
 from services.ops import replay as replays
+from services.ops import tenants as tenant_ops
 from services.ops.audit import Actor
 
 COMMANDS = ("resync", "pause", "resume")
@@ -137,3 +141,26 @@ def replay(
     )
     audit.write(kafka, actor, "replay", [tenant], {**detail, **report.summary()})
     return report
+
+
+def apply_tenants(
+    kafka: KafkaSettings, path: Path, actor: Actor, *, dry_run: bool = False
+) -> tenant_ops.Plan:
+    """Make `sync.tenants.v1` hold `path`'s tenants (services/ops/tenants.py); the file is
+    checked whole first and nothing is published on an error."""
+    plan = tenant_ops.plan(kafka, path)
+    if dry_run:
+        return plan
+    changed = plan.to_publish()
+    detail = {"file": str(path)}
+    touched = [c.tenant for c in changed]
+    _audited(
+        kafka, actor, "tenants-apply", touched, detail, lambda: tenant_ops.publish(kafka, changed)
+    )
+    for kind in (tenant_ops.ADDED, tenant_ops.CHANGED, tenant_ops.REMOVED):
+        of_kind = [c.tenant for c in changed if c.change == kind]
+        if of_kind:
+            audit.write(kafka, actor, "tenants-apply", of_kind, {**detail, "change": kind})
+    if not changed:
+        audit.write(kafka, actor, "tenants-apply", [], {**detail, **plan.summary()})
+    return plan

@@ -23,6 +23,7 @@ from services.common.scan import end_offsets, reader, scan
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.state import read_compacted, read_states
+from services.common.tenant_book import applied_tenants
 from services.common.tenants import load_tenants, tenant_of_key
 from services.common.topics import CANONICAL, COMMANDS, DLQ, DLQ_REDRIVEN, RAW
 
@@ -37,12 +38,15 @@ class Stage:
     group_id: str  # its consumer group (unprefixed)
 
 
-def configured_tenants(path: Path) -> dict[str, dict[str, Any]]:
-    """Tenant id -> {target, enabled} from the tenants file, read as the services read it
-    but without resolving secrets (status needs no credentials)."""
-    return {
-        t.id: {"target": t.target.type, "enabled": t.enabled} for t in load_tenants(path).values()
-    }
+def configured_tenants(kafka: KafkaSettings, path: Path) -> dict[str, dict[str, Any]]:
+    """Tenant id -> {target, enabled} by the services' rule (services/common/tenant_book.py):
+    the tenants applied to `sync.tenants.v1` once it holds any record, else the tenants
+    file; read as the services read them but without resolving secrets (status needs no
+    credentials)."""
+    tenants = applied_tenants(kafka, path.parent)
+    if tenants is None:
+        tenants = load_tenants(path)
+    return {t.id: {"target": t.target.type, "enabled": t.enabled} for t in tenants.values()}
 
 
 def dead_letter_counts(kafka: KafkaSettings) -> tuple[Counter[str], Counter[str]]:
@@ -153,7 +157,7 @@ def tenant_status(
     only: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per tenant (configured or seen in the state topic), sorted by tenant."""
-    configured = configured_tenants(tenants_file)
+    configured = configured_tenants(kafka, tenants_file)
     by_tenant: dict[str, list[dict[str, Any]]] = {}
     for state in read_states(kafka, serde):
         by_tenant.setdefault(state["tenant"], []).append(state)

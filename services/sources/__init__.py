@@ -16,6 +16,7 @@ from services.common.stopper import Stopper
 from services.common.tagged import tagged_union
 from services.sources import siesa
 from services.sources.base import Source, SourcePlugin, SourceSettings
+from services.sources.clients import SHARED, HttpClients
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,17 @@ def open_source(
     *,
     http: httpx.Client | None = None,
     stopper: Stopper | None = None,
+    clients: HttpClients = SHARED,
 ) -> Source:
     """The `Source` of one tenant. `http`: the client to send requests with (shared by
-    its owner; default: the source opens and closes its own). `stopper` ends waits for
-    a request budget early."""
+    its owner); default: the client `clients` shares among the tenants of the same
+    source host and client settings (services/sources/clients.py), or one the source
+    opens and closes itself when its settings name no `http_pool`. `stopper` ends waits
+    for a request budget early."""
+    if http is None:
+        pool = settings.http_pool()
+        if pool is not None:
+            http = clients.client(pool)
     return SOURCES[settings.type].open(tenant, settings, http, stopper)
 
 

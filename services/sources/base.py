@@ -9,7 +9,8 @@ is built from the registry, not the other way round.
 
 The protocol is synchronous and blocking: the extractor calls a source from one thread
 at a time (a tenant's poller today, a worker of a pool later), and a source may be
-given the `httpx.Client` to use, so connections can be pooled per source host.
+given the `httpx.Client` to use, so connections are pooled per source host
+(`SourceSettings.http_pool`, services/sources/clients.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.errors import SyncError
 from services.common.stopper import Stopper
+from services.sources.clients import HttpPool
 
 # A row as the source sent it (parsed JSON), and as text: what a RawItem carries.
 SourceRow = dict[str, Any]
@@ -58,6 +60,12 @@ class SourceSettings(BaseModel):
     def can_filter(self) -> bool:
         """Whether this source can read only the rows changed since a watermark."""
         return False
+
+    def http_pool(self) -> HttpPool | None:
+        """The shared HTTP client this tenant's source may use (tenants with the same
+        pool share one connection pool, services/sources/clients.py); None: the source
+        opens its own, if it needs one."""
+        return None
 
     @property
     def effective_mode(self) -> ScanMode:

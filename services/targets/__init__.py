@@ -11,7 +11,7 @@ import httpx
 
 from services.targets import kong, webhook, wms
 from services.targets.base import Plugin, Target, TargetSettings
-from services.targets.session import TargetSession
+from services.targets.session import Limiter, TargetSession
 
 TARGETS: dict[str, Plugin] = {
     "kong": kong.PLUGIN,
@@ -20,9 +20,15 @@ TARGETS: dict[str, Plugin] = {
 }
 
 
-def open_target(tenant: str, config: TargetSettings, client: httpx.Client | None = None) -> Target:
+def open_target(
+    tenant: str,
+    config: TargetSettings,
+    client: httpx.Client | None = None,
+    limiter: Limiter | None = None,
+) -> Target:
     """The adapter for one tenant's target, on a session built here: its authentication,
     rate limit, retries and timeout are always applied. `client` is the HTTP client to
-    use (default: a new one, closed with the adapter)."""
-    session = TargetSession(tenant, config, client)
+    use (default: a new one, closed with the adapter; a loader shares one per target
+    host: `clients.py`); `limiter` the rate limit (default: the tenant's own)."""
+    session = TargetSession(tenant, config, client, limiter=limiter)
     return TARGETS[config.type].build(tenant, config, session)

@@ -14,7 +14,7 @@ What is retried is decided by `services/common/http.py`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 IN_PLACE_ATTEMPTS = 5
 IN_PLACE_MAX_DELAY_S = 10.0
 IN_PLACE_MAX_WAIT_S = 2.0
+
+
+class Limiter(Protocol):
+    """Waits for the next call the tenant may send (the loader gives its share of the
+    tenant's rate limit: services/loader/shares.py)."""
+
+    def acquire(self) -> float: ...
 
 
 class UnexpectedAnswer(TransientHTTPError):
@@ -60,7 +67,9 @@ class TargetSession:
         config: TargetSettings,
         client: httpx.Client | None = None,
         auth: Authenticator | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
+        """`limiter`: the tenant's rate limit (default: `rate_limit_rps` of its own)."""
         self.tenant = tenant
         self.config = config
         self.label = config.label
@@ -74,9 +83,9 @@ class TargetSession:
             base_url=self.base_url,
             login=config.login,
         )
-        self.limiter = (
-            RateLimiter.per_second(config.rate_limit_rps) if config.rate_limit_rps else None
-        )
+        self.limiter: Limiter | None = limiter
+        if limiter is None and config.rate_limit_rps:
+            self.limiter = RateLimiter.per_second(config.rate_limit_rps)
 
     def close(self) -> None:
         if self._owns_client:

@@ -16,7 +16,12 @@ from tests.kafka_support import group_lags, secure
 
 COMPANY = 8585
 WMS_COMPANY = 8020
-GROUPS = ("siesa-sync-transformer", "siesa-sync-loader", "siesa-sync-extractor-commands")
+GROUPS = (
+    "siesa-sync-transformer",
+    "siesa-sync-loader",
+    "siesa-sync-extractor-commands",
+    "siesa-sync-extractor",
+)
 
 
 def wait_for_kong(stack: Stack, want: int, timeout: float) -> list[dict[str, Any]]:

@@ -32,7 +32,8 @@ from services.common.kafka import make_admin, make_producer
 from services.common.serde import default_serde
 from services.common.settings import KafkaSettings
 from services.ops import acls
-from services.ops.actions import send_command
+from services.ops.actions import apply_tenants, send_command
+from services.ops.audit import Actor
 from services.ops.dlq import dead_letters, redrive
 from services.ops.replay import replay
 from services.ops.status import default_stages, tenant_status
@@ -141,6 +142,10 @@ def test_the_operator_runs_every_command_under_its_acls_alone(
     assert redrive(operator).summary()["sent"] == 1
     assert replay(operator, "acme", "load", datetime.now(UTC) - timedelta(hours=1)).replayed >= 1
     send_command(operator, "acme", "resync", requested_by="test")
+    applied = apply_tenants(operator, tenants, Actor("test", "cli"))
+    assert [(c.tenant, c.change) for c in applied.changes] == [("acme", "added")]
+    rows = tenant_status(operator, default_serde(), tenants, default_stages(*GROUPS))
+    assert [(r["tenant"], r["target"]) for r in rows] == [("acme", "kong")]  # the topic's
     assert kafka_auth.PROBLEM not in health.current().problems
 
 

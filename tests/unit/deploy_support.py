@@ -115,7 +115,7 @@ def allowed_env(path: list[str], parsed: click.Context, tenants: Any = None) -> 
             envvar = getattr(param, "envvar", None)
             names |= {envvar} if isinstance(envvar, str) else set(envvar or ())
         return names
-    if path == ["topics", "create"]:
+    if path in (["topics", "create"], ["tenants", "apply"]):
         return kafka
     pytest.fail(f"`siesa-sync {' '.join(path)}`: teach this test which environment it reads")
 

@@ -229,6 +229,32 @@ def test_resync_re_emits_everything_once_and_pause_stops_polling(
         poller.command("drop")
 
 
+def test_a_step_scans_then_says_when_the_tenant_is_next_due_backing_off_on_failures(
+    monkeypatch: pytest.MonkeyPatch, app: Any, admin: TestClient
+) -> None:
+    producer = FakeTransactionalProducer()
+    poller = poller_for(make_tenant(monkeypatch, mode="diff", poll_interval_s=10), app, producer)
+    started = time.monotonic()
+    due = poller.step()
+    assert len(raw_ops(producer)) == 25
+    assert started + 9 <= due <= time.monotonic() + 10  # a poll interval after it began
+
+    poller.command("pause")  # applied by the next step, which scans nothing
+    assert poller.step() >= time.monotonic() + 3000
+    assert poller.paused
+    admin.post(f"/_admin/companies/{COMPANY}/seed", json={"count": 30, "seed": 4})
+    assert poller.step() >= time.monotonic() + 3000
+    assert len(raw_ops(producer)) == 25
+
+    poller.command("resume")
+    admin.post("/_admin/faults", json={"codigo_error_rate": 1, "codigo": 5, "mensaje": "caído"})
+    first = poller.step() - time.monotonic()
+    second = poller.step() - time.monotonic()
+    assert 19 <= first <= 20  # the poll interval doubled
+    assert 39 <= second <= 40  # doubled again (up to max_backoff_s)
+    assert last_state(producer)["status"] == "degraded"
+
+
 def test_a_codigo_error_degrades_the_tenant_with_the_mensaje(
     monkeypatch: pytest.MonkeyPatch, app: Any, admin: TestClient
 ) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -12,6 +14,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from services.common.errors import RetriableError
+from services.common.stopper import Stopper
+from services.sources.base import StopRequested
 from services.sources.siesa.client import SiesaAuthError, SiesaClient, SiesaError
 from services.sources.siesa.settings import SiesaSettings
 from simulators.siesa import create_app
@@ -272,3 +276,26 @@ def test_a_malformed_detalle_raises_siesa_error(detalle: Any) -> None:
 
     with pytest.raises(SiesaError):
         client.page(1)
+
+
+def test_a_stop_ends_a_scan_waiting_for_a_siesa_that_does_not_answer() -> None:
+    asked, release = threading.Event(), threading.Event()
+
+    def hang(_: httpx.Request) -> httpx.Response:  # Siesa never answers (until the end)
+        asked.set()
+        release.wait(30)
+        return httpx.Response(503)
+
+    stopper = Stopper()
+    client = SiesaClient(source(), tenant="acme", http=on_handler(hang), stopper=stopper)
+    pages = client.scan()
+    stopping = threading.Thread(target=lambda: asked.wait(30) and stopper.stop())
+    stopping.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(StopRequested, match="tenant acme: stopped waiting for Siesa"):
+            next(pages)
+        assert time.monotonic() - started < 5  # not the request's 30 s timeout
+    finally:
+        release.set()
+        stopping.join()

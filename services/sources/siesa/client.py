@@ -30,8 +30,9 @@ import httpx
 from services.common import metrics, tracing
 from services.common.http import as_retriable, raise_for_transient, with_retries
 from services.common.ratelimit import RateLimiter
+from services.common.stopper import Stopper
 from services.common.text import decode_json, escaped
-from services.sources.base import CredentialsRefused, SourceError, SourceLimit
+from services.sources.base import CredentialsRefused, SourceError, SourceLimit, StopRequested
 from services.sources.siesa.settings import SiesaSettings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ Row = dict[str, Any]
 ATTEMPTS = 8
 # Pages a scan's reader fetches ahead of its caller, at most.
 READ_AHEAD = 8
+# How often a scan waiting for its next page looks at its stopper.
+STOP_CHECK_S = 0.1
 
 
 class SiesaError(SourceError):
@@ -80,12 +83,15 @@ class SiesaClient:
         tenant: str,
         limiter: RateLimiter | None = None,
         http: httpx.Client | None = None,
+        stopper: Stopper | None = None,
     ) -> None:
         """`http`: the client to send requests with (shared, closed by its owner);
-        default a client of this one's own, closed by `close`."""
+        default a client of this one's own, closed by `close`. `stopper`: a scan waiting
+        for its next page ends (`StopRequested`) once it is stopped."""
         self.source = source
         self.tenant = tenant
         self.limiter = limiter
+        self.stopper = stopper
         self.requests = 0
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=source.timeout_s)
@@ -204,7 +210,9 @@ class SiesaClient:
         a plain loop would) up to `READ_AHEAD` pages ahead of the caller, so Siesa's
         answer time overlaps with the caller's work, also while the caller waits on
         something else (a commit). Stopping early ends the reader after the request it
-        has in flight."""
+        has in flight; a stop of `stopper` while the caller waits for a page (Siesa slow
+        to answer, or retrying) ends the scan at once with `StopRequested`, leaving the
+        reader to end by itself after its request."""
         size = self.source.page_size
         pages: queue.Queue[tuple[list[Row] | None, BaseException | None]] = queue.Queue(READ_AHEAD)
         done = threading.Event()
@@ -239,18 +247,36 @@ class SiesaClient:
             target=context.run, args=(read,), name=f"siesa-{self.tenant}", daemon=True
         )
         reader.start()
+        stopped = False
         try:
             while True:
-                rows, error = pages.get()
+                rows, error = self._next(pages)
                 if error is not None:
                     raise error
                 assert rows is not None  # noqa: S101 - a page or an error, never neither
                 yield rows
                 if len(rows) < size:
                     return
+        except StopRequested:
+            stopped = True
+            raise
         finally:
             done.set()
-            reader.join()
+            if not stopped:
+                reader.join()
+
+    def _next(
+        self, pages: queue.Queue[tuple[list[Row] | None, BaseException | None]]
+    ) -> tuple[list[Row] | None, BaseException | None]:
+        """The reader's next page (or error); StopRequested once `stopper` stops."""
+        while True:
+            try:
+                return pages.get(timeout=STOP_CHECK_S if self.stopper is not None else None)
+            except queue.Empty:
+                if self.stopper is not None and self.stopper.stopped:
+                    raise StopRequested(
+                        f"tenant {self.tenant}: stopped waiting for Siesa", tenant=self.tenant
+                    ) from None
 
     def _check_progress(self, number: int, rows: list[Row], previous: list[Row]) -> None:
         """SiesaLimit when page `number` is the one before again, or one too many."""

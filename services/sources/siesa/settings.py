@@ -9,6 +9,7 @@ from pydantic import Field
 
 from services.common.secrets import Secret
 from services.sources.base import SourceSettings
+from services.sources.clients import HttpPool
 
 
 class SiesaSettings(SourceSettings):
@@ -43,6 +44,11 @@ class SiesaSettings(SourceSettings):
     # extractor's max_field_length (4000) a few MB. 100,000 pages: 10 million rows.
     max_response_bytes: int = Field(default=32_000_000, ge=1024)
     max_pages: int = Field(default=100_000, ge=1)
+
+    def http_pool(self) -> HttpPool:
+        """Tenants of one Siesa host (and timeout) share a client: credentials go in
+        each request's headers (client.py)."""
+        return HttpPool.of(self.base_url, self.timeout_s)
 
     @property
     def can_filter(self) -> bool:

@@ -69,6 +69,7 @@ class SiesaSource:
             tenant=tenant,
             limiter=limiter or budget_limiter(settings, stopper, tenant=tenant),
             http=http,
+            stopper=stopper,
         )
         self._origin = {"company": str(settings.company), "consulta": settings.consulta}
         self._date_column = settings.change_date_column
