@@ -19,7 +19,8 @@ from typing import Any
 
 from devtools import procs
 from devtools.stack import Stack
-from services.common import topics
+from services.common import tenant_feed, topics
+from services.common.kafka import make_producer
 from services.common.settings import KafkaSettings
 from tests.e2e.extractor_support import (
     SERDE,
@@ -206,3 +207,52 @@ def test_extractors_share_tenants_and_move_them_on_a_kill_and_a_join_exactly_onc
     again = Counter(i["key"] for i in items if i["tenant"] == resynced and version(i) == 4)
     assert set(again.values()) == {2}, again  # once by round 4, once by the resync
     assert_exactly_once(items, 4, {resynced})
+
+
+def test_an_extractor_follows_the_tenants_topic_once_it_holds_records(
+    stack: Stack, kafka: KafkaSettings
+) -> None:
+    companies = {"live-a": 6201, "live-b": 6202, "live-c": 6203}
+    entries = {
+        t: siesa_tenant(stack, t, c, mode="diff", poll_interval_s=1) for t, c in companies.items()
+    }
+    entries["live-c"]["enabled"] = False  # in the file (its credentials given), not polled
+    stack.tenants = list(entries.values())
+    stack.start_siesa_simulator()
+    for company in companies.values():
+        stack.seed(company, ITEMS, seed=company)
+    stack.start_extractor("extractor-1", INSTANCE_ID="e1")
+    for tenant in ("live-a", "live-b"):  # the file's, the topic being empty
+        wait_state(stack, kafka, tenant, "synced", lambda s: s["changed"] >= ITEMS, timeout=120)
+    assert state_of(kafka, "live-c") is None
+
+    # `tenants apply` of a file holding live-a and live-c (enabled), not live-b.
+    entries["live-c"]["enabled"] = True
+    topic = kafka.topic(topics.TENANTS)
+    producer = make_producer(kafka)
+    partitions = len(producer.list_topics(topic, timeout=30).topics[topic].partitions)
+    for tenant, entry in (
+        ("live-a", entries["live-a"]),
+        ("live-b", None),
+        ("live-c", entries["live-c"]),
+    ):
+        producer.produce(
+            topic,
+            key=tenant.encode(),
+            value=tenant_feed.encode(entry),
+            partition=tenant_feed.partition_of(tenant, partitions),
+        )
+    assert producer.flush(30) == 0
+
+    # live-c is synced without a restart; live-b is no longer polled.
+    wait_state(stack, kafka, "live-c", "synced", lambda s: s["changed"] >= ITEMS, timeout=120)
+    procs.wait_until(
+        lambda: owned_by(stack, "extractor-1") == {"live-a", "live-c"},
+        timeout=60,
+        what="extractor-1 polling live-a and live-c",
+    )
+    requests = len(consultas(stack, companies["live-b"]))
+    for _ in range(2):  # two more scans of live-a: live-b would have had its turns
+        wait_scan_after(stack, kafka, "live-a", datetime.now().astimezone(), timeout=60)
+    assert len(consultas(stack, companies["live-b"])) == requests
+    assert len([i for i in all_raw(kafka) if i["tenant"] == "live-c"]) == ITEMS
