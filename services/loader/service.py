@@ -81,7 +81,7 @@ class Loader:
         *,
         kafka: KafkaSettings | None = None,
         writer: str = "loader",
-        max_parked: int = 100_000,
+        max_parked: int = 20_000,
         max_parked_per_tenant: int = 10_000,
         step_wait_s: float = 0.5,
         breaker_max_cooldown_s: float = 300.0,

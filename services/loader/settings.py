@@ -27,9 +27,11 @@ class LoaderSettings(ServiceSettings):
     # Give each replica a stable one (its pod or host name) so its counts carry on over
     # restarts. Default: <host>-<pid>, unique but not stable.
     instance_id: str = ""
-    # Records parked for tenants whose target is paused, at most; past it the loader
-    # stops reading until some are delivered.
-    max_parked: int = Field(default=100_000, ge=1)
+    # Records held (pending or parked), at most, in all tenants; past it the loader
+    # stops reading until some are delivered. Each costs ~4-5 KB (the record and its
+    # decoded product): 100,000 held made the loader 545 MB in a first sync of 1,000
+    # tenants, where the targets, not the records read ahead, set the pace.
+    max_parked: int = Field(default=20_000, ge=1)
     # Records one tenant keeps parked, at most (distinct products); past it its records
     # are read again later instead of kept, so one refused tenant never stops the others.
     max_parked_per_tenant: int = Field(default=10_000, ge=1)

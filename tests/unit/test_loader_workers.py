@@ -83,6 +83,7 @@ def test_lanes_take_turns_one_call_each() -> None:
 
 
 def test_threads_are_bounded_by_the_pool_not_by_the_lanes() -> None:
+    before = threading.active_count()  # pytest's, and what earlier tests left ending
     pool = Workers(8)
     gate = threading.Event()
     lanes = [Owner(8) for _ in range(500)]
@@ -95,7 +96,7 @@ def test_threads_are_bounded_by_the_pool_not_by_the_lanes() -> None:
     pool.close()
 
     assert pool.threads == 8
-    assert threads < 8 + 10  # this test's process: the pool's 8 and a few of pytest's
+    assert threads - before <= 8  # the pool's 8, whatever the 1,000 calls of 500 lanes
 
 
 def test_cancel_drops_a_lanes_queued_calls_and_close_ends_the_rest(workers: Workers) -> None:
