@@ -56,4 +56,6 @@ def test_the_store_holds_a_fingerprint_in_under_160_bytes_per_item() -> None:
     packed = bytes_per_item(Fingerprints)
     log.info("fingerprints: %.0f bytes/item (a dict of hex strings: %.0f)", packed, plain)
     assert packed < 160
-    assert packed < plain - 25  # the 16 bytes instead of the 32 hex digits
+    # The 16 bytes instead of the 32 hex digits: 148 vs 180 bytes under 3.11, 140 vs
+    # 164 under 3.12 (its allocator rounds differently), so a ratio, not a difference.
+    assert packed < 0.9 * plain
