@@ -13,7 +13,8 @@ A lane keeps at most `max_parked` records (distinct products, newest version eac
 Past that, a record of the tenant is not kept but *spilled*: only the lowest spilled
 offset per partition is remembered, offsets are never committed past it, and once the
 lane has room again those partitions are read again from there (`rewinds`). So a tenant
-whose target refuses it for hours costs bounded memory and holds no one else up.
+whose target refuses it for hours costs bounded memory and holds no one else up. The
+loader's own bound on all lanes together spills the same way (`offer(full=True)`).
 
 An idle lane is small (a few empty dicts, a breaker; its queue exists only while it has
 work): the loader's memory grows with the work in flight, not with the tenants.
@@ -97,16 +98,17 @@ class Lane:
 
     # -- records in ------------------------------------------------------------------
 
-    def offer(self, pending: Pending) -> str:
+    def offer(self, pending: Pending, full: bool = False) -> str:
         """Keep `pending` (newest version of its product): "kept", "superseded" (an older
-        version was replaced, or this one is older than the one kept) or "spilled"."""
+        version was replaced, or this one is older than the one kept) or "spilled" (past
+        the lane's bound, or `full`: past the loader's)."""
         older = self.pending.get(pending.sku)
         if older is not None:
             if (older.msg.offset() or 0) > (pending.msg.offset() or 0):
                 return "superseded"  # a replay of an older version
             self.pending[pending.sku] = pending
             return "superseded"
-        if len(self.pending) >= self.max_parked:
+        if full or len(self.pending) >= self.max_parked:
             topic, partition, offset = coordinates(pending.msg)
             if offset < self.spilled.get((topic, partition), offset + 1):
                 self.spilled[topic, partition] = offset

@@ -81,8 +81,8 @@ class Loader:
         *,
         kafka: KafkaSettings | None = None,
         writer: str = "loader",
-        max_parked: int = 20_000,
-        max_parked_per_tenant: int = 10_000,
+        max_parked: int = 10_000,
+        max_parked_per_tenant: int = 2_000,
         step_wait_s: float = 0.5,
         breaker_max_cooldown_s: float = 300.0,
         workers: int = 64,
@@ -320,11 +320,12 @@ class Loader:
     def handle_batch(self, batch: list[Message]) -> BatchResult:
         result = BatchResult()
         self._apply_tenants(result)  # (set_tenants: between steps, never during one)
-        if batch and self.parked() + len(batch) > self.max_parked:
-            # Back-pressure: the batch is read again later, when parked records have gone.
-            raise RetriableError(f"{self.parked()} records parked for paused targets")
         tallies: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._collect(result, tallies)  # what ended since the last step, first
+        # Back-pressure: past `max_parked` held in all, a new record is spilled (read
+        # again later, its offset held), never refused with the batch: the step below
+        # must still run, or the records held would never go and nothing would move.
+        room = self.max_parked - self.parked()
         for msg in batch:
             topic, partition, offset = coordinates(msg)
             if offset >= self._rewound.get((topic, partition), offset + 1):
@@ -341,8 +342,10 @@ class Loader:
                 result.failures.append((msg, exc))
                 continue
             trace = tracing.received(msg, product["trace_id"])
-            kept = self.lanes[product["tenant"]].offer(Pending(msg, product, trace))
-            if kept != "kept":
+            kept = self.lanes[product["tenant"]].offer(Pending(msg, product, trace), room <= 0)
+            if kept == "kept":
+                room -= 1
+            else:
                 result.counts[kept] += 1
         self._step(result, tallies)
         self._rewind()
@@ -481,6 +484,8 @@ class Loader:
         """Read again what lanes spilled, once they have room for it: each partition from
         the lowest offset any lane asks (one seek each: a second would undo the first).
         The offset stays held until its record is back (a crash meanwhile loses nothing)."""
+        if self.parked() > self.max_parked // 2:
+            return  # no room yet: what is read again would be spilled again
         seeks: dict[Partition, int] = {}
         for lane in self.lanes.values():
             for tp in lane.rewinds():

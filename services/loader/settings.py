@@ -27,14 +27,18 @@ class LoaderSettings(ServiceSettings):
     # Give each replica a stable one (its pod or host name) so its counts carry on over
     # restarts. Default: <host>-<pid>, unique but not stable.
     instance_id: str = ""
-    # Records held (pending or parked), at most, in all tenants; past it the loader
-    # stops reading until some are delivered. Each costs ~4-5 KB (the record and its
+    # Records held (pending or parked), at most, in all tenants; past it new records are
+    # not kept but read again later (their offsets held, nothing committed past them),
+    # while the held ones go on being delivered. Each costs ~4-5 KB (the record and its
     # decoded product): 100,000 held made the loader 545 MB in a first sync of 1,000
     # tenants, where the targets, not the records read ahead, set the pace.
-    max_parked: int = Field(default=20_000, ge=1)
+    max_parked: int = Field(default=10_000, ge=1)
     # Records one tenant keeps parked, at most (distinct products); past it its records
-    # are read again later instead of kept, so one refused tenant never stops the others.
-    max_parked_per_tenant: int = Field(default=10_000, ge=1)
+    # are read again later instead of kept, so a tenant whose target is down holds at
+    # most this much of `max_parked`, and the others go on (the default: five such
+    # tenants before the rest share what is left). Well above what one tenant has in
+    # flight (`max_in_flight` x 64 queued per call slot).
+    max_parked_per_tenant: int = Field(default=2_000, ge=1)
     # The longest one step waits for tenants' calls to end before the consumer is polled
     # again (a slow target's calls go on meanwhile, in its own threads).
     step_wait_s: float = Field(default=0.5, gt=0, le=30)

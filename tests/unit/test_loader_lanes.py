@@ -209,6 +209,38 @@ def test_a_tenants_parked_records_are_bounded_and_read_again_once_it_recovers(
     assert loader.states["slow"]["loaded"] == 10
 
 
+def test_past_the_loaders_bound_records_are_read_again_and_what_is_held_still_goes(
+    loader: Loader, silent: SilentTarget, fast: FakeTarget
+) -> None:
+    # The loader's bound on all tenants (here 3), reached by a target that hangs: the
+    # steps go on (they used to refuse every batch, and the held calls were never
+    # collected), the records past the bound are read again once the held ones went.
+    loader.max_parked, loader.max_parked_per_tenant = 3, 100
+    for lane in loader.lanes.values():
+        lane.max_parked = 100
+    slow = [message(i, f"S{i}", tenant="slow") for i in range(3)]
+    log = Log([*slow, *(message(3 + i, f"F{i}", tenant="fast") for i in range(5))])
+    loader.seek = log.seek
+    loader.handle_batch(log.read(most=3))
+    assert loader.parked() == 3  # the bound: the slow tenant's calls hang
+
+    loader.handle_batch(log.read(most=5))  # no room: not kept, offsets held, no error
+    assert loader.parked() == 3
+    assert loader.holds() == {(TOPIC, 0): 0}
+    assert fast.held == {}
+
+    silent.answer.set()
+    for _ in range(50):
+        loader.handle_batch(log.read())
+        if not loader.holds() and not loader.parked():
+            break
+
+    assert log.seeks[0] == (0, 3)  # read again from the first record not kept
+    assert sorted(fast.held) == [f"F{i}" for i in range(5)]
+    assert loader.states["slow"]["loaded"] == 3
+    assert loader.holds() == {}
+
+
 def test_revoked_partitions_forget_what_was_not_kept(loader: Loader, silent: SilentTarget) -> None:
     silent.failing = RetriableError("HTTP 503")
     loader.handle_batch([message(i, f"S{i}", tenant="slow") for i in range(6)])  # type: ignore[arg-type]
