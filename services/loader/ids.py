@@ -47,22 +47,28 @@ class TargetIds:
         self.identities = identities
         self.topic = kafka.topic(topics.TARGET_IDS) if kafka else ""
         self.persist = kafka is not None
-        # (tenant, sku) -> (target id, the canonical partition it belongs to; None: all)
-        self._ids: dict[tuple[str, str], tuple[str, int | None]] = {}
+        # canonical partition (None: all, read back unaligned) -> tenant -> sku -> id.
+        # Nested rather than keyed by (tenant, sku): each tenant's name is held once, not
+        # once per product, and a revoked partition goes whole: ~140 bytes per product
+        # instead of ~320 (300,000 products: ~40 MB instead of ~100).
+        self._ids: dict[int | None, dict[str, dict[str, str]]] = {}
         self.restored = 0
         self.ignored = 0
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return sum(len(skus) for held in self._ids.values() for skus in held.values())
 
     def known(self, tenant: str, sku: str) -> str | None:
-        found = self._ids.get((tenant, sku))
-        return found[0] if found else None
+        for held in self._ids.values():  # (a product's id is kept under one partition)
+            found = held.get(tenant, {}).get(sku)
+            if found is not None:
+                return found
+        return None
 
     def forget(self, tenant: str) -> None:
         """Drop the tenant's ids (its target is another instance now)."""
-        for key in [k for k in self._ids if k[0] == tenant]:
-            del self._ids[key]
+        for held in self._ids.values():
+            held.pop(tenant, None)
 
     def learned(
         self, tenant: str, sku: str, partition: int, target_id: str | None
@@ -70,10 +76,9 @@ class TargetIds:
         """Note the target's id of a product just written (None: the target holds no
         such product); the record that stores the change, if anything changed."""
         before = self.known(tenant, sku)
-        if target_id is None:
-            self._ids.pop((tenant, sku), None)
-        else:
-            self._ids[tenant, sku] = (target_id, partition)
+        self._drop(tenant, sku)
+        if target_id is not None:
+            self._keep(partition, tenant, sku, target_id)
         if target_id == before or not self.persist:
             return None
         key = f"{tenant}/{sku}".encode()
@@ -88,12 +93,20 @@ class TargetIds:
         }
         return OutRecord(self.topic, key, self.serde.encode(SCHEMA, value))
 
+    def _keep(self, partition: int | None, tenant: str, sku: str, target_id: str) -> None:
+        self._ids.setdefault(partition, {}).setdefault(tenant, {})[sku] = target_id
+
+    def _drop(self, tenant: str, sku: str) -> None:
+        for held in self._ids.values():
+            skus = held.get(tenant)
+            if skus is not None:
+                skus.pop(sku, None)
+
     # -- rebalances ---------------------------------------------------------------------
 
     def revoked(self, revoked: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in revoked}
-        for key in [k for k, (_, p) in self._ids.items() if p in gone]:
-            del self._ids[key]
+        for tp in revoked:
+            self._ids.pop(tp.partition, None)
 
     def assigned(self, assigned: list[TopicPartition]) -> None:
         """Read back the ids of newly assigned canonical partitions. Never raises: a
@@ -134,13 +147,13 @@ class TargetIds:
             "target ids: %d restored for partitions %s (%d known)",
             self.restored - before,
             mine,
-            len(self._ids),
+            len(self),
         )
 
     def _take(self, key: bytes | None, value: bytes | None, partition: int | None) -> None:
         tenant, _, sku = (key or b"").decode(errors="replace").partition("/")
         if value is None:
-            self._ids.pop((tenant, sku), None)
+            self._drop(tenant, sku)
             return
         try:
             stored: dict[str, Any] = self.serde.decode_as(SCHEMA, value)
@@ -151,9 +164,10 @@ class TargetIds:
             tenant
         ) != stored["target"]:
             self.ignored += 1  # another target instance's, or not what its key says
-            self._ids.pop((tenant, sku), None)
+            self._drop(tenant, sku)
             return
-        self._ids[tenant, sku] = (stored["target_id"], partition)
+        self._drop(tenant, sku)
+        self._keep(partition, tenant, sku, stored["target_id"])
         self.restored += 1
 
     def _missing(self) -> None:
