@@ -23,9 +23,11 @@ work): the loader's memory grows with the work in flight, not with the tenants.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
@@ -74,6 +76,7 @@ class Lane:
         self.wake = wake or threading.Event()
         self._lock = threading.Lock()
         self._unfinished = 0
+        self._ended_calls: deque[tuple[str, Future[UpsertResult]]] = deque()  # not collected
         self.ended = 0  # calls ended so far (the loader sees whether calls keep ending)
         self.breaker = breaker
         self._concurrency = concurrency
@@ -151,22 +154,30 @@ class Lane:
             self._unfinished += 1
         future: Future[UpsertResult] = self.workers.submit(self, call, *args)
         self.in_flight[pending.sku] = (pending, future)
-        future.add_done_callback(self._ended)
+        future.add_done_callback(partial(self._ended, pending.sku))
 
-    def _ended(self, _future: Future[UpsertResult]) -> None:
+    def _ended(self, sku: str, future: Future[UpsertResult]) -> None:
         with self._lock:
             self._unfinished -= 1
             self.ended += 1
+            self._ended_calls.append((sku, future))
             low = self._unfinished <= self.concurrency
         if low:
             self.wake.set()
 
     def finished(self) -> Iterator[tuple[Pending, Future[UpsertResult]]]:
-        """The calls that are over (taken out of flight)."""
-        for sku, (pending, future) in list(self.in_flight.items()):
-            if future.done():
+        """The calls that are over (taken out of flight), in the order they ended: only
+        those are looked at, not every call in flight (thousands at 1,000 tenants, at
+        every turn of a step)."""
+        while True:
+            with self._lock:
+                if not self._ended_calls:
+                    return
+                sku, future = self._ended_calls.popleft()
+            flying = self.in_flight.get(sku)
+            if flying is not None and flying[1] is future:
                 del self.in_flight[sku]
-                yield pending, future
+                yield flying
 
     # -- offsets -----------------------------------------------------------------------
 

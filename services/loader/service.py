@@ -349,8 +349,8 @@ class Loader:
                 result.counts[kept] += 1
         self._step(result, tallies)
         self._rewind()
-        self._account(tallies)
-        result.outputs.extend(self._state_records())
+        touched = self._account(tallies)
+        result.outputs.extend(self._state_records(touched))
         return result
 
     def _step(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> None:
@@ -525,11 +525,15 @@ class Loader:
 
     # -- state ----------------------------------------------------------------------------
 
-    def _account(self, tallies: dict[str, Counter[str]]) -> None:
+    def _account(self, tallies: dict[str, Counter[str]]) -> set[str]:
+        """Count the step's outcomes and set each tenant's status; the tenants whose
+        state may have changed."""
         now = datetime.now(UTC)
+        touched = set(tallies)
         for tenant in {*self.lanes, *tallies}:
             tally = tallies.get(tenant, Counter())
             state = self.states[tenant]
+            before = (state.get("status"), state.get("last_error"))
             state["loaded"] += tally["loaded"]
             state["failed"] += tally["failed"]
             state["dead_lettered"] += tally["failed"]
@@ -548,12 +552,15 @@ class Loader:
             else:
                 lane = self.lanes[tenant]
                 state["status"] = "syncing" if lane.pending or lane.spilled else "idle"
+            if (state.get("status"), state.get("last_error")) != before:
+                touched.add(tenant)
+        return touched
 
-    def _state_records(self) -> list[Any]:
+    def _state_records(self, touched: set[str]) -> list[Any]:
         """A SyncState record for each tenant whose state changed since the last one."""
         if self.kafka is None:
             return []
-        return self.states.records(self.kafka)
+        return self.states.records(self.kafka, touched)
 
 
 def _removed(tenant: str) -> UnknownTenant:

@@ -27,6 +27,20 @@ def test_a_state_is_written_once_per_change() -> None:
     assert [s["loaded"] for s in decoded(states.records(KAFKA))] == [4]
 
 
+def test_with_the_tenants_touched_only_those_and_the_never_written_are_compared() -> None:
+    states = StateWriter("loader-a", tenants=["a", "b", "c"])
+    assert sorted(s["tenant"] for s in decoded(states.records(KAFKA, touched=[]))) == [
+        "a",
+        "b",
+        "c",
+    ]  # never written: written whatever the step touched
+    states["a"]["loaded"] += 1
+    states["b"]["loaded"] += 1
+
+    assert [s["tenant"] for s in decoded(states.records(KAFKA, touched=["b"]))] == ["b"]
+    assert [s["tenant"] for s in decoded(states.records(KAFKA))] == ["a"]  # all compared
+
+
 def test_restore_takes_this_writers_states_of_its_tenants_only() -> None:
     states = StateWriter("loader-a", tenants=["acme"])
     states.restore(
