@@ -84,12 +84,21 @@ LOCK_ARGS := --universal --python-version 3.11 --generate-hashes --no-emit-packa
 test: $(STAMP) $(SYSTEM) test-pythons ## unit tests under every other Python found, then the whole suite
 	$(PY) -m pytest --durations=25
 
+# The Pythons' unit runs go side by side (one core each on a 2-core machine, about half
+# the time); each one's output is shown once it ended, in full if it failed.
 test-pythons: $(foreach v,$(FOUND_PYTHONS),.venv-$(v)/.installed) ## unit tests under each other supported Python found (3.12, 3.13)
 	@echo "other Pythons found: $(or $(FOUND_PYTHONS),none)"
-	@set -e; for v in $(FOUND_PYTHONS); do \
-		echo "== unit tests under Python $$v"; \
-		.venv-$$v/bin/python -m pytest tests/unit -q -p no:cacheprovider; \
-	done
+	@mkdir -p .run; set -u; pids=""; for v in $(FOUND_PYTHONS); do \
+		echo "== unit tests under Python $$v (output in .run/unit-$$v.log)"; \
+		.venv-$$v/bin/python -m pytest tests/unit -q -p no:cacheprovider > .run/unit-$$v.log 2>&1 & \
+		pids="$$pids $$v:$$!"; \
+	done; failed=""; for run in $$pids; do \
+		v=$${run%%:*}; if wait $${run#*:}; then \
+			echo "== Python $$v: $$(tail -n 1 .run/unit-$$v.log)"; \
+		else \
+			cat .run/unit-$$v.log; echo "== Python $$v: unit tests FAILED"; failed="$$failed $$v"; \
+		fi; \
+	done; test -z "$$failed"
 
 test-unit: $(STAMP) ## unit tests only (no broker)
 	$(PY) -m pytest tests/unit
