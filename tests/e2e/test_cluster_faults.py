@@ -1,8 +1,9 @@
 """A three-broker KRaft cluster: `kill -9` of the broker leading the most partitions in
-the middle of a 20,000-item flow, restarted 20 s later. Topics are replicated three
-times with min.insync.replicas 2 and every producer uses acks=all with idempotence, so
-the target ends holding exactly the source, nothing is dead-lettered and no service
-exits. Run with `-s` to see when the fault hit and how long the target took to settle.
+the middle of a 10,000-item flow (20,000 with `SIESA_FULL_SIZE=1`), restarted 20 s
+later. Topics are replicated three times with min.insync.replicas 2 and every producer
+uses acks=all with idempotence, so the target ends holding exactly the source, nothing
+is dead-lettered and no service exits. Run with `-s` to see when the fault hit and how
+long the target took to settle.
 """
 
 from __future__ import annotations
