@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings
 
 from services.common import health, kafka_auth, metrics
 from services.common.alerts import Alerter
+from services.common.arenas import limit_arenas
 from services.common.errors import ConfigError, FatalError, SyncError
 from services.common.kafka import make_admin
 from services.common.logs import configure_logging
@@ -59,6 +60,7 @@ def run_service(
 ) -> None:
     """Read the settings, configure logging once, serve health and metrics, then run
     `start(settings, stopper)` with signal handling and exit codes set up."""
+    limit_arenas()  # before any thread starts (services/common/arenas.py)
     stopper = Stopper().install()
     try:
         settings = load_settings(settings_class)
