@@ -62,13 +62,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
         consumer.close()
         return
     # The tenants file's until a first `tenants apply`, then sync.tenants.v1's, live.
-    book = TenantBook(
-        kafka,
-        file_tenants,
-        base_dir=settings.tenants_file.parent,
-        resolve=settings.tenant_parts,
-        on_change=loader.set_tenants,
-    )
+    book = TenantBook.of_service(kafka, file_tenants, settings, on_change=loader.set_tenants)
     try:
         book.start()
     except BaseException:

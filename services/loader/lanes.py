@@ -112,12 +112,16 @@ class Lane:
             self.pending[pending.sku] = pending
             return "superseded"
         if full or len(self.pending) >= self.max_parked:
-            topic, partition, offset = coordinates(pending.msg)
-            if offset < self.spilled.get((topic, partition), offset + 1):
-                self.spilled[topic, partition] = offset
+            self.spill(pending.msg)
             return "spilled"
         self.pending[pending.sku] = pending
         return "kept"
+
+    def spill(self, msg: Message) -> None:
+        """Not kept: its partition is read again from it (the lowest offset spilled)."""
+        topic, partition, offset = coordinates(msg)
+        if offset < self.spilled.get((topic, partition), offset + 1):
+            self.spilled[topic, partition] = offset
 
     def is_current(self, pending: Pending) -> bool:
         """Whether `pending` is still the version to write (not replaced, not revoked)."""

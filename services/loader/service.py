@@ -330,6 +330,9 @@ class Loader:
             topic, partition, offset = coordinates(msg)
             if offset >= self._rewound.get((topic, partition), offset + 1):
                 del self._rewound[topic, partition]  # read again: held by its lane now
+            if room <= 0 and self._spilled_undecoded(msg):
+                result.counts["spilled"] += 1
+                continue
             try:
                 product = self.serde.decode_as("CanonicalProduct", msg.value())
                 check_tenant(msg.key(), product["tenant"])
@@ -352,6 +355,18 @@ class Loader:
         touched = self._account(tallies)
         result.outputs.extend(self._state_records(touched))
         return result
+
+    def _spilled_undecoded(self, msg: Message) -> bool:
+        """No room: spill `msg` by its key (`<tenant>/<sku>`) without decoding it, unless
+        its lane holds a version of its product (a newer one replaces it, no room
+        needed). Decoding every record a pass reads only to spill it again made reading
+        past a full loader cost as much as keeping the records. False: decode it."""
+        tenant, _, sku = (msg.key() or b"").decode(errors="replace").partition("/")
+        lane = self.lanes.get(tenant)
+        if lane is None or not sku or sku in lane.pending:
+            return False
+        lane.spill(msg)
+        return True
 
     def _step(self, result: BatchResult, tallies: dict[str, Counter[str]]) -> None:
         """Start what each lane has room for and collect what ends, for at most
