@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from services.common import tenant_feed, topics
 from services.common.errors import ConfigError, RetriableError
 from services.common.scan import end_offsets, reader, scan
-from services.common.settings import KafkaSettings
+from services.common.settings import KafkaSettings, ServiceSettings
 from services.common.tenants import Tenant, tenant_of_key
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,24 @@ class TenantBook:
         self._asked = threading.Condition(self._lock)
         self._asks = 0
         self._answered = 0
+
+    @classmethod
+    def of_service(
+        cls,
+        kafka: KafkaSettings,
+        file_tenants: dict[str, Tenant],
+        settings: ServiceSettings,
+        on_change: OnChange,
+    ) -> TenantBook:
+        """A service's book: the tenants of its tenants file until a first apply (secret
+        files found beside it), the secrets of its own tenant parts read."""
+        return cls(
+            kafka,
+            file_tenants,
+            base_dir=settings.tenants_file.parent,
+            resolve=settings.tenant_parts,
+            on_change=on_change,
+        )
 
     def start(self, timeout: float = 60.0) -> None:
         """Read the topic to its end (RetriableError past `timeout`), then follow it."""

@@ -22,11 +22,9 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from services.common import topics
 from services.common.errors import ConfigError
-from services.common.tenants import Tenant, parse_tenants
+from services.common.tenants import Tenant, parse_tenants, read_tenants_file
 
 REMOVED = {"removed": True}
 
@@ -62,16 +60,9 @@ def decode(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, Any] 
 def file_entries(path: Path) -> list[dict[str, Any]]:
     """The tenants file's entries, checked whole (every problem at once) before any is
     published; secrets are not read."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read tenants file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
-        raise ConfigError(f"{path}: expected a mapping with a 'tenants' list")
-    parse_tenants(raw["tenants"], str(path), base_dir=path.parent)
-    return [dict(item) for item in raw["tenants"]]
+    items = read_tenants_file(path)
+    parse_tenants(items, str(path), base_dir=path.parent)
+    return [dict(item) for item in items]
 
 
 def changes(

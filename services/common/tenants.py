@@ -75,6 +75,12 @@ class Tenant(BaseModel):
 def load_tenants(path: Path, *, resolve: Collection[str] = ()) -> dict[str, Tenant]:
     """All tenants of `path` by id (enabled or not), with the secrets of the `resolve`
     parts (of `PARTS`) read; ConfigError lists every problem."""
+    items = read_tenants_file(path)
+    return parse_tenants(items, str(path), base_dir=path.parent, resolve=resolve)
+
+
+def read_tenants_file(path: Path) -> list[Any]:
+    """The entries of the tenants file `path`, as written (not checked one by one)."""
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -83,7 +89,7 @@ def load_tenants(path: Path, *, resolve: Collection[str] = ()) -> dict[str, Tena
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
         raise ConfigError(f"{path}: expected a mapping with a 'tenants' list")
-    return parse_tenants(raw["tenants"], str(path), base_dir=path.parent, resolve=resolve)
+    return list(raw["tenants"])
 
 
 def parse_tenants(

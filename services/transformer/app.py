@@ -47,13 +47,7 @@ def start(settings: TransformerSettings, stopper: Stopper) -> None:
         shapes=shapes,
         max_bytes=max_bytes,
     )
-    book = TenantBook(
-        kafka,
-        file_tenants,
-        base_dir=settings.tenants_file.parent,
-        resolve=settings.tenant_parts,
-        on_change=live.changed,
-    )
+    book = TenantBook.of_service(kafka, file_tenants, settings, on_change=live.changed)
     book.start()
     live.catch_up = CatchUp(book.catch_up)
     live.changed(book.current())
