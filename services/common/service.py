@@ -89,6 +89,8 @@ def run_service(
     except FatalError as exc:
         log.exception("%s: stopped on a fatal error: %s", name, exc.message)
         sys.exit(1)
+    finally:
+        stopper.finished()  # its exit code stands, however many signals come now
 
 
 def connect(kafka: KafkaSettings, stopper: Stopper, alerter: Alerter | None = None) -> bool:

@@ -30,6 +30,14 @@ class Stopper:
         log.info("received %s: finishing the work in hand", signal.Signals(signum).name)
         self._event.set()
 
+    def finished(self) -> None:
+        """The process is done and exiting: a further SIGTERM/SIGINT is ignored. (An
+        orchestrator, or a person, may signal twice; the second one, landing while the
+        interpreter shuts down and has put back the default handlers, would kill a
+        process that stopped cleanly, turning its exit code 0 into -15.)"""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+
     def stop(self) -> None:
         self._event.set()
 
