@@ -4,6 +4,7 @@ to another member, the broker refuses them and the rows in them never become vis
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -61,6 +62,15 @@ def wait_assigned(consumer: Consumer, partitions: int, timeout: float = 60.0) ->
     procs.wait_until(assigned, timeout=timeout, interval=0.0, what=f"{partitions} partitions")
 
 
+def close_zombie(consumer: Consumer, timeout: float = 30.0) -> None:
+    """Close a member put out of its group, waiting at most `timeout`: librdkafka's
+    close of such a member can wait forever on a rebalance it will never be part of (it
+    hung a CI run here once); the test's outcome does not depend on it."""
+    closing = threading.Thread(target=consumer.close, name="zombie-close", daemon=True)
+    closing.start()
+    closing.join(timeout)
+
+
 def row(kafka: KafkaSettings, n: int) -> list[OutRecord]:
     return [OutRecord(kafka.topic(topics.RAW), f"acme/K{n}".encode(), f"row {n}".encode())]
 
@@ -92,7 +102,7 @@ def test_a_member_put_out_of_the_group_cannot_commit_rows(kafka: KafkaSettings) 
     finally:
         transactions.close()
         second.close()
-        first.close()
+        close_zombie(first)
 
     keys = [r.key for r in read_topic(kafka, topics.RAW)]
     assert sorted(keys) == [b"acme/K1", b"acme/K3"]  # K2 never visible
