@@ -32,13 +32,13 @@ class LoaderSettings(ServiceSettings):
     # while the held ones go on being delivered. Each costs ~4-5 KB (the record and its
     # decoded product): 100,000 held made the loader 545 MB in a first sync of 1,000
     # tenants, where the targets, not the records read ahead, set the pace.
-    max_parked: int = Field(default=10_000, ge=1)
+    max_parked: int = Field(default=20_000, ge=1)
     # Records one tenant keeps parked, at most (distinct products); past it its records
     # are read again later instead of kept, so a tenant whose target is down holds at
-    # most this much of `max_parked`, and the others go on (the default: five such
+    # most this much of `max_parked`, and the others go on (the default: two such
     # tenants before the rest share what is left). Well above what one tenant has in
     # flight (`max_in_flight` x 64 queued per call slot).
-    max_parked_per_tenant: int = Field(default=2_000, ge=1)
+    max_parked_per_tenant: int = Field(default=10_000, ge=1)
     # The longest one step waits for tenants' calls to end before the consumer is polled
     # again (a slow target's calls go on meanwhile, in its own threads).
     step_wait_s: float = Field(default=0.5, gt=0, le=30)
