@@ -84,6 +84,10 @@ class Refusals:
         REFUSALS.labels(operation=operation, resource=resource).inc()
         now = self._clock()
         with self._lock:
+            if self._named_already(operation, resource):
+                # A transaction's commit says "topic" where its deliveries said which
+                # one: the named refusal stays what is logged and shown.
+                return message
             last = self._active.get((operation, resource))
             due = last is None or now - last >= RELOG_S
             if due:
@@ -98,6 +102,15 @@ class Refusals:
         if self.alerter is not None:
             self.alerter.fire(ALL_TENANTS, CONDITION, message)
         return message
+
+    def _named_already(self, operation: str, resource: str) -> bool:
+        """`resource` is only a kind ("topic") and a refusal of `operation` on a named
+        resource of that kind ("topic products.canonical.v1") is active."""
+        if resource not in AUTHORIZATION.values():
+            return False
+        return any(
+            op == operation and named.startswith(f"{resource} ") for op, named in self._active
+        )
 
     def succeeded(self, *, except_operations: tuple[str, ...] = ()) -> None:
         """Operations went through: the refusals (if any) are over, but those of

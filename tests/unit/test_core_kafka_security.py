@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from confluent_kafka import KafkaError
 
 from services.cli import main as cli
-from services.common import kafka_auth
+from services.common import health, kafka_auth
 from services.common.errors import ConfigError
 from services.common.kafka import (
     client_config,
@@ -325,3 +325,20 @@ def test_an_unknown_passthrough_property_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match=r"no\.such\.property"):
         make_producer(kafka)
+
+
+def test_a_refusal_of_a_topic_by_its_kind_only_leaves_the_named_one_shown() -> None:
+    """A transaction's deliveries name the refused topic; its failed commit then says
+    only "topic": readiness and the log keep the topic's name (a CI run lost it)."""
+    refusals, state = kafka_auth.Refusals(), health.current()
+    refused = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    try:
+        named = refusals.refused(refused, "WRITE", "topic products.canonical.v1")
+        refusals.refused(refused, "WRITE", "topic")
+        assert state.problems[kafka_auth.PROBLEM] == named
+        # A kind alone is still said when nothing more precise is known.
+        group = refusals.refused(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED), "READ", "group")
+        assert state.problems[kafka_auth.PROBLEM] == group
+    finally:
+        refusals.succeeded()
+    assert kafka_auth.PROBLEM not in state.problems
