@@ -144,3 +144,9 @@ def tenant_of_key(key: bytes | None) -> str | None:
         return None
     text = key.decode(errors="replace")
     return text.split("/", 1)[0] if "/" in text else None
+
+
+def split_key(key: bytes | None) -> tuple[str, str]:
+    """A `<tenant>/<id>` record key's two parts; an empty id when it has none."""
+    tenant, _, item = (key or b"").decode(errors="replace").partition("/")
+    return tenant, item

@@ -29,6 +29,7 @@ from services.common.records import OutRecord
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.state import StateWriter, read_compacted, read_states
+from services.common.tenants import split_key
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def restore(kafka: KafkaSettings, serde: Serde, tenants: list[str]) -> dict[str,
     states.restore(read_states(kafka, serde))
     memories = {tenant: TenantMemory(tenant, states=states) for tenant in tenants}
     for raw_key, value in read_compacted(kafka, kafka.topic(topics.FINGERPRINTS), 120).items():
-        tenant, _, key = raw_key.decode(errors="replace").partition("/")
+        tenant, key = split_key(raw_key)
         if tenant in memories and key:
             memories[tenant].fingerprints[key] = value.decode(errors="replace")
     for memory in memories.values():

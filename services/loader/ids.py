@@ -29,6 +29,7 @@ from services.common.records import OutRecord
 from services.common.scan import partitions, reader, scan, watermarks
 from services.common.serde import DecodeError, Serde
 from services.common.settings import KafkaSettings
+from services.common.tenants import split_key
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class TargetIds:
         )
 
     def _take(self, key: bytes | None, value: bytes | None, partition: int | None) -> None:
-        tenant, _, sku = (key or b"").decode(errors="replace").partition("/")
+        tenant, sku = split_key(key)
         if value is None:
             self._drop(tenant, sku)
             return

@@ -50,7 +50,7 @@ from services.common.runloop import BatchResult, unexpected
 from services.common.serde import Serde
 from services.common.settings import KafkaSettings
 from services.common.state import StateWriter
-from services.common.tenants import Tenant
+from services.common.tenants import Tenant, split_key
 from services.loader.breaker import Breaker, BreakerState
 from services.loader.ids import TargetIds
 from services.loader.lanes import Lane, Partition, Pending
@@ -361,7 +361,7 @@ class Loader:
         its lane holds a version of its product (a newer one replaces it, no room
         needed). Decoding every record a pass reads only to spill it again made reading
         past a full loader cost as much as keeping the records. False: decode it."""
-        tenant, _, sku = (msg.key() or b"").decode(errors="replace").partition("/")
+        tenant, sku = split_key(msg.key())
         lane = self.lanes.get(tenant)
         if lane is None or not sku or sku in lane.pending:
             return False

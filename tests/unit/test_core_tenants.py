@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from services.common.errors import ConfigError
-from services.common.tenants import enabled, load_tenants, tenant_of_key
+from services.common.tenants import enabled, load_tenants, split_key, tenant_of_key
 from tests import ROOT
 from tests.unit.fakes import set_secrets, tenant_config
 
@@ -210,6 +210,19 @@ def test_enabled_keeps_only_enabled_tenants(tmp_path: Path) -> None:
 )
 def test_tenant_of_key(key: bytes | None, tenant_id: str | None) -> None:
     assert tenant_of_key(key) == tenant_id
+
+
+@pytest.mark.parametrize(
+    ("key", "parts"),
+    [
+        (b"acme/CAM-OXF-001", ("acme", "CAM-OXF-001")),
+        (b"acme/a/b", ("acme", "a/b")),
+        (b"no-slash", ("no-slash", "")),
+        (None, ("", "")),
+    ],
+)
+def test_split_key(key: bytes | None, parts: tuple[str, str]) -> None:
+    assert split_key(key) == parts
 
 
 def test_a_literal_value_mapping_is_not_a_reference(tmp_path: Path) -> None:
