@@ -78,8 +78,10 @@ class StateWriter:
         self.only = frozenset(tenants) if tenants is not None else None
         self._states: dict[str, dict[str, Any]] = {}
         self._written: dict[str, tuple[Any, ...]] = {}
+        self._unwritten: set[str] = set()  # kept states never written nor restored
         for tenant in self.only or ():
             self._states[tenant] = new_state(tenant, writer)
+            self._unwritten.add(tenant)
 
     def restore(self, stored: Iterable[dict[str, Any]]) -> None:
         """Carry on from this writer's stored states (a restarted writer of a stable name);
@@ -89,12 +91,14 @@ class StateWriter:
             if state["writer"] == self.writer and (self.only is None or tenant in self.only):
                 self._states[tenant] = dict(state)
                 self._written[tenant] = _signature(state)
+                self._unwritten.discard(tenant)
 
     def __getitem__(self, tenant: str) -> dict[str, Any]:
         """The tenant's current state (every field at its default for a new one)."""
         state = self._states.get(tenant)
         if state is None:
             state = self._states[tenant] = new_state(tenant, self.writer)
+            self._unwritten.add(tenant)
         return state
 
     def __iter__(self) -> Iterator[str]:
@@ -107,10 +111,13 @@ class StateWriter:
     def keep(self, state: dict[str, Any]) -> None:
         """Adopt `state` (e.g. once the transaction that stored it is committed)."""
         self._states[state["tenant"]] = state
+        if state["tenant"] not in self._written:
+            self._unwritten.add(state["tenant"])
 
     def record(self, kafka: KafkaSettings, state: dict[str, Any]) -> OutRecord:
         """The record that stores `state`, stamped `updated_at` now."""
         self._written[state["tenant"]] = _signature(state)
+        self._unwritten.discard(state["tenant"])
         return state_record(kafka, self.serde, state)
 
     def records(
@@ -123,7 +130,7 @@ class StateWriter:
         if touched is None:
             looked: Iterable[str] = list(self._states)
         else:
-            looked = {*touched, *(t for t in self._states if t not in self._written)}
+            looked = {*touched, *self._unwritten}
         return [
             self.record(kafka, self._states[tenant])
             for tenant in looked

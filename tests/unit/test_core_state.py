@@ -39,6 +39,9 @@ def test_with_the_tenants_touched_only_those_and_the_never_written_are_compared(
 
     assert [s["tenant"] for s in decoded(states.records(KAFKA, touched=["b"]))] == ["b"]
     assert [s["tenant"] for s in decoded(states.records(KAFKA))] == ["a"]  # all compared
+    states["d"]["loaded"] += 1  # a tenant first seen now: never written
+    assert [s["tenant"] for s in decoded(states.records(KAFKA, touched=[]))] == ["d"]
+    assert states.records(KAFKA, touched=[]) == []
 
 
 def test_restore_takes_this_writers_states_of_its_tenants_only() -> None:
