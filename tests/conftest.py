@@ -1,4 +1,5 @@
-"""The test harness: one broker per session, a unique topic prefix and group per test.
+"""The test harness: one broker per session (per pytest-xdist worker), a unique topic
+prefix and group per test.
 
 The broker: `KAFKA_BOOTSTRAP_SERVERS` if set; else the project's local broker from
 Kafka's release jars (devtools/broker.py) on free ports, secured (SASL_SSL, ACLs) with
