@@ -344,8 +344,8 @@ class Loader:
             except SkippableError as exc:
                 result.failures.append((msg, exc))
                 continue
-            trace = tracing.received(msg, product["trace_id"])
-            kept = self.lanes[product["tenant"]].offer(Pending(msg, product, trace), room <= 0)
+            pending = Pending(msg, str(product["sku"]))
+            kept = self.lanes[product["tenant"]].offer(pending, room <= 0)
             if kept == "kept":
                 room -= 1
             else:
@@ -487,10 +487,10 @@ class Loader:
     def _upsert(self, lane: Lane, pending: Pending, known_id: str | None) -> UpsertResult:
         """Runs in a worker thread: every call the target makes carries the product's
         trace (`traceparent`, a new span each), and log lines its tenant, trace and record."""
-        product = pending.product
+        product = self.serde.decode_as("CanonicalProduct", pending.msg.value())
         with (
             logs.context(tenant=lane.tenant, **tracing.record_fields(pending.msg)),
-            tracing.active(pending.trace),
+            tracing.active(tracing.received(pending.msg, product["trace_id"])),
         ):
             lane.breaker.check()  # opened meanwhile: don't call a target that is down
             return lane.target.upsert(product, known_id)
