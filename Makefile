@@ -83,10 +83,12 @@ LOCK_ARGS := --universal --python-version 3.11 --generate-hashes --no-emit-packa
 
 # The suite on TEST_WORKERS pytest-xdist workers, each with its own broker: its e2e tests
 # mostly wait on processes (one worker kept these 2 cores 60 % busy), so two take about
-# half the time. TEST_WORKERS=0 runs it in one process.
+# half the time. Work stealing: an idle worker takes tests queued on the other (the
+# default split left one worker alone with 10 min of e2e tests). TEST_WORKERS=0: one
+# process.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(SYSTEM) test-pythons ## unit tests under every other Python found, then the whole suite (TEST_WORKERS=2)
-	$(PY) -m pytest -n $(TEST_WORKERS) --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 # The Pythons' unit runs go side by side (one core each on a 2-core machine, about half
 # the time); each one's output is shown once it ended, in full if it failed.
