@@ -23,6 +23,7 @@ from devtools import procs
 from devtools.broker import LocalBroker
 from devtools.broker_security import BrokerSecurity
 from devtools.stack import Stack
+from services.common import health, kafka_auth, reachability
 from services.common.settings import KafkaSettings
 from services.common.topics import create_topics
 
@@ -43,6 +44,16 @@ def _docker_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the process's Health, Kafka refusals and broker watch new:
+    a test before it on this worker (in any order, with xdist's work stealing) may have
+    left a problem reported, a fake alerter or a watch installed."""
+    monkeypatch.setattr(health, "_current", None)
+    monkeypatch.setattr(kafka_auth, "_current", None)
+    monkeypatch.setattr(reachability, "_watch", None)
 
 
 @pytest.fixture(scope="session")
