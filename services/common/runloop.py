@@ -130,6 +130,10 @@ class RunLoop:
     # Told which partitions this consumer was given, before any of their records is
     # handled (the loader reads back what it keeps of them: the target ids).
     on_assigned: Callable[[list[TopicPartition]], None] | None = None
+    # Told that a batch is read again (its outputs were not committed), once the consumer
+    # was sought back to its first records: such a handler takes again what it took of
+    # it, and may seek further back (the loader passes over records read again).
+    on_rewound: Callable[[list[Message]], None] | None = None
     # Makes a new transactional producer (same transactional id) when the current one is
     # wedged (kafka.ProducerWedged); without it, a wedged producer stops the service.
     new_producer: Callable[[], Producer] | None = None
@@ -394,6 +398,8 @@ class RunLoop:
                 self.consumer.seek(tp)
             except KafkaException as exc:
                 log.warning("could not rewind %s[%d]: %s", tp.topic, tp.partition, exc)
+        if self.on_rewound is not None:
+            self.on_rewound(batch)
 
 
 def _log_revoke(_consumer: Consumer, partitions: list[TopicPartition]) -> None:

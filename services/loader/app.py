@@ -95,6 +95,7 @@ def start(settings: LoaderSettings, stopper: Stopper) -> None:
             holds=loader.holds,
             on_revoked=loader.revoked,
             on_assigned=loader.assigned,
+            on_rewound=loader.rewound,
             alerter=alerter,
             alert_dlq_threshold=settings.alert_dlq_threshold,
         ).run()

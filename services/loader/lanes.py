@@ -12,9 +12,13 @@ collects what is done at every step.
 A lane keeps at most `max_parked` records (distinct products, newest version each).
 Past that, a record of the tenant is not kept but *spilled*: only the lowest spilled
 offset per partition is remembered, offsets are never committed past it, and once the
-lane has room again those partitions are read again from there (`rewinds`). So a tenant
-whose target refuses it for hours costs bounded memory and holds no one else up. The
-loader's own bound on all lanes together spills the same way (`offer(full=True)`).
+lane has room again those partitions are read again from there (`rewinds`), taking back
+only the records spilled (`rereads.py`). So a tenant whose target refuses it for hours
+costs bounded memory and holds no one else up. The loader's own bound on all lanes
+together spills the same way (`offer(full=True)`). Once a lane spilled a record of a
+partition, it spills its later records of that partition too until they are read
+again: kept, a newer version could be written before the spilled older one, which
+would then overwrite it.
 
 An idle lane is small (a few empty dicts, a breaker; its queue exists only while it has
 work): the loader's memory grows with the work in flight, not with the tenants.
@@ -34,10 +38,9 @@ from confluent_kafka import Message, TopicPartition
 
 from services.common.records import coordinates
 from services.loader.breaker import Breaker, BreakerState
+from services.loader.rereads import Partition, Rereads
 from services.loader.workers import Workers
 from services.targets.base import Target, UpsertResult
-
-Partition = tuple[str, int]
 
 # Calls started per slot of a lane: the ones queued (in the lane's own queue) keep its
 # slots busy while the loader polls, commits or waits on the broker; no other tenant
@@ -64,13 +67,16 @@ class Lane:
         concurrency: int,
         max_parked: int,
         workers: Workers,
+        rereads: Rereads,
         wake: threading.Event | None = None,
     ) -> None:
-        """`wake`: set when the lane runs low on work (its queued calls have started), so
-        the loader hands it more without waking at every call's end."""
+        """`rereads`: the loader's, told what is spilled; `wake`: set when the lane runs
+        low on work (its queued calls have started), so the loader hands it more without
+        waking at every call's end."""
         self.tenant = tenant
         self.target = target  # (replaced when the tenant's target changes)
         self.workers = workers
+        self.rereads = rereads
         self.wake = wake or threading.Event()
         self._lock = threading.Lock()
         self._unfinished = 0
@@ -109,17 +115,28 @@ class Lane:
                 return "superseded"  # a replay of an older version
             self.pending[pending.sku] = pending
             return "superseded"
-        if full or len(self.pending) >= self.max_parked:
+        if self.spills(pending.msg, pending.sku, full):
             self.spill(pending.msg)
             return "spilled"
         self.pending[pending.sku] = pending
         return "kept"
 
+    def spills(self, msg: Message, sku: str, full: bool = False) -> bool:
+        """Whether a record of `sku` is not to be kept: past the lane's bound or the
+        loader's (`full`), or after a record of its partition this lane spilled (not
+        read again yet); never when a version of its product is kept (it replaces it)."""
+        if sku in self.pending:
+            return False
+        topic, partition, _offset = coordinates(msg)
+        return full or len(self.pending) >= self.max_parked or (topic, partition) in self.spilled
+
     def spill(self, msg: Message) -> None:
-        """Not kept: its partition is read again from it (the lowest offset spilled)."""
+        """Not kept: its partition is read again from it (the lowest offset spilled),
+        and only it and the others spilled are taken then."""
         topic, partition, offset = coordinates(msg)
         if offset < self.spilled.get((topic, partition), offset + 1):
             self.spilled[topic, partition] = offset
+        self.rereads.spill(msg)
 
     def is_current(self, pending: Pending) -> bool:
         """Whether `pending` is still the version to write (not replaced, not revoked)."""

@@ -16,7 +16,8 @@ each failed probe, up to a cap): its records stay pending (parked) while the par
 flow on for the other tenants. A target refusing the tenant's credentials opens it at
 once and makes the tenant `failed`, with an alert. The run loop commits offsets only
 below the oldest record still pending or spilled (`holds`), so nothing is lost on a
-crash or a rebalance.
+crash or a rebalance. A record spilled (no room for it) is read again later, and only it:
+the others read with it are passed over (`rereads.py`).
 
 Each write is given the target id the product had when last written (`ids.py`), so an
 update is one call; an id that changed is written to `loader.target-ids.v1` with the
@@ -53,7 +54,8 @@ from services.common.state import StateWriter
 from services.common.tenants import Tenant, split_key
 from services.loader.breaker import Breaker, BreakerState
 from services.loader.ids import TargetIds
-from services.loader.lanes import Lane, Partition, Pending
+from services.loader.lanes import Lane, Pending
+from services.loader.rereads import Partition, Rereads
 from services.loader.shares import GroupRate, concurrency_share
 from services.loader.workers import Workers
 from services.targets import open_target
@@ -110,7 +112,7 @@ class Loader:
         self.breaker_max_cooldown_s = breaker_max_cooldown_s
         self.partitions = partitions
         self.alerter = alerter
-        self.seek = seek
+        self.rereads = Rereads(seek)
         self._clock = clock
         self.workers = Workers(workers)
         self.clients = Clients(workers)
@@ -128,11 +130,18 @@ class Loader:
         self._next_tenants: dict[str, Tenant] | None = None  # set_tenants, not applied yet
         self._tenants_lock = threading.Lock()
         self.ids = TargetIds(kafka, serde, {t.id: t.target.identity for t in tenants.values()})
-        self._rewound: dict[Partition, int] = {}  # sought back to, not read again yet
         self._refused: dict[str, str] = {}  # tenant -> why its credentials were refused
         self.states = StateWriter(writer, serde, tenants)
         for tenant in tenants.values():
             self._add(tenant)
+
+    @property
+    def seek(self) -> Callable[[TopicPartition], None] | None:
+        return self.rereads.seek
+
+    @seek.setter
+    def seek(self, seek: Callable[[TopicPartition], None] | None) -> None:
+        self.rereads.seek = seek
 
     def restore(self, states: list[dict[str, Any]]) -> None:
         """Carry on from this writer's stored states (counts, last load time)."""
@@ -206,6 +215,7 @@ class Loader:
             self._concurrency_of(tenant),
             self.max_parked_per_tenant,
             self.workers,
+            self.rereads,
             self._wake,
         )
         _export_breaker(tenant, breaker)
@@ -238,7 +248,7 @@ class Loader:
             if started is None or started[0] is not pending:
                 result.failures.append((pending.msg, _removed(tenant_id)))
                 del lane.pending[sku]
-        self._read_again({where: offset for where, offset in lane.spilled.items()})
+        self.rereads.read_again(dict(lane.spilled))
         lane.spilled.clear()
         self._retiring.append(lane)
 
@@ -285,7 +295,8 @@ class Loader:
 
     def holds(self) -> dict[Partition, int]:
         """The lowest offset of a pending (or spilled) record per (topic, partition)."""
-        low: dict[Partition, int] = dict(self._rewound)
+        low: dict[Partition, int] = {}
+        self.rereads.holds(low)
         for lane in [*self.lanes.values(), *self._retiring]:
             lane.holds(low)
         return low
@@ -294,8 +305,7 @@ class Loader:
         """Forget the pending records of partitions this loader no longer owns: their new
         owner reads them again from the committed offset."""
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        for where in gone:
-            self._rewound.pop(where, None)
+        self.rereads.revoked(gone)
         for lane in [*self.lanes.values(), *self._retiring]:
             lane.revoked(gone)
             # Calls not running yet are not made: some are of records no longer ours, and
@@ -312,6 +322,10 @@ class Loader:
         self._held |= {tp.partition for tp in partitions}
         self._reshare()
 
+    def rewound(self, batch: list[Message]) -> None:
+        """The run loop reads `batch` again (its outputs were not committed)."""
+        self.rereads.rewound(batch)
+
     def parked(self) -> int:
         return sum(len(lane.pending) for lane in [*self.lanes.values(), *self._retiring])
 
@@ -322,15 +336,16 @@ class Loader:
         self._apply_tenants(result)  # (set_tenants: between steps, never during one)
         tallies: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._collect(result, tallies)  # what ended since the last step, first
+        self.rereads.batch()
         # Back-pressure: past `max_parked` held in all, a new record is spilled (read
         # again later, its offset held), never refused with the batch: the step below
         # must still run, or the records held would never go and nothing would move.
         room = self.max_parked - self.parked()
         for msg in batch:
-            topic, partition, offset = coordinates(msg)
-            if offset >= self._rewound.get((topic, partition), offset + 1):
-                del self._rewound[topic, partition]  # read again: held by its lane now
-            if room <= 0 and self._spilled_undecoded(msg):
+            if not self.rereads.take(msg):  # read again for a spilled record near it
+                result.counts["already taken"] += 1
+                continue
+            if self._spilled_undecoded(msg, room <= 0):
                 result.counts["spilled"] += 1
                 continue
             try:
@@ -356,14 +371,14 @@ class Loader:
         result.outputs.extend(self._state_records(touched))
         return result
 
-    def _spilled_undecoded(self, msg: Message) -> bool:
-        """No room: spill `msg` by its key (`<tenant>/<sku>`) without decoding it, unless
-        its lane holds a version of its product (a newer one replaces it, no room
-        needed). Decoding every record a pass reads only to spill it again made reading
-        past a full loader cost as much as keeping the records. False: decode it."""
+    def _spilled_undecoded(self, msg: Message, full: bool) -> bool:
+        """Spill `msg` by its key (`<tenant>/<sku>`) without decoding it when its lane
+        would not keep it (`Lane.spills`; `full`: no room in the loader). Decoding every
+        record a pass reads only to spill it again made reading past a full loader cost
+        as much as keeping the records. False: decode it."""
         tenant, sku = split_key(msg.key())
         lane = self.lanes.get(tenant)
-        if lane is None or not sku or sku in lane.pending:
+        if lane is None or not sku or not lane.spills(msg, sku, full):
             return False
         lane.spill(msg)
         return True
@@ -506,21 +521,7 @@ class Loader:
             for tp in lane.rewinds():
                 where = (tp.topic, tp.partition)
                 seeks[where] = min(tp.offset, seeks.get(where, tp.offset))
-        self._read_again(seeks)
-
-    def _read_again(self, seeks: dict[Partition, int]) -> None:
-        for (topic, partition), asked in seeks.items():
-            # Sought back already and not read again yet: never skip what that reads.
-            offset = min(asked, self._rewound.get((topic, partition), asked))
-            log.info(
-                "reading %s[%d] again from %d (records a tenant had no room for)",
-                topic,
-                partition,
-                offset,
-            )
-            self._rewound[topic, partition] = offset
-            if self.seek is not None:
-                self.seek(TopicPartition(topic, partition, offset))
+        self.rereads.read_again(seeks)
 
     # -- credentials ----------------------------------------------------------------------
 

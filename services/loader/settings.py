@@ -29,9 +29,11 @@ class LoaderSettings(ServiceSettings):
     instance_id: str = ""
     # Records held (pending or parked), at most, in all tenants; past it new records are
     # not kept but read again later (their offsets held, nothing committed past them),
-    # while the held ones go on being delivered. Each costs ~4-5 KB (the record and its
-    # decoded product): 100,000 held made the loader 545 MB in a first sync of 1,000
-    # tenants, where the targets, not the records read ahead, set the pace.
+    # while the held ones go on being delivered; read again, only they are taken. Each
+    # costs its Kafka message and ~160 bytes (its product is decoded when its call
+    # starts): 100,000 held, each with its decoded product then, made the loader 545 MB
+    # in a first sync of 1,000 tenants, where the targets, not the records read ahead,
+    # set the pace.
     max_parked: int = Field(default=20_000, ge=1)
     # Records one tenant keeps parked, at most (distinct products); past it its records
     # are read again later instead of kept, so a tenant whose target is down holds at

@@ -369,6 +369,35 @@ def test_a_retriable_failure_rewinds_and_the_batch_is_processed_again() -> None:
     assert log.names().index("commit") > log.names().index("seek")
 
 
+def test_a_handler_is_told_its_batch_is_read_again_after_the_seek_back() -> None:
+    log = Log()
+    stopper = Stopper()
+    calls: list[int] = []
+
+    def flaky(batch: list[Any]) -> BatchResult:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RetriableError("broker away", retry_after=0.0)
+        return per_record(echo)(batch)
+
+    def rewound(batch: list[Any]) -> None:
+        log.events.append(("rewound", [m.offset() for m in batch]))
+
+    RunLoop(
+        stage="load",
+        consumer=ReplayingConsumer(log, stopper, [[msg(0, 1), msg(0, 2)]]),  # type: ignore[arg-type]
+        producer=FakeProducer(log),  # type: ignore[arg-type]
+        topics=[TOPIC],
+        handler=flaky,
+        dlq_topic="dlq",
+        stopper=stopper,
+        on_rewound=rewound,
+    ).run()
+
+    assert log.of("rewound") == [[1, 2]]  # once, for the failed batch alone
+    assert log.names().index("rewound") > log.names().index("seek")  # (it may seek further)
+
+
 def test_a_batch_is_counted_per_tenant_and_its_lag_exported() -> None:
     def sample(name: str, labels: dict[str, str]) -> float:
         return REGISTRY.get_sample_value(name, labels) or 0.0

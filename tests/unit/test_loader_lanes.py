@@ -170,6 +170,10 @@ class Log:
         self.seeks.append((tp.partition, tp.offset))
         self.positions[tp.partition] = tp.offset
 
+    def seek_to(self, partition: int, offset: int) -> None:
+        """A seek of the run loop's own (reading a batch again): not the loader's."""
+        self.positions[partition] = offset
+
     def read(self, most: int = 4) -> list[Any]:
         batch = []
         for msg in self.messages:
