@@ -1,33 +1,38 @@
 """A zombie extractor instance can't commit (services/extractor/commit.py, KIP-447): its
 transactions carry its group membership, and once the group has handed its partitions
-to another member, the broker refuses them and the rows in them never become visible."""
+to another member, the broker refuses them and the rows in them never become visible.
+
+Each member lives in a child process of its own (tests/integration/member_process.py):
+closing the member put out of the group can hang in confluent-kafka's rebalance callback
+while it holds the GIL, which no thread of this process could wait out (it hung CI runs
+here for 8 and 13 minutes); a child's close that has not ended in 30 s is killed."""
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
 import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
-from devtools import procs
 from services.common import topics
 from services.common.errors import RetriableError
-from services.common.kafka import make_consumer, make_producer
+from services.common.kafka import make_producer
 from services.common.records import OutRecord
 from services.common.settings import KafkaSettings
 from services.extractor.commit import Transactions
 from tests.e2e.extractor_support import read_topic
+from tests.integration.member_process import Assigned, MemberProcess
 
 
 class Membership:
-    """The fence of a real consumer in the group, as it stands when taken."""
+    """The fence of a real member of the group, as it stood when it was assigned."""
 
-    def __init__(self, consumer: Consumer, topic: str) -> None:
-        self._offsets = [TopicPartition(topic, tp.partition, 0) for tp in consumer.assignment()]
-        self._metadata = consumer.consumer_group_metadata()
+    def __init__(self, assigned: Assigned, topic: str) -> None:
+        self._offsets = [TopicPartition(topic, partition, 0) for partition in assigned.partitions]
+        self._metadata = assigned.metadata
 
     def offsets(self) -> list[TopicPartition]:
         return self._offsets
@@ -41,7 +46,7 @@ class Membership:
         return False  # the test says when the membership changes
 
 
-def member(kafka: KafkaSettings, group: str, topic: str) -> Consumer:
+def member(kafka: KafkaSettings, group: str, topic: str) -> MemberProcess:
     # A member that does not poll for 7 s is put out (max.poll.interval.ms), as one whose
     # process stalls is when its heartbeats stop (session.timeout.ms).
     settings: dict[str, Any] = {
@@ -49,26 +54,7 @@ def member(kafka: KafkaSettings, group: str, topic: str) -> Consumer:
         "heartbeat.interval.ms": 500,
         "max.poll.interval.ms": 7000,
     }
-    consumer = make_consumer(kafka, group_id=group, **settings)
-    consumer.subscribe([topic])
-    return consumer
-
-
-def wait_assigned(consumer: Consumer, partitions: int, timeout: float = 60.0) -> None:
-    def assigned() -> bool:
-        consumer.poll(0.2)
-        return len(consumer.assignment()) == partitions
-
-    procs.wait_until(assigned, timeout=timeout, interval=0.0, what=f"{partitions} partitions")
-
-
-def close_zombie(consumer: Consumer, timeout: float = 30.0) -> None:
-    """Close a member put out of its group, waiting at most `timeout`: librdkafka's
-    close of such a member can wait forever on a rebalance it will never be part of (it
-    hung a CI run here once); the test's outcome does not depend on it."""
-    closing = threading.Thread(target=consumer.close, name="zombie-close", daemon=True)
-    closing.start()
-    closing.join(timeout)
+    return MemberProcess(kafka, group, topic, **settings)
 
 
 def row(kafka: KafkaSettings, n: int) -> list[OutRecord]:
@@ -77,32 +63,31 @@ def row(kafka: KafkaSettings, n: int) -> list[OutRecord]:
 
 def test_a_member_put_out_of_the_group_cannot_commit_rows(kafka: KafkaSettings) -> None:
     topic, group = kafka.topic(topics.TENANTS), f"{kafka.topic_prefix}extractors"
-    first = member(kafka, group, topic)
-    partitions = len(first.list_topics(topic, timeout=30).topics[topic].partitions)
-    wait_assigned(first, partitions)
-    producer = make_producer(
-        kafka, transactional_id=f"{kafka.topic_prefix}extractor-{uuid.uuid4().hex}"
-    )
-    fence = Membership(first, topic)
-    transactions = Transactions(producer, fence=fence)
-    try:
-        transactions.submit(row(kafka, 1), lambda: None, None).result(60)  # a member: fine
+    with contextlib.ExitStack() as members:
+        # Closed last, in at most 30 s each (MemberProcess.close), whatever happens here.
+        first = members.enter_context(member(kafka, group, topic))
+        partitions = first.partitions(timeout=30)
+        fence = Membership(first.wait_assigned(partitions), topic)  # then it polls no more
+        producer = make_producer(
+            kafka, transactional_id=f"{kafka.topic_prefix}extractor-{uuid.uuid4().hex}"
+        )
+        transactions = Transactions(producer, fence=fence)
+        try:
+            transactions.submit(row(kafka, 1), lambda: None, None).result(60)  # a member: fine
 
-        # The first member stalls (no poll) past its session: the second takes it all.
-        second = member(kafka, group, topic)
-        stalled_at = time.monotonic()
-        wait_assigned(second, partitions, timeout=90)
-        assert time.monotonic() - stalled_at < 60
+            # The first member stalls (no poll) past its session: the second takes it all.
+            second = members.enter_context(member(kafka, group, topic))
+            stalled_at = time.monotonic()
+            taken = second.wait_assigned(partitions, timeout=90)
+            assert time.monotonic() - stalled_at < 60
 
-        with pytest.raises(RetriableError, match="transaction aborted"):
-            transactions.submit(row(kafka, 2), lambda: None, None).result(60)
-        # The new member's transactions go through.
-        transactions.fence = Membership(second, topic)
-        transactions.submit(row(kafka, 3), lambda: None, None).result(60)
-    finally:
-        transactions.close()
-        second.close()
-        close_zombie(first)
+            with pytest.raises(RetriableError, match="transaction aborted"):
+                transactions.submit(row(kafka, 2), lambda: None, None).result(60)
+            # The new member's transactions go through.
+            transactions.fence = Membership(taken, topic)
+            transactions.submit(row(kafka, 3), lambda: None, None).result(60)
+        finally:
+            transactions.close()
 
     keys = [r.key for r in read_topic(kafka, topics.RAW)]
     assert sorted(keys) == [b"acme/K1", b"acme/K3"]  # K2 never visible
