@@ -87,9 +87,11 @@ class Window:
         return self.spilled == 0 and self.position >= self.end
 
     def trim(self) -> None:
-        """Forget the bytes before the first spilled record (all taken)."""
+        """Forget the bytes before the first spilled record (all taken), but not those
+        a reading again has still to pass: forgotten, they would be taken again."""
         if self.bits and self.bits[0] == 0:
-            clear = len(self.bits) - len(self.bits.lstrip(b"\0"))
+            passed = (self.position - self.start) // 8
+            clear = min(len(self.bits) - len(self.bits.lstrip(b"\0")), passed)
             del self.bits[:clear]
             self.start += clear * 8
 
@@ -110,8 +112,9 @@ class Rereads:
     def batch(self) -> None:
         """A new batch begins: the last one's outputs were committed."""
         self._took.clear()
-        for where in [w for w, window in self._windows.items() if window.done()]:
-            del self._windows[where]
+        for where, window in list(self._windows.items()):
+            if window.done() and where not in self._sought:
+                del self._windows[where]
         for window in self._windows.values():
             window.trim()
 
@@ -136,10 +139,15 @@ class Rereads:
         window.spill(offset)
 
     def read_again(self, seeks: dict[Partition, int]) -> None:
-        """Seek each partition back to its offset (never past one sought already and not
-        read again yet: that would skip what it reads)."""
+        """Seek each partition back to its offset, never forward: not past one sought
+        already and not read again yet, nor past where a reading again has got to (it
+        reaches the offset by itself; a seek would skip what lies between)."""
         for (topic, partition), asked in seeks.items():
             offset = min(asked, self._sought.get((topic, partition), asked))
+            window = self._windows.get((topic, partition))
+            if window is not None and offset >= window.position:
+                self._sought[topic, partition] = offset  # held until read
+                continue
             log.info(
                 "reading %s[%d] again from %d (records a tenant had no room for)",
                 topic,

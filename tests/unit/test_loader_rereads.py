@@ -197,3 +197,42 @@ def test_a_window_costs_a_bit_per_record_read_past_a_spill() -> None:
     assert taken == [1_000, 300_999]
     rereads.batch()
     assert rereads.window_bytes() == 0
+
+
+def test_what_a_reading_again_has_still_to_pass_is_not_forgotten() -> None:
+    rereads = Rereads()
+    for offset in range(1_000, 1_100):
+        msg = FakeMessage(_topic=TOPIC, _offset=offset)
+        if rereads.take(msg) and offset in (1_000, 1_010):
+            rereads.spill(msg)
+
+    # Read again from 1,000: the first record spilled is taken, and a new batch begins
+    # (the window is tidied) while the reading is still at 1,001.
+    rereads.batch()
+    assert rereads.take(FakeMessage(_topic=TOPIC, _offset=1_000))
+    rereads.batch()
+    taken = [o for o in range(1_001, 1_100) if rereads.take(FakeMessage(_topic=TOPIC, _offset=o))]
+
+    assert taken == [1_010]  # 1,001-1,009 were not forgotten as taken, then taken again
+    rereads.batch()
+    assert rereads.window_bytes() == 0
+
+
+def test_a_second_reading_again_never_skips_what_the_first_has_still_to_read() -> None:
+    seeks: list[tuple[int, int]] = []
+    rereads = Rereads(lambda tp: seeks.append((tp.partition, tp.offset)))
+    for offset in range(1_000, 1_100):
+        msg = FakeMessage(_topic=TOPIC, _offset=offset)
+        if rereads.take(msg) and offset in (1_000, 1_050):  # two tenants' spills
+            rereads.spill(msg)
+    rereads.read_again({(TOPIC, 0): 1_000})  # the first tenant has room again
+    taken = [o for o in range(1_000, 1_021) if rereads.take(FakeMessage(_topic=TOPIC, _offset=o))]
+
+    rereads.read_again({(TOPIC, 0): 1_050})  # then the second: the reading will get there
+    low: dict[tuple[str, int], int] = {}
+    rereads.holds(low)
+    taken += [o for o in range(1_021, 1_100) if rereads.take(FakeMessage(_topic=TOPIC, _offset=o))]
+
+    assert seeks == [(0, 1_000)]  # no seek forward to 1,050: 1,021-1,049 would be skipped
+    assert low == {(TOPIC, 0): 1_050}  # held until read
+    assert taken == [1_000, 1_050]
