@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
+from services.common import health, kafka_auth
 from services.common.errors import FatalError, RetriableError
 from services.common.kafka import (
     ProducerFailed,
@@ -115,6 +117,49 @@ def test_a_fatal_error_that_is_no_fencing_says_a_new_producer_could_go_on() -> N
         produce_in_transaction(producer, OUT)  # type: ignore[arg-type]
 
     assert "abort" not in producer.calls
+
+
+REFUSED = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed")
+
+
+@dataclass
+class Produced:
+    name: str
+
+    def topic(self) -> str:
+        return self.name
+
+
+class LateReports(TxProducer):
+    """The commit fails on a refused record whose delivery report is served only by
+    the next poll."""
+
+    def __init__(self) -> None:
+        super().__init__(commit_errors=[REFUSED])
+        self.reports: list[tuple[Any, Produced]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        super().produce(topic)
+        self.reports.append((kwargs["on_delivery"], Produced(topic)))
+
+    def poll(self, _timeout: float) -> int:
+        if "commit" not in self.calls:
+            return 0
+        served, self.reports = self.reports, []
+        for on_delivery, produced in served:
+            on_delivery(REFUSED, produced)
+        return len(served)
+
+
+def test_a_refused_commit_names_the_topic_its_late_delivery_report_names() -> None:
+    producer = LateReports()
+
+    with pytest.raises(RetriableError, match="Topic authorization failed"):
+        produce_in_transaction(producer, OUT)  # type: ignore[arg-type]
+
+    # Not "on topic": the report served after the failed commit names it.
+    problem = health.current().problems[kafka_auth.PROBLEM]
+    assert problem.startswith("Kafka refused WRITE on topic raw to ")
 
 
 class StuckOffsets:
