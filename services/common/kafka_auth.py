@@ -53,6 +53,11 @@ AUTHORIZATION = {
     KafkaError.CLUSTER_AUTHORIZATION_FAILED: "cluster",
 }
 AUTHENTICATION = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+# librdkafka reports a connection lost in the middle of a SASL handshake as an
+# authentication failure ("SASL SCRAM-SHA-512 mechanism handshake failed: Local: Broker
+# transport failure"; seen in CI): the credentials were never answered, so it is no
+# refusal, and librdkafka reconnects by itself.
+TRANSPORT_FAILURE = "mechanism handshake failed: Local: Broker transport failure"
 
 
 def is_refusal(error: KafkaError | None) -> bool:
@@ -147,6 +152,8 @@ class Refusals:
     def on_client_error(self, error: KafkaError) -> None:
         """A client's `error_cb`: authentication failures are reported here; anything
         else is left to librdkafka's log (and to the broker-reachability handling)."""
+        if error.code() in AUTHENTICATION and TRANSPORT_FAILURE in error.str():
+            return  # the connection dropped during the handshake: nothing was refused
         if error.code() in AUTHENTICATION or error.code() == KafkaError._SSL:
             self.refused(error, AUTHENTICATE, "the cluster")
         elif error.code() in AUTHORIZATION:

@@ -243,6 +243,19 @@ def test_an_authentication_failure_from_a_client_is_a_refusal() -> None:
         KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: invalid credentials")
     )
     refusals.on_client_error(KafkaError(KafkaError._TRANSPORT, "broker down"))  # not ours
+    refusals.succeeded()
+    # A connection lost during the handshake: the credentials were never answered.
+    refusals.on_client_error(
+        KafkaError(
+            KafkaError._AUTHENTICATION,
+            "GroupCoordinator: SASL SCRAM-SHA-512 mechanism handshake failed: Local: Broker "
+            "transport failure: broker's supported mechanisms: (n/a) (after 0ms in state DOWN)",
+        )
+    )
+    assert kafka_auth.PROBLEM not in health.current().problems
+    refusals.on_client_error(
+        KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: invalid credentials")
+    )
 
     problem = health.current().problems[kafka_auth.PROBLEM]
     assert problem.startswith("Kafka refused AUTHENTICATE on the cluster to User:siesa-sync-loader")
