@@ -90,7 +90,7 @@ class Window:
         """Forget the bytes before the first spilled record (all taken), but not those
         a reading again has still to pass: forgotten, they would be taken again."""
         if self.bits and self.bits[0] == 0:
-            passed = (self.position - self.start) // 8
+            passed = max(0, self.position - self.start) // 8  # (reading before it: none)
             clear = min(len(self.bits) - len(self.bits.lstrip(b"\0")), passed)
             del self.bits[:clear]
             self.start += clear * 8

@@ -135,14 +135,6 @@ class Loader:
         for tenant in tenants.values():
             self._add(tenant)
 
-    @property
-    def seek(self) -> Callable[[TopicPartition], None] | None:
-        return self.rereads.seek
-
-    @seek.setter
-    def seek(self, seek: Callable[[TopicPartition], None] | None) -> None:
-        self.rereads.seek = seek
-
     def restore(self, states: list[dict[str, Any]]) -> None:
         """Carry on from this writer's stored states (counts, last load time)."""
         self.states.restore(states)

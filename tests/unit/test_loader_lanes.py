@@ -189,7 +189,7 @@ def test_a_tenants_parked_records_are_bounded_and_read_again_once_it_recovers(
     silent.failing = RetriableError("HTTP 503")
     slow = [message(i, f"S{i}", tenant="slow", partition=i % 2) for i in range(10)]
     log = Log([*slow, message(10, "F1", tenant="fast")])
-    loader.seek = log.seek  # the consumer's seek
+    loader.rereads.seek = log.seek  # the consumer's seek
     loader.handle_batch(log.read(most=11))
 
     assert loader.parked() == 3  # its bound; the rest were not kept...
@@ -224,7 +224,7 @@ def test_past_the_loaders_bound_records_are_read_again_and_what_is_held_still_go
         lane.max_parked = 100
     slow = [message(i, f"S{i}", tenant="slow") for i in range(3)]
     log = Log([*slow, *(message(3 + i, f"F{i}", tenant="fast") for i in range(5))])
-    loader.seek = log.seek
+    loader.rereads.seek = log.seek
     loader.handle_batch(log.read(most=3))
     assert loader.parked() == 3  # the bound: the slow tenant's calls hang
 

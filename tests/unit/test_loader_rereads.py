@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devtools import procs
 from services.common.serde import default_serde
 from services.loader.rereads import Rereads
 from services.loader.service import Loader
@@ -69,10 +70,8 @@ def drain(loader: Loader, log: Log) -> None:
 
 
 def wait_ended(loader: Loader, tenant_id: str, calls: int) -> None:
-    deadline = time.monotonic() + 10
-    while loader.lanes[tenant_id].ended < calls:
-        assert time.monotonic() < deadline, "the calls did not end"
-        time.sleep(0.01)
+    lane = loader.lanes[tenant_id]
+    procs.wait_until(lambda: lane.ended >= calls, timeout=10, interval=0.01, what="the calls")
 
 
 def test_records_read_again_with_a_spilled_one_are_not_written_twice(
@@ -91,7 +90,7 @@ def test_records_read_again_with_a_spilled_one_are_not_written_twice(
         message(7, "F2", tenant="fast"),
     ]
     log = Log(records)
-    loader.seek = log.seek
+    loader.rereads.seek = log.seek
     first = loader.handle_batch(log.read(most=8))
     assert first.counts["spilled"] == 2
     assert loader.holds() == {(TOPIC, 0): 0}
@@ -116,7 +115,7 @@ def test_a_newer_version_is_never_overwritten_by_an_older_one_read_again(
         message(4, "X", name="new", tenant="slow"),
     ]
     log = Log(records)
-    loader.seek = log.seek
+    loader.rereads.seek = log.seek
     loader.handle_batch(log.read(most=4))
     slow.gate.set()
     wait_ended(loader, "slow", 3)  # the lane has room again...
@@ -139,7 +138,7 @@ def test_a_batch_the_run_loop_reads_again_is_taken_again_whole(
         message(4, "G0", tenant="ghost"),  # dead-lettered: no such tenant
     ]
     log = Log(records)
-    loader.seek = log.seek
+    loader.rereads.seek = log.seek
     loader.handle_batch(log.read(most=4))
     batch = log.read(most=1)
     failed = loader.handle_batch(batch)
@@ -161,7 +160,7 @@ def test_a_seek_back_the_run_loop_replaced_is_made_again(loader: Loader, slow: G
         message(4, "F0", tenant="fast"),
     ]
     log = Log(records)
-    loader.seek = log.seek
+    loader.rereads.seek = log.seek
     loader.handle_batch(log.read(most=4))
     slow.gate.set()
     wait_ended(loader, "slow", 3)
@@ -236,3 +235,22 @@ def test_a_second_reading_again_never_skips_what_the_first_has_still_to_read() -
     assert seeks == [(0, 1_000)]  # no seek forward to 1,050: 1,021-1,049 would be skipped
     assert low == {(TOPIC, 0): 1_050}  # held until read
     assert taken == [1_000, 1_050]
+
+
+def test_a_reading_before_the_window_forgets_none_of_its_bits() -> None:
+    rereads = Rereads()
+    for offset in range(1_000, 1_100):
+        msg = FakeMessage(_topic=TOPIC, _offset=offset)
+        if rereads.take(msg) and offset in (1_000, 1_020):
+            rereads.spill(msg)
+    rereads.batch()
+    assert rereads.take(FakeMessage(_topic=TOPIC, _offset=1_000))  # its first byte clear now
+
+    # The run loop reads a batch again from before the window (990), and a batch begins.
+    assert rereads.take(FakeMessage(_topic=TOPIC, _offset=990))
+    rereads.batch()
+    taken = [o for o in range(991, 1_100) if rereads.take(FakeMessage(_topic=TOPIC, _offset=o))]
+
+    # Before the window, everything is taken (nothing known of it); in it, the spilled
+    # record alone: the window's bits were not cut by the reading before them.
+    assert taken == [*range(991, 1_000), 1_020]
